@@ -1,0 +1,124 @@
+"""The one loading function: path + device -> model in eval mode, h_params, tokenizer.
+
+Always ``torch.load(..., weights_only=True, map_location="cpu")``, then move:
+a checkpoint saved on cuda or mps opens on a CPU-only machine, and a file that
+needs arbitrary pickled objects is refused rather than executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .devices import resolve_device
+from .errors import CheckpointError
+from .formats import detect_format
+from .tokenizer import Tokenizer, cl100k
+
+MIN_TORCH = (2, 6)
+
+
+@dataclass
+class LoadedModel:
+    """What ``load`` returns; everything the engine, CLI and TUI need."""
+
+    model: torch.nn.Module
+    h_params: dict
+    tokenizer: Tokenizer
+    format: str  # human name of the detected layout
+    device: torch.device
+    path: Path
+    inferred: list[str] = field(default_factory=list)  # what was inferred from shapes
+    tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)  # as stored
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.h_params["max_token_value"])
+
+    @property
+    def context_length(self) -> int:
+        return int(self.h_params["context_length"])
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+
+def check_torch_version(version: str = torch.__version__) -> None:
+    """weights_only loading could be bypassed before torch 2.6 (CVE-2025-32434)."""
+    parts = version.split("+")[0].split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return
+    if (major, minor) < MIN_TORCH:
+        raise CheckpointError(
+            f"torch {version} is too old to load checkpoints safely (CVE-2025-32434): "
+            "install torch >= 2.6"
+        )
+
+
+def read_checkpoint(path: str | os.PathLike) -> object:
+    """The safe ``torch.load``; every failure becomes one ``CheckpointError`` line."""
+    check_torch_version()
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from exc
+    if size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc) or "weights_only" in str(exc):
+            raise CheckpointError(
+                f"{path}: refused for safety: it needs arbitrary pickled Python objects, "
+                "which could run code; only tensors and plain containers are loaded"
+            ) from exc
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from exc
+    except PermissionError as exc:
+        raise CheckpointError(f"{path}: permission denied") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, UnicodeDecodeError,
+            IndexError, KeyError, AttributeError, TypeError, OverflowError, MemoryError) as exc:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (damaged or truncated file: "
+            f"{_first_line(exc)})"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:160]
+
+
+def load(path: str | os.PathLike, device: str = "auto",
+         tokenizer: Tokenizer | None = None) -> LoadedModel:
+    """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu)."""
+    target = resolve_device(device)
+    obj = read_checkpoint(path)
+    layout = detect_format(obj, Path(path))
+    try:
+        model = layout.build_model()
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    model.to(target).eval()
+    return LoadedModel(
+        model=model,
+        h_params=layout.h_params,
+        tokenizer=tokenizer if tokenizer is not None else cl100k(),
+        format=layout.name,
+        device=target,
+        path=Path(path),
+        inferred=layout.inferred,
+        tensors=layout.tensors,
+    )

@@ -1,0 +1,164 @@
+"""``minigpt``: generate, trace, inspect and train from the command line.
+
+Rich output for people, ``--json`` for scripts. User mistakes end in one line
+on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import __version__
+from .errors import MiniGPTError
+from .paths import default_checkpoint
+from .settings import SamplingSettings
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def finite_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    d = SamplingSettings()
+    p.add_argument("--max-new-tokens", type=positive_int, default=d.max_new_tokens, metavar="N")
+    p.add_argument("--temperature", type=finite_float, default=d.temperature, metavar="T",
+                   help="0 = greedy (default %(default)s)")
+    p.add_argument("--top-k", type=positive_int, default=None, metavar="K")
+    p.add_argument("--top-p", type=finite_float, default=None, metavar="P")
+    p.add_argument("--repetition-penalty", type=finite_float, default=d.repetition_penalty,
+                   metavar="R", help="1 = off (default)")
+    p.add_argument("--seed", type=positive_int, default=d.seed, metavar="S",
+                   help="same seed + same device = same tokens (default %(default)s)")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", nargs="?", default=None, metavar="CKPT",
+                   help="checkpoint file (default: the shipped model/model.ckpt)")
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def settings_from(args: argparse.Namespace) -> SamplingSettings:
+    return SamplingSettings(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
+        seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="minigpt", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+
+    gen = sub.add_parser("generate", help="continue a prompt, streaming the text")
+    add_model_options(gen)
+    gen.add_argument("--prompt", required=True, help="text to continue")
+    add_sampling_options(gen)
+
+    trace = sub.add_parser("trace", help="each step's top-5 candidates (the book's "
+                                          "generate_with_trace)")
+    add_model_options(trace)
+    trace.add_argument("--prompt", required=True, help="text to continue")
+    add_sampling_options(trace)
+
+    inspect = sub.add_parser("inspect", help="format, h_params, parameters, tensor shapes")
+    add_model_options(inspect)
+
+    from .train import add_train_parser
+    add_train_parser(sub)
+    return parser
+
+
+def open_engine(args: argparse.Namespace):
+    from .checkpoint import load
+    from .engine import Engine
+
+    settings = settings_from(args)  # validate knobs before the (slow) load
+    loaded = load(args.ckpt or default_checkpoint(), device=args.device)
+    engine = Engine.from_loaded(loaded, settings)
+    engine.reset(args.prompt)
+    return loaded, engine
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .render import GenerateRenderer
+
+    loaded, engine = open_engine(args)
+    renderer = GenerateRenderer(json_mode=args.json)
+    renderer.start(engine.prompt)
+    started = time.perf_counter()
+    for step in engine.run():
+        renderer.step(step)
+    renderer.finish(engine, time.perf_counter() - started)
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .render import TraceRenderer
+
+    loaded, engine = open_engine(args)
+    renderer = TraceRenderer(json_mode=args.json)
+    for step in engine.run():
+        renderer.step(step, engine)
+    renderer.finish(engine)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .checkpoint import load
+    from .render import inspect_report, print_inspect
+
+    loaded = load(args.ckpt or default_checkpoint(), device=args.device)
+    report = inspect_report(loaded)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print_inspect(report)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"generate": cmd_generate, "trace": cmd_trace, "inspect": cmd_inspect}
+    try:
+        if args.command == "train":
+            from .train import cmd_train
+            return cmd_train(args)
+        return handlers[args.command](args)
+    except MiniGPTError as exc:
+        print(f"minigpt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minigpt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,106 @@
+"""Fast, exact inference for the book model: a KV cache and last-position logits.
+
+The book's ``generate`` reruns the whole window and the output layer for every
+position at every step. Here the per-head weights are stacked once (the state
+dict keeps the book's names), keys and values live in preallocated buffers
+indexed by position, and only the last position reaches the output layer.
+
+The window semantics stay the book's: the model sees the last
+``context_length`` tokens at positions 0..C-1. Once the window slides every
+position changes, so the cache is reused only for the leading tokens that are
+identical at identical positions (true after undo or take-candidate; usually
+nothing after a slide, which then recomputes the window — still exact).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from .model import Model
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class BookDecoder:
+    """``last_logits(window_ids) -> [V]`` for a book ``Model``, with a KV cache."""
+
+    def __init__(self, model: Model):
+        self.context_length = model.context_length
+        self.vocab_size = model.max_token_value
+        self.num_heads = model.num_heads
+        self.d_model = model.d_model
+        self.head_size = self.d_model // self.num_heads
+        blocks = list(model.transformer_blocks)[:-1]
+        final_ln = model.transformer_blocks[-1]
+        with torch.no_grad():
+            self.layers = [self._stack_block(block) for block in blocks]
+            self.final_ln = (final_ln.weight.detach(), final_ln.bias.detach(), final_ln.eps)
+            self.embedding = model.token_embedding_lookup_table.weight.detach()
+            self.position_table = model.position_table
+            self.out_weight = model.model_out_linear_layer.weight.detach()
+            self.out_bias = model.model_out_linear_layer.bias.detach()
+        device, dtype = self.embedding.device, self.embedding.dtype
+        shape = (len(self.layers), self.num_heads, self.context_length, self.head_size)
+        self.k_cache = torch.zeros(shape, device=device, dtype=dtype)
+        self.v_cache = torch.zeros(shape, device=device, dtype=dtype)
+        self.cached_ids: list[int] = []
+
+    @staticmethod
+    def _stack_block(block) -> dict:
+        heads = block.mha.heads
+        qkv = torch.cat([torch.cat([getattr(h, name).weight for h in heads])
+                         for name in ("Wq", "Wk", "Wv")])  # [3d, d]
+        ffn = block.ffn.ffn
+        return {
+            "ln1": (block.ln1.weight, block.ln1.bias, block.ln1.eps),
+            "ln2": (block.ln2.weight, block.ln2.bias, block.ln2.eps),
+            "qkv": qkv.detach().contiguous(),
+            "proj": (block.mha.projection_layer.weight, block.mha.projection_layer.bias),
+            "ffn_in": (ffn[0].weight, ffn[0].bias),
+            "ffn_out": (ffn[2].weight, ffn[2].bias),
+        }
+
+    def reset(self) -> None:
+        self.cached_ids = []
+
+    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
+        """Logits [V] for the next token after ``window_ids`` (1..C ids at positions 0..)."""
+        n = len(window_ids)
+        if not 1 <= n <= self.context_length:
+            raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
+        # Reuse cached keys/values of the identical leading tokens; always recompute the last.
+        start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
+        new_ids = torch.tensor(window_ids[start:], device=self.embedding.device)
+        x = self.embedding[new_ids] + self.position_table[start:n]  # [T, d]
+        for layer_index, layer in enumerate(self.layers):
+            x = self._block(layer_index, layer, x, start)
+        self.cached_ids = list(window_ids)
+        w, b, eps = self.final_ln
+        last = F.layer_norm(x[-1], (self.d_model,), w, b, eps)
+        return F.linear(last, self.out_weight, self.out_bias)  # [V]
+
+    def _block(self, layer_index: int, layer: dict, x: torch.Tensor, start: int) -> torch.Tensor:
+        T, d = x.shape
+        H, hs = self.num_heads, self.head_size
+        end = start + T
+        h = F.layer_norm(x, (d,), *layer["ln1"][:2], layer["ln1"][2])
+        q, k, v = F.linear(h, layer["qkv"]).view(T, 3, H, hs).permute(1, 2, 0, 3)  # 3×[H, T, hs]
+        self.k_cache[layer_index, :, start:end] = k
+        self.v_cache[layer_index, :, start:end] = v
+        keys = self.k_cache[layer_index, :, :end]
+        values = self.v_cache[layer_index, :, :end]
+        if T == 1:  # one new query sees every cached position: no mask needed
+            attn = F.scaled_dot_product_attention(q, keys, values)
+        else:  # query i (position start+i) sees positions ≤ start+i
+            mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        x = x + F.linear(attn.transpose(0, 1).reshape(T, d), *layer["proj"])
+        h = F.layer_norm(x, (d,), *layer["ln2"][:2], layer["ln2"][2])
+        return x + F.linear(F.relu(F.linear(h, *layer["ffn_in"])), *layer["ffn_out"])

@@ -1,0 +1,244 @@
+"""The generation engine: a plain iterator of ``Step`` events over a loaded model.
+
+It holds the token sequence, the KV cache (through a decoder) and the stream
+decoder; supports one step, n steps, taking a given token instead of sampling,
+undo and cancel. The CLI prints its steps; the TUI's worker posts them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from . import sampling
+from .decoder import BookDecoder
+from .errors import GenerationError, PromptError
+from .settings import SamplingSettings
+from .tokenizer import StreamDecoder, Tokenizer, check_prompt_ids, display_piece, is_partial
+
+TOP_N = 5
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    text: str  # display string: partial UTF-8 shown as ‹e5 86›
+    prob: float  # under softmax(logits / T) over the whole vocabulary (T = 0: softmax(logits))
+    kept: bool  # survived top-k / top-p
+    partial: bool  # the piece is an incomplete UTF-8 sequence
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The distribution for the next position, before a token is chosen."""
+
+    index: int  # 1-based number this step will have
+    position: int  # index in the whole sequence of the token to be chosen
+    candidates: tuple[Candidate, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int  # 1-based: generated tokens after this step
+    position: int  # index of the chosen token in the whole sequence
+    candidates: tuple[Candidate, ...]
+    chosen: Candidate
+    chosen_rank: int | None  # 1..5 when among the candidates
+    token_bytes: bytes
+    text: str  # characters this token completes in the stream (may be "")
+    forced: bool  # taken instead of sampled
+    seconds: float
+    context: int  # tokens the model conditioned on (≤ context_length)
+
+
+class Engine:
+    """Drive a loaded model step by step. Not thread-safe: one worker drives it."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer,
+                 settings: SamplingSettings | None = None, decoder=None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.settings = settings or SamplingSettings()
+        self.vocab_size = int(model.max_token_value)
+        self.context_length = int(model.context_length)
+        self.device = next(model.parameters()).device
+        self.decoder = decoder if decoder is not None else make_decoder(model)
+        self.prompt = ""
+        self.prompt_ids: list[int] = []
+        self.tokens: list[int] = []
+        self.steps: list[Step] = []
+        self._stream = StreamDecoder()
+        self._stream_states: list[tuple[bytes, int]] = []
+        self._next_logits: torch.Tensor | None = None
+        self._generator: torch.Generator | None = None
+        self._cancel = threading.Event()
+
+    @classmethod
+    def from_loaded(cls, loaded, settings: SamplingSettings | None = None) -> "Engine":
+        return cls(loaded.model, loaded.tokenizer, settings)
+
+    # --- state ---------------------------------------------------------------
+
+    def reset(self, prompt: str, settings: SamplingSettings | None = None) -> None:
+        """Start over from ``prompt``; raises ``PromptError`` naming what is wrong."""
+        ids = self.tokenizer.encode(prompt) if prompt else []
+        check_prompt_ids(prompt, ids, self.tokenizer, self.vocab_size)
+        if settings is not None:
+            self.settings = settings
+        self.prompt, self.prompt_ids = prompt, ids
+        self.tokens = list(ids)
+        self.steps = []
+        self._stream = StreamDecoder()
+        self._stream_states = []
+        self._next_logits = None
+        self._generator = self._make_generator(self.settings.seed)
+        self._cancel.clear()
+
+    def _make_generator(self, seed: int | None) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        return generator
+
+    @property
+    def started(self) -> bool:
+        return bool(self.tokens)
+
+    @property
+    def completion(self) -> str:
+        """Generated text so far, complete characters only."""
+        return "".join(step.text for step in self.steps)
+
+    @property
+    def pending_bytes(self) -> bytes:
+        """Bytes of a character still waiting for its next piece."""
+        return self._stream.pending
+
+    @property
+    def pending_display(self) -> str:
+        """Pending bytes as a readable escape (``‹e5 86›``), or ""."""
+        pending = self._stream.pending
+        return display_piece(pending) if pending else ""
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.settings.max_new_tokens - len(self.steps))
+
+    def set_settings(self, settings: SamplingSettings) -> None:
+        """New knobs apply from the next step; cached logits stay valid."""
+        if settings.seed != self.settings.seed and self.started:
+            self._generator = self._make_generator(settings.seed)
+        self.settings = settings
+
+    # --- model ---------------------------------------------------------------
+
+    def _logits(self) -> torch.Tensor:
+        if not self.tokens:
+            raise PromptError("nothing to continue: give a prompt first")
+        if self._next_logits is None:
+            with torch.inference_mode():
+                self._next_logits = self.decoder.last_logits(self.tokens[-self.context_length:])
+        return self._next_logits
+
+    def _distribution(self):
+        s = self.settings
+        with torch.inference_mode():
+            logits = self._logits()
+            if s.repetition_penalty != 1.0:
+                seen = torch.tensor(self.tokens[-self.context_length:], device=logits.device)
+                logits = sampling.apply_repetition_penalty(logits, seen, s.repetition_penalty)
+            probs, keep = sampling.distribution(logits, s.temperature, s.top_k, s.top_p)
+            top = torch.topk(probs, min(TOP_N, probs.numel()))
+        return probs, keep, top
+
+    def _candidates(self, top, keep) -> tuple[Candidate, ...]:
+        kept = keep[top.indices] if keep is not None else torch.ones_like(top.indices, dtype=torch.bool)
+        # One host transfer for the whole table.
+        rows = torch.stack([top.indices.double(), top.values.double(), kept.double()]).tolist()
+        return tuple(self._candidate(int(i), p, bool(k)) for i, p, k in zip(*rows))
+
+    def _candidate(self, token_id: int, prob: float, kept: bool) -> Candidate:
+        piece = self.tokenizer.token_bytes(token_id)
+        return Candidate(token_id, display_piece(piece), prob, kept, is_partial(piece))
+
+    def peek(self) -> Preview:
+        """Candidates for the next token without choosing one (cached logits)."""
+        _, keep, top = self._distribution()
+        return Preview(len(self.steps) + 1, len(self.tokens), self._candidates(top, keep))
+
+    # --- stepping ------------------------------------------------------------
+
+    def step(self, token_id: int | None = None) -> Step:
+        """Append one token: sampled, or ``token_id`` when given (take-candidate)."""
+        started = time.perf_counter()
+        if token_id is not None and not 0 <= token_id < self.vocab_size:
+            raise PromptError(f"token {token_id} is outside the vocabulary of {self.vocab_size}")
+        context = min(len(self.tokens), self.context_length)
+        probs, keep, top = self._distribution()
+        with torch.inference_mode():
+            # Checked before sampling: multinomial on NaN crashes (on cuda, a device assert).
+            if not bool(torch.isfinite(probs).all()):
+                raise GenerationError(
+                    f"the model produced NaN/Inf logits at step {len(self.steps) + 1}: "
+                    "its weights are damaged")
+            if token_id is None:
+                greedy = self.settings.temperature == 0
+                chosen_t = sampling.choose(sampling.filtered_probs(probs, keep), greedy,
+                                           self._generator)
+            else:
+                chosen_t = torch.tensor(token_id, device=probs.device)
+            kept_t = keep[chosen_t] if keep is not None else torch.tensor(True, device=probs.device)
+            chosen_id, chosen_prob, kept = torch.stack(
+                [chosen_t.double(), probs[chosen_t].double(), kept_t.double()]).tolist()
+        chosen_id = int(chosen_id)
+        candidates = self._candidates(top, keep)
+        chosen = self._candidate(chosen_id, chosen_prob, bool(kept))
+        rank = next((r for r, c in enumerate(candidates, 1) if c.id == chosen_id), None)
+        piece = self.tokenizer.token_bytes(chosen_id)
+        self._stream_states.append(self._stream.state())
+        text = self._stream.feed(piece)
+        self.tokens.append(chosen_id)
+        self._next_logits = None
+        step = Step(len(self.steps) + 1, len(self.tokens) - 1, candidates, chosen, rank, piece,
+                    text, token_id is not None, time.perf_counter() - started, context)
+        self.steps.append(step)
+        return step
+
+    def undo(self) -> Step | None:
+        """Remove the last generated token; its step's candidates become the next ones."""
+        if not self.steps:
+            return None
+        step = self.steps.pop()
+        self.tokens.pop()
+        self._stream.restore(self._stream_states.pop())
+        self._next_logits = None  # the decoder's prefix cache still holds the rest
+        return step
+
+    def cancel(self) -> None:
+        """Ask a running ``run`` to stop before its next token (thread-safe)."""
+        self._cancel.set()
+
+    def run(self, n: int | None = None) -> Iterator[Step]:
+        """Yield up to ``n`` steps (default: what max_new_tokens leaves), until cancelled."""
+        self._cancel.clear()
+        count = self.remaining if n is None else n
+        for _ in range(count):
+            if self._cancel.is_set():
+                break
+            yield self.step()
+        self._cancel.clear()
+
+    def __iter__(self) -> Iterator[Step]:
+        return self.run()
+
+
+def make_decoder(model: torch.nn.Module):
+    """The fast inference path for a model class."""
+    fast = getattr(model, "make_decoder", None)
+    return fast() if fast is not None else BookDecoder(model)

@@ -1,0 +1,24 @@
+"""Where the shipped default model lives."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+CHECKOUT_MODEL = Path(__file__).resolve().parent.parent / "model" / "model.ckpt"
+
+
+def default_checkpoint() -> Path:
+    """``./model/model.ckpt`` from a checkout, else the copy installed with the package."""
+    local = Path("model") / "model.ckpt"
+    if local.is_file():
+        return local
+    if CHECKOUT_MODEL.is_file():
+        return CHECKOUT_MODEL
+    try:
+        installed = resources.files("minigpt_model") / "model.ckpt"
+        if installed.is_file():
+            return Path(str(installed))
+    except ModuleNotFoundError:
+        pass
+    return local  # the loader reports it missing, naming the expected path

@@ -1,0 +1,128 @@
+"""CLI output: Rich for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .engine import Candidate, Engine, Step
+
+
+def candidate_json(c: Candidate) -> dict:
+    return {"id": c.id, "text": c.text, "prob": c.prob, "kept": c.kept}
+
+
+def stop_reason(engine: Engine) -> str:
+    return "max_new_tokens" if engine.remaining == 0 else "stopped"
+
+
+def bar(prob: float, width: int = 10) -> str:
+    return "█" * max(0, round(prob * width))
+
+
+class GenerateRenderer:
+    """Stream prompt + continuation; with ``json_mode`` print one object at the end."""
+
+    def __init__(self, json_mode: bool):
+        self.json_mode = json_mode
+        self.err = Console(stderr=True, highlight=False)
+
+    def start(self, prompt: str) -> None:
+        if not self.json_mode:
+            sys.stdout.write(prompt)
+            sys.stdout.flush()
+
+    def step(self, step: Step) -> None:
+        if not self.json_mode and step.text:
+            sys.stdout.write(step.text)
+            sys.stdout.flush()
+
+    def finish(self, engine: Engine, seconds: float) -> None:
+        if self.json_mode:
+            print(json.dumps({
+                "prompt": engine.prompt,
+                "completion": engine.completion,  # complete characters only
+                "token_ids": [s.chosen.id for s in engine.steps],
+                "seconds": round(seconds, 6),
+                "incomplete_bytes": engine.pending_bytes.hex(" "),
+            }, ensure_ascii=False))
+            return
+        # A character cut off by max_new_tokens shows as an escape, not U+FFFD.
+        sys.stdout.write(engine.pending_display + "\n")
+        n = len(engine.steps)
+        rate = n / seconds if seconds > 0 else 0.0
+        self.err.print(f"[dim]{n} tokens · {seconds:.2f} s · {rate:.0f} tok/s · "
+                       f"{stop_reason(engine)}[/dim]")
+
+
+class TraceRenderer:
+    """Per step: the top-5 candidates, the chosen token, the text so far."""
+
+    def __init__(self, json_mode: bool):
+        self.json_mode = json_mode
+        self.out = Console(highlight=False)
+
+    def step(self, step: Step, engine: Engine) -> None:
+        text = engine.prompt + engine.completion
+        if self.json_mode:
+            print(json.dumps({
+                "step": step.index,
+                "candidates": [candidate_json(c) for c in step.candidates],
+                "chosen": candidate_json(step.chosen),
+                "text": text,
+            }, ensure_ascii=False), flush=True)
+            return
+        table = Table(title=f"step {step.index}", title_justify="left", box=None,
+                      show_edge=False, pad_edge=False)
+        for name, justify in (("#", "right"), ("token", "left"), ("id", "right"),
+                              ("prob", "right"), ("", "left")):
+            table.add_column(name, justify=justify)
+        for rank, c in enumerate(step.candidates, 1):
+            marker = "▶" if c.id == step.chosen.id else " "
+            style = "bold" if marker == "▶" else ("dim" if not c.kept else "")
+            table.add_row(f"{rank}{marker}", repr(c.text), str(c.id), f"{c.prob:.4f}",
+                          bar(c.prob), style=style)
+        self.out.print(table)
+        chosen = step.chosen
+        rank = f"rank {step.chosen_rank}" if step.chosen_rank else "outside top-5"
+        self.out.print(Text.assemble(("chosen ", "dim"), (repr(chosen.text), "bold"),
+                                     (f" p={chosen.prob:.4f} ({rank})", "dim")))
+        self.out.print(Text.assemble(("text ", "dim"), text), end="\n\n")
+
+    def finish(self, engine: Engine) -> None:
+        if not self.json_mode:
+            self.out.print(f"[dim]{len(engine.steps)} steps · {stop_reason(engine)}[/dim]")
+
+
+def inspect_report(loaded) -> dict:
+    return {
+        "path": str(loaded.path),
+        "format": loaded.format,
+        "inferred": loaded.inferred,
+        "h_params": loaded.h_params,
+        "parameters": loaded.num_parameters,
+        "tokenizer": loaded.tokenizer.name,
+        "device": str(loaded.device),
+        "tensors": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in loaded.tensors],
+    }
+
+
+def print_inspect(report: dict) -> None:
+    out = Console(highlight=False)
+    out.print(f"[bold]{report['path']}[/bold] · {report['format']}")
+    out.print(f"{report['parameters']:,} trainable parameters · tokenizer "
+              f"{report['tokenizer']} · device {report['device']}")
+    for note in report["inferred"]:
+        out.print(f"[dim]inferred: {note}[/dim]")
+    hp = Table("h_param", "value", box=None, pad_edge=False)
+    for key, value in report["h_params"].items():
+        hp.add_row(key, str(value))
+    out.print(hp)
+    tensors = Table("tensor", "shape", "dtype", box=None, pad_edge=False)
+    for t in report["tensors"]:
+        tensors.add_row(t["name"], str(t["shape"]), t["dtype"])
+    out.print(tensors)

@@ -1,0 +1,83 @@
+"""Sampling as small pure functions over a 1-D logits vector [V].
+
+Order per step (as the book, plus the knobs it lacks): repetition penalty →
+report top-5 of softmax(logits / T) → top-k → top-p → sample (or argmax at T = 0).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+NEG_INF = float("-inf")
+
+
+def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor,
+                             penalty: float) -> torch.Tensor:
+    """CTRL-style: seen tokens get positive logits divided and negative ones multiplied."""
+    if penalty == 1.0 or previous_ids.numel() == 0:
+        return logits
+    logits = logits.clone()
+    seen = logits[previous_ids]
+    logits[previous_ids] = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return logits
+
+
+def scale_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """logits / T; T = 0 (greedy) leaves them as they are."""
+    return logits if temperature == 0 else logits / temperature
+
+
+def top_k_mask(logits: torch.Tensor, k: int | None) -> torch.Tensor | None:
+    """Bool mask of kept tokens: logits ≥ the k-th largest (ties kept, as the book)."""
+    if k is None or k >= logits.numel():
+        return None
+    kth = torch.topk(logits, k).values[-1]
+    return logits >= kth
+
+
+def top_p_mask(probs: torch.Tensor, p: float | None) -> torch.Tensor | None:
+    """Bool mask of the smallest set of most likely tokens whose mass reaches p."""
+    if p is None or p >= 1.0:
+        return None
+    sorted_probs, order = torch.sort(probs, descending=True)
+    mass_before = torch.cumsum(sorted_probs, dim=0) - sorted_probs
+    keep_sorted = mass_before < p  # always keeps the first token
+    keep = torch.zeros_like(keep_sorted)
+    keep[order] = keep_sorted
+    return keep
+
+
+def combine_masks(*masks: torch.Tensor | None) -> torch.Tensor | None:
+    result = None
+    for mask in masks:
+        if mask is not None:
+            result = mask if result is None else result & mask
+    return result
+
+
+def filtered_probs(probs: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """Zero the removed tokens and renormalise."""
+    if keep is None:
+        return probs
+    kept = probs * keep
+    return kept / kept.sum()
+
+
+def choose(probs: torch.Tensor, greedy: bool, generator: torch.Generator | None) -> torch.Tensor:
+    """One token id as a 0-d tensor (stays on device: no host sync here)."""
+    if greedy:
+        return probs.argmax()
+    return torch.multinomial(probs, 1, generator=generator)[0]
+
+
+def distribution(logits: torch.Tensor, temperature: float, top_k: int | None,
+                 top_p: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(reported probs = softmax(logits / T) over the whole vocabulary, keep mask).
+
+    At T = 0 the reported probs are softmax(logits) and the choice is the argmax."""
+    probs = F.softmax(scale_temperature(logits, temperature), dim=-1)
+    keep_k = top_k_mask(logits, top_k)
+    # top-p applies to what top-k left, renormalised (the usual order).
+    keep_p = top_p_mask(filtered_probs(probs, keep_k), top_p)
+    return probs, combine_masks(keep_k, keep_p)

@@ -1,0 +1,196 @@
+"""``minigpt train``: the book's chapter-19 training loop, saved in the book's format.
+
+cl100k tokens, ``max_token_value`` = largest id + 1, a 90/10 split, random
+windows, AdamW, periodic train/valid loss. The checkpoint is written to a
+temporary file and renamed, so an interrupted run never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .devices import resolve_device
+from .errors import MiniGPTError, SettingsError
+from .model import Model
+from .tokenizer import cl100k
+
+
+@dataclass
+class TrainConfig:
+    """The book's h_params defaults (chapter 19)."""
+
+    d_model: int = 80
+    batch_size: int = 4
+    context_length: int = 128
+    num_blocks: int = 6
+    num_heads: int = 4
+    dropout: float = 0.1
+    max_iters: int = 500
+    learning_rate: float = 1e-3
+    eval_interval: int = 50
+    eval_iters: int = 20
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "float32"
+
+    def validate(self) -> None:
+        for name in ("d_model", "batch_size", "context_length", "num_blocks", "num_heads",
+                     "max_iters", "eval_interval", "eval_iters"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"--{name.replace('_', '-')} must be ≥ 1")
+        if self.d_model % self.num_heads:
+            raise SettingsError(f"--d-model {self.d_model} must be divisible by "
+                                f"--num-heads {self.num_heads}")
+        if not 0 <= self.dropout < 1:
+            raise SettingsError("--dropout must be in [0, 1)")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise SettingsError("--learning-rate must be a positive number")
+        if self.dtype not in ("float32", "float16"):
+            raise SettingsError("--dtype must be float32 or float16")
+
+
+@dataclass
+class Progress:
+    step: int
+    max_iters: int
+    train_loss: float | None
+    valid_loss: float | None
+
+
+def load_tokens(data_path: Path) -> list[int]:
+    try:
+        text = data_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MiniGPTError(f"{data_path}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+        raise MiniGPTError(f"{data_path}: not a readable UTF-8 text file ({exc})") from None
+    return cl100k().encode(text)
+
+
+def train(data_path: Path, config: TrainConfig,
+          on_progress: Callable[[Progress], None] = lambda p: None) -> tuple[Model, dict]:
+    """Train and return (model on cpu, book h_params). Raises KeyboardInterrupt untouched."""
+    config.validate()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    tokens = load_tokens(data_path)
+    C = config.context_length
+    if len(tokens) < 2 * (C + 1) * 10:
+        raise SettingsError(f"{data_path}: {len(tokens)} tokens is too little text for "
+                            f"--context-length {C} (need ≥ {2 * (C + 1) * 10})")
+    h_params = {
+        "d_model": config.d_model, "batch_size": config.batch_size, "context_length": C,
+        "num_blocks": config.num_blocks, "num_heads": config.num_heads,
+        "dropout": config.dropout, "max_iters": config.max_iters,
+        "learning_rate": config.learning_rate, "eval_interval": config.eval_interval,
+        "eval_iters": config.eval_iters, "device": device.type, "TORCH_SEED": config.seed,
+        "max_token_value": max(tokens) + 1,
+    }
+    data = torch.tensor(tokens, dtype=torch.long)
+    split = int(len(data) * 0.9)
+    splits = {"train": data[:split], "valid": data[split:]}
+
+    def get_batch(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        part = splits[name]
+        starts = torch.randint(0, len(part) - C, (config.batch_size,))
+        x = torch.stack([part[i:i + C] for i in starts])
+        y = torch.stack([part[i + 1:i + C + 1] for i in starts])
+        return x.to(device), y.to(device)
+
+    model = Model(h_params).to(device)
+
+    @torch.no_grad()
+    def estimate_loss() -> dict[str, float]:
+        model.eval()
+        out = {}
+        for name in splits:
+            losses = [model(*get_batch(name))[1].item() for _ in range(config.eval_iters)]
+            out[name] = sum(losses) / len(losses)
+        model.train()
+        return out
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    losses: dict[str, float] = {}
+    for step in range(config.max_iters):
+        if step % config.eval_interval == 0 or step == config.max_iters - 1:
+            losses = estimate_loss()
+        xb, yb = get_batch("train")
+        _, loss = model(xb, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        on_progress(Progress(step + 1, config.max_iters, losses.get("train"), losses.get("valid")))
+    h_params["final_train_loss"] = round(losses["train"], 4)
+    h_params["final_valid_loss"] = round(losses["valid"], 4)
+    return model.cpu().eval(), h_params
+
+
+def save_checkpoint(model: Model, h_params: dict, out: Path, dtype: str = "float32") -> None:
+    """Book format, written atomically (temporary file, then rename)."""
+    state = model.state_dict()
+    if dtype == "float16":
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({"model_state_dict": state, "h_params": h_params}, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def add_train_parser(sub) -> None:
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train the book's model on a text file")
+    p.add_argument("data", type=Path, metavar="DATA", help="UTF-8 text file")
+    p.add_argument("--out", type=Path, default=Path("model/model.ckpt"), metavar="PATH")
+    for name, kind in (("d_model", int), ("num_blocks", int), ("num_heads", int),
+                       ("context_length", int), ("batch_size", int), ("max_iters", int),
+                       ("learning_rate", float), ("eval_interval", int), ("eval_iters", int),
+                       ("dropout", float), ("seed", int)):
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(d, name),
+                       help="default %(default)s")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="storage precision of the saved tensors")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+
+    fields = {k: getattr(args, k) for k in asdict(TrainConfig()) if hasattr(args, k)}
+    config = TrainConfig(**fields)
+    config.validate()
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    columns = (TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+               TextColumn("{task.fields[losses]}"), TimeRemainingColumn())
+    with Bar(*columns, console=console) as bar:
+        task = bar.add_task("train", total=config.max_iters, losses="")
+
+        def show(p: Progress) -> None:
+            losses = "" if p.train_loss is None else \
+                f"train {p.train_loss:.3f} · valid {p.valid_loss:.3f}"
+            bar.update(task, completed=p.step, losses=losses)
+
+        try:
+            model, h_params = train(args.data, config, show)
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print(f"interrupted: no checkpoint written ({args.out} is unchanged)")
+            return 130
+    save_checkpoint(model, h_params, args.out, config.dtype)
+    size = args.out.stat().st_size / 2**20
+    console.print(f"saved {args.out} ({size:.1f} MiB) · train loss {h_params['final_train_loss']}"
+                  f" · valid loss {h_params['final_valid_loss']} · "
+                  f"{time.perf_counter() - started:.0f} s")
+    return 0

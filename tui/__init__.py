@@ -1,0 +1,1 @@
+"""minigpt-tui: the Textual explorer over minigpt.engine."""
