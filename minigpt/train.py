@@ -181,6 +181,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             losses = "" if p.train_loss is None else \
                 f"train {p.train_loss:.3f} · valid {p.valid_loss:.3f}"
             bar.update(task, completed=p.step, losses=losses)
+            if not console.is_terminal and losses != show.last:  # logs get a line per estimate
+                console.print(f"step {p.step}/{p.max_iters} · {losses}")
+                show.last = losses
+
+        show.last = ""
 
         try:
             model, h_params = train(args.data, config, show)

@@ -1,0 +1,72 @@
+"""Sampling semantics on hand-made logits."""
+
+import math
+
+import pytest
+import torch
+
+from minigpt import sampling
+
+
+def test_temperature_scales_logits_and_zero_means_greedy():
+    logits = torch.tensor([1.0, 2.0, 4.0])
+    assert torch.equal(sampling.scale_temperature(logits, 2.0), torch.tensor([0.5, 1.0, 2.0]))
+    assert sampling.scale_temperature(logits, 0) is logits
+    probs, keep = sampling.distribution(logits, 0, None, None)
+    assert torch.allclose(probs, torch.softmax(logits, -1))
+    assert int(sampling.choose(probs, greedy=True, generator=None)) == 2
+
+
+def test_lower_temperature_sharpens():
+    logits = torch.tensor([1.0, 2.0, 3.0])
+    cold, _ = sampling.distribution(logits, 0.5, None, None)
+    hot, _ = sampling.distribution(logits, 2.0, None, None)
+    assert cold[2] > torch.softmax(logits, -1)[2] > hot[2]
+
+
+def test_top_k_keeps_ties_like_the_book():
+    logits = torch.tensor([3.0, 1.0, 3.0, 2.0, 3.0])
+    assert sampling.top_k_mask(logits, 2).tolist() == [True, False, True, False, True]
+    assert sampling.top_k_mask(logits, 4).tolist() == [True, False, True, True, True]
+    assert sampling.top_k_mask(logits, 10) is None
+
+
+def test_top_p_keeps_smallest_set_reaching_p():
+    probs = torch.tensor([0.1, 0.5, 0.3, 0.1])
+    assert sampling.top_p_mask(probs, 0.5).tolist() == [False, True, False, False]
+    assert sampling.top_p_mask(probs, 0.6).tolist() == [False, True, True, False]
+    assert sampling.top_p_mask(probs, 0.85).tolist() == [True, True, True, False] or \
+        sampling.top_p_mask(probs, 0.85).tolist() == [False, True, True, True]
+    assert sampling.top_p_mask(probs, 1.0) is None
+
+
+def test_top_p_applies_after_top_k():
+    logits = torch.log(torch.tensor([0.4, 0.3, 0.2, 0.1]))
+    probs, keep = sampling.distribution(logits, 1.0, 2, 0.5)
+    # top-k leaves 0.4/0.3 -> renormalised 0.571/0.429; top-p 0.5 keeps the first only
+    assert keep.tolist() == [True, False, False, False]
+    assert probs.tolist() == pytest.approx([0.4, 0.3, 0.2, 0.1], abs=1e-6)  # reported: unfiltered
+
+
+def test_filtered_probs_renormalise():
+    probs = torch.tensor([0.5, 0.25, 0.25])
+    out = sampling.filtered_probs(probs, torch.tensor([True, True, False]))
+    assert out.tolist() == pytest.approx([2 / 3, 1 / 3, 0.0])
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative():
+    logits = torch.tensor([2.0, -1.0, 3.0, 0.5])
+    out = sampling.apply_repetition_penalty(logits, torch.tensor([0, 1, 1]), 2.0)
+    assert out.tolist() == [1.0, -2.0, 3.0, 0.5]
+    assert logits.tolist() == [2.0, -1.0, 3.0, 0.5]  # pure: input untouched
+    assert sampling.apply_repetition_penalty(logits, torch.tensor([0]), 1.0) is logits
+
+
+def test_seeded_sampling_is_reproducible_and_follows_probs():
+    probs = torch.tensor([0.7, 0.2, 0.1])
+    draws = lambda seed: [int(sampling.choose(probs, False, torch.Generator().manual_seed(seed + i)))
+                          for i in range(2000)]
+    a = draws(5)
+    assert a == draws(5)
+    assert math.isclose(a.count(0) / 2000, 0.7, abs_tol=0.04)
+    assert a.count(2) > 0

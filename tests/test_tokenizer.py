@@ -1,0 +1,62 @@
+"""Offline cl100k, special-token text as text, byte pieces streamed and displayed."""
+
+import pytest
+
+from minigpt.errors import PromptError
+from minigpt.tokenizer import (StreamDecoder, check_prompt_ids, cl100k, display_piece,
+                               is_partial)
+
+
+def test_cl100k_is_offline_and_exact():
+    tok = cl100k()
+    assert tok.n_vocab == 100277
+    assert tok.encode("hello world") == [15339, 1917]
+    assert tok.token_bytes(13828) == b"\xe5\x86"  # the first byte piece of 农
+
+
+def test_special_token_text_is_ordinary_text():
+    tok = cl100k()
+    ids = tok.encode("a <|endoftext|> b")
+    assert 100257 not in ids
+    assert tok.decode(ids) == "a <|endoftext|> b"
+
+
+def test_stream_decoder_buffers_chinese_byte_pieces():
+    tok = cl100k()
+    text = "农夫山泉 天然水 550ml"
+    ids = tok.encode(text)
+    assert any(is_partial(tok.token_bytes(i)) for i in ids)
+    decoder = StreamDecoder()
+    out = [decoder.feed(tok.token_bytes(i)) for i in ids]
+    assert "".join(out) == text
+    assert all("\ufffd" not in piece for piece in out)
+    assert "" in out  # a partial piece emits nothing until its character completes
+
+
+def test_stream_decoder_state_rewinds():
+    decoder = StreamDecoder()
+    assert decoder.feed(b"\xe5\x86") == ""
+    state = decoder.state()
+    assert decoder.feed(b"\x9c") == "农"
+    decoder.restore(state)
+    assert decoder.pending == b"\xe5\x86"
+    assert decoder.feed(b"\x9c") == "农"
+
+
+def test_display_piece_escapes_partial_bytes_never_fffd():
+    assert display_piece(b"\xe5\x86") == "‹e5 86›"
+    assert display_piece(b" \xe7") == " ‹e7›"
+    assert display_piece("装".encode()) == "装"
+    assert display_piece(b"a\nb\t") == "a↵b⇥"
+    assert "\ufffd" not in display_piece(b"\x9c\xff")
+
+
+def test_prompt_checks():
+    tok = cl100k()
+    with pytest.raises(PromptError, match="empty"):
+        check_prompt_ids("", [], tok, 100)
+    ids = tok.encode("hello world")
+    with pytest.raises(PromptError, match=r"'hello' is token 15339, outside this model's "
+                                          r"vocabulary of 10000 tokens"):
+        check_prompt_ids("hello world", ids, tok, 10000)
+    check_prompt_ids("hello world", ids, tok, 100256)
