@@ -139,7 +139,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # usage errors, --help, --version
+        return int(exc.code or 0)
     handlers = {"generate": cmd_generate, "trace": cmd_trace, "inspect": cmd_inspect}
     try:
         if args.command == "train":

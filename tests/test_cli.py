@@ -1,0 +1,113 @@
+"""The headless CLI: JSON shapes, determinism, and one-line errors with exit status 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from minigpt.cli import main
+from reference import book_logits, random_book_state_dict
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_json(capsys, tiny_ckpt):
+    code, out, err = run_cli(capsys, "generate", tiny_ckpt, "--prompt", "农夫山泉 ",
+                             "--max-new-tokens", 7, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert set(data) >= {"prompt", "completion", "token_ids", "seconds"}
+    assert data["prompt"] == "农夫山泉 " and len(data["token_ids"]) == 7
+    assert "\ufffd" not in data["completion"]
+
+
+def test_generate_streams_text(capsys, tiny_ckpt):
+    code, out, err = run_cli(capsys, "generate", tiny_ckpt, "--prompt", "Hello",
+                             "--max-new-tokens", 5, "--temperature", 0)
+    assert code == 0 and out.startswith("Hello")
+    assert "5 tokens" in err
+
+
+def test_trace_json_matches_reference(capsys, tiny_ckpt, tiny_hp):
+    code, out, _ = run_cli(capsys, "trace", tiny_ckpt, "--prompt", "one two three four five six",
+                           "--max-new-tokens", 25, "--temperature", 0, "--json")
+    assert code == 0
+    sd = random_book_state_dict(tiny_hp)
+    from minigpt.tokenizer import cl100k
+    ids = cl100k().encode("one two three four five six")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["step"] for line in lines] == list(range(1, 26))
+    for line in lines:
+        probs = torch.softmax(book_logits(sd, tiny_hp, ids)[-1], -1)
+        top = torch.topk(probs, 5)
+        assert [c["id"] for c in line["candidates"]] == top.indices.tolist()
+        assert [c["prob"] for c in line["candidates"]] == pytest.approx(top.values.tolist(),
+                                                                        abs=1e-5)
+        assert line["chosen"]["id"] == top.indices[0].item()
+        assert set(line["chosen"]) >= {"id", "text", "prob"}
+        ids.append(line["chosen"]["id"])
+    assert lines[-1]["text"].startswith("one two three four five six")
+
+
+def test_same_seed_same_tokens(capsys, tiny_ckpt):
+    args = ("generate", tiny_ckpt, "--prompt", "abc", "--max-new-tokens", 12, "--temperature",
+            1.0, "--json")
+    first = json.loads(run_cli(capsys, *args, "--seed", 5)[1])["token_ids"]
+    second = json.loads(run_cli(capsys, *args, "--seed", 5)[1])["token_ids"]
+    other = json.loads(run_cli(capsys, *args, "--seed", 6)[1])["token_ids"]
+    assert first == second != other
+
+
+def test_inspect_json(capsys, tiny_ckpt, tiny_hp):
+    code, out, _ = run_cli(capsys, "inspect", tiny_ckpt, "--json")
+    data = json.loads(out)
+    assert data["h_params"] == tiny_hp and data["format"].startswith("book")
+    names = {t["name"]: t["shape"] for t in data["tensors"]}
+    assert names["token_embedding_lookup_table.weight"] == [100256, 32]
+    assert data["parameters"] > 0 and data["device"] == "cpu"
+
+
+def test_inspect_human(capsys, tiny_ckpt):
+    code, out, _ = run_cli(capsys, "inspect", tiny_ckpt)
+    assert code == 0 and "transformer_blocks.0.mha.heads.0.Wq.weight" in out
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--temperature", "-1"], "temperature must be ≥ 0"),
+    (["--temperature", "nan"], "temperature must be a finite number"),
+    (["--top-k", "0"], "top_k must be an integer ≥ 1"),
+    (["--top-p", "0"], "top_p must be in (0, 1]"),
+    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--max-new-tokens", "-3"], "max_new_tokens must be an integer ≥ 0"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--top-k", "many"], "not an integer"),
+])
+def test_bad_knobs_one_line(capsys, tiny_ckpt, args, fragment):
+    code, out, err = run_cli(capsys, "generate", tiny_ckpt, "--prompt", "hi", *args)
+    assert code == 2 and fragment in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_empty_prompt(capsys, tiny_ckpt):
+    code, _, err = run_cli(capsys, "generate", tiny_ckpt, "--prompt", "")
+    assert code == 2 and "prompt is empty" in err
+
+
+def test_prompt_outside_vocabulary(capsys, tmp_path, tiny_hp):
+    hp = dict(tiny_hp, max_token_value=1000)
+    torch.save({"model_state_dict": random_book_state_dict(hp), "h_params": hp}, tmp_path / "s.ckpt")
+    code, _, err = run_cli(capsys, "generate", tmp_path / "s.ckpt", "--prompt", "hello")
+    assert code == 2 and "'hello' is token 15339" in err and "1000 tokens" in err
+
+
+def test_missing_checkpoint_in_a_real_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "minigpt.cli", "inspect",
+                           str(tmp_path / "missing.ckpt")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("no such file") and proc.stderr.count("\n") == 1
