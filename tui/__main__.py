@@ -1,11 +1,51 @@
-"""Entry point for ``minigpt-tui`` (filled in by the TUI issue)."""
+"""``minigpt-tui [CKPT] [knobs]``: load the model (with progress), then open the explorer."""
 
+from __future__ import annotations
+
+import argparse
 import sys
+
+from minigpt.cli import OneLineParser, add_sampling_options, settings_from
+from minigpt.errors import MiniGPTError
+from minigpt.paths import default_checkpoint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="minigpt-tui", description="Explore a tiny GPT in the terminal.")
+    parser.add_argument("ckpt", nargs="?", default=None, metavar="CKPT",
+                        help="checkpoint (default: the shipped model/model.ckpt)")
+    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    add_sampling_options(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        settings = settings_from(args)
+        from rich.console import Console
+
+        from minigpt.checkpoint import load
+
+        path = args.ckpt or default_checkpoint()
+        with Console(stderr=True).status(f"loading {path} …"):
+            loaded = load(path, device=args.device)
+            from tui.app import make_app  # textual imports take a moment too
+    except MiniGPTError as exc:
+        print(f"minigpt-tui: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    make_app(loaded, settings).run()
+    return 0
 
 
 def run() -> None:
-    print("minigpt-tui: not built yet", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(main())
 
 
 if __name__ == "__main__":

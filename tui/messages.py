@@ -1,0 +1,50 @@
+"""Messages the generation worker posts to the app (small, immutable payloads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from minigpt.engine import Preview, Step
+
+
+@dataclass
+class TurnStarted(Message):
+    """A new prompt was accepted: the transcript opens a new turn."""
+
+    prompt: str
+    prompt_tokens: int
+
+
+@dataclass
+class StepsAdded(Message):
+    """Steps since the last frame (batched to about 30 per second)."""
+
+    steps: list[Step]
+    tokens_per_second: float
+
+
+@dataclass
+class StepsUndone(Message):
+    """Tokens removed from the end, newest first."""
+
+    steps: list[Step]
+
+
+@dataclass
+class RunFinished(Message):
+    """The worker is idle again; ``preview`` holds the next token's candidates."""
+
+    reason: str  # "max_new_tokens", "stopped", "step", "undo", "error", ...
+    preview: Preview | None
+    position: int  # tokens in the sequence
+    tokens_per_second: float
+
+
+@dataclass
+class RunFailed(Message):
+    """A user-facing problem (bad prompt, NaN logits) or an unexpected error."""
+
+    message: str
+    keep_prompt: bool = True
