@@ -33,3 +33,27 @@ def tiny_ckpt(tmp_path_factory, tiny_hp) -> Path:
 def tiny_loaded(tiny_ckpt):
     from minigpt.checkpoint import load
     return load(tiny_ckpt, device="cpu")
+
+
+@pytest.fixture
+def make_tui(tiny_ckpt, monkeypatch):
+    """Build the app on the tiny checkpoint, loaded by its bare name (stable header text)."""
+    from minigpt.checkpoint import load
+    from minigpt.settings import SamplingSettings
+    from tui.app import make_app
+
+    monkeypatch.chdir(tiny_ckpt.parent)
+    loaded = load(tiny_ckpt.name, device="cpu")
+
+    def factory(**settings):
+        base = dict(temperature=0.0, max_new_tokens=12)
+        return make_app(loaded, SamplingSettings(**{**base, **settings}))
+
+    return factory
+
+
+async def settle(app, pilot):
+    """Let the engine worker finish and its messages land."""
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause()

@@ -71,14 +71,15 @@ class MiniGPTApp(App):
     def compose(self) -> ComposeResult:
         loaded = self.loaded
         yield Static(f"minigpt-tui · {loaded.path} · {human_count(loaded.num_parameters)} "
-                     f"params · {loaded.device}", id="header")
+                     f"params · {loaded.device}", id="header", markup=False)
         with Horizontal(id="body"):
             yield Sidebar(self.settings, id="sidebar")
             with Vertical(id="main"):
                 yield Transcript(id="transcript")
-                yield Label("", id="candidates-title")
+                yield Label("", id="candidates-title", markup=False)
                 yield CandidatesTable(id="candidates")
-                yield StatusLine("ready · type a prompt and press enter", id="status")
+                yield StatusLine("ready · type a prompt and press enter", id="status",
+                                 markup=False)
         with Horizontal(id="prompt-row"):
             yield Label("> ", id="prompt-mark")
             yield Input(placeholder="prompt, e.g. 农夫山泉 ", id="prompt", compact=True)
@@ -143,6 +144,8 @@ class MiniGPTApp(App):
         if self.view_step is not None and self.view_step > len(self.history):
             self.view_step = None
         self.refresh_candidates()
+        if message.reason == "error":
+            return  # the error stays on the status line
         rate = f" · {message.tokens_per_second:.0f} tok/s" if message.tokens_per_second else ""
         self.set_status(f"{message.reason} · {len(self.history)} tokens{rate} · "
                         f"{self.position_text(message.position)}")
@@ -168,7 +171,7 @@ class MiniGPTApp(App):
         status = self.query_one(StatusLine)
         status.add_class("error")
         status.update(f"✗ {text}")
-        self.notify(text, severity="error", timeout=6)
+        self.notify(text, severity="error", timeout=6, markup=False)
 
     def show_candidates(self, title: str, candidates, chosen_id: int | None) -> None:
         self.query_one("#candidates-title", Label).update(title)

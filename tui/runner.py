@@ -70,7 +70,7 @@ class EngineRunner:
                 elif isinstance(op, Take):
                     self._rewind(op.keep_steps, post)
                     post(StepsAdded([engine.step(op.token_id)], 0.0))
-                    produced, reason = 1, "picked"
+                    reason = "picked"
                 elif isinstance(op, Undo):
                     self._rewind(len(engine.steps) - 1, post)
                     reason = "undo"
@@ -80,10 +80,16 @@ class EngineRunner:
             except Exception as exc:  # a bug: report it, keep the app and the engine usable
                 post(RunFailed(f"internal error: {type(exc).__name__}: {exc}"))
                 reason = "error"
-            preview = engine.peek() if engine.started and reason != "error" else None
+            preview = self._preview()
             elapsed = time.perf_counter() - started
             rate = produced / elapsed if produced and elapsed > 0 else 0.0
             post(RunFinished(reason, preview, len(engine.tokens), rate))
+
+    def _preview(self):
+        try:
+            return self.engine.peek() if self.engine.started else None
+        except MiniGPTError:  # e.g. NaN logits: already reported
+            return None
 
     def _rewind(self, keep_steps: int, post) -> None:
         undone: list[Step] = []
@@ -111,6 +117,6 @@ class EngineRunner:
             post(StepsAdded(batch, produced / max(time.perf_counter() - started, 1e-9)))
         if produced < total:
             return produced, "stopped"
-        if count is None or engine.remaining == 0:
-            return produced, "max_new_tokens" if engine.remaining == 0 else "done"
+        if count is None:
+            return produced, "max_new_tokens"
         return produced, "step" if count == 1 else "done"

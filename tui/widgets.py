@@ -164,4 +164,4 @@ class KeyHints(Static):
 
     PROMPT = "enter generate · esc explore · f1 help · ctrl+p commands · ctrl+q quit"
     RUNNING = "esc stop · ⌫ stop+undo · ctrl+q quit"
-    TABLE = "space step · 1-5 pick · ⌫ undo · g go · [ ] steps · p tint · m model · i prompt"
+    TABLE = "space step · 1-5 pick · ⌫ undo · g go · [ ] past · p tint · m model · i prompt"

@@ -1,0 +1,75 @@
+"""Drive the real ``minigpt-tui`` in tmux (send-keys, capture-pane) and read the screen."""
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from reference import book_logits, random_book_state_dict
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+SESSION = "minigpt-tui-test"
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=False).stdout
+
+
+def screen() -> str:
+    return tmux("capture-pane", "-t", SESSION, "-p")
+
+
+def wait_for(predicate, timeout=60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = screen()
+        if predicate(text):
+            return text
+        time.sleep(0.2)
+    raise AssertionError(f"screen never matched:\n{screen()}")
+
+
+@pytest.fixture
+def tui_session(tiny_ckpt):
+    exe = Path(sys.executable).with_name("minigpt-tui")
+    command = f"{exe} {tiny_ckpt} --temperature 0 --max-new-tokens 6 --device cpu"
+    tmux("kill-session", "-t", SESSION)
+    tmux("new-session", "-d", "-s", SESSION, "-x", "80", "-y", "24",
+         f"env TERM=xterm-256color {command}; sleep 30")
+    yield
+    tmux("kill-session", "-t", SESSION)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_real_terminal_session(tui_session, tiny_hp, size):
+    tmux("resize-window", "-t", SESSION, "-x", str(size[0]), "-y", str(size[1]))
+    wait_for(lambda s: "type a prompt" in s)
+    tmux("send-keys", "-t", SESSION, "-l", "hello")
+    tmux("send-keys", "-t", SESSION, "Enter")
+    text = wait_for(lambda s: "max_new_tokens · 6 tokens" in s)
+
+    from minigpt.tokenizer import cl100k
+    tok = cl100k()
+    sd = random_book_state_dict(tiny_hp)
+    ids = tok.encode("hello")
+    for _ in range(6):
+        ids.append(int(book_logits(sd, tiny_hp, ids)[-1].argmax()))
+    next_top = torch.topk(torch.softmax(book_logits(sd, tiny_hp, ids)[-1], -1), 5)
+    # the next token's candidates, with the reference model's ids and probabilities
+    for token_id, prob in zip(next_top.indices.tolist(), next_top.values.tolist()):
+        assert f"{token_id}" in text and f"{prob:.4f}" in text
+
+    tmux("send-keys", "-t", SESSION, "Escape")
+    time.sleep(0.3)
+    tmux("send-keys", "-t", SESSION, "Space")
+    wait_for(lambda s: "step · 7 tokens" in s)
+    tmux("send-keys", "-t", SESSION, "BSpace")
+    wait_for(lambda s: "undo · 6 tokens" in s)
+    tmux("send-keys", "-t", SESSION, "3")
+    text = wait_for(lambda s: "picked · 7 tokens" in s)
+    tmux("send-keys", "-t", SESSION, "C-q")
+    wait_for(lambda s: "minigpt-tui ·" not in s, timeout=10)

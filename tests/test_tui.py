@@ -1,0 +1,275 @@
+"""Pilot tests: every key of the explorer, driven as a user would."""
+
+import asyncio
+
+import pytest
+from textual.widgets import Input
+
+from conftest import settle
+from tui.screens import HelpScreen, ModelScreen
+from tui.widgets import CandidatesTable, StatusLine, Transcript
+
+
+def table_ids(app):
+    table = app.query_one(CandidatesTable)
+    return [int(str(table.get_row_at(r)[2])) for r in range(table.row_count)]
+
+
+def status(app):
+    return str(app.query_one(StatusLine).render())
+
+
+async def start(app, pilot, prompt="农夫山泉 "):
+    app.query_one("#prompt", Input).value = prompt
+    await pilot.press("enter")
+    await settle(app, pilot)
+
+
+async def test_enter_generates_from_prompt(make_tui):
+    app = make_tui(max_new_tokens=9)
+    async with app.run_test() as pilot:
+        await pilot.press(*"hello", "enter")
+        await settle(app, pilot)
+        assert len(app.history) == 9 and app.engine.prompt == "hello"
+        assert app.query_one(Transcript).plain == "hello" + app.engine.completion
+        assert "max_new_tokens · 9 tokens" in status(app)
+        assert table_ids(app) == [c.id for c in app.preview.candidates]
+        assert app.query_one("#prompt", Input).value == "hello"  # the text stays
+
+
+async def test_escape_idle_moves_to_candidates_and_i_returns(make_tui):
+    app = make_tui()
+    async with app.run_test() as pilot:
+        await start(app, pilot)
+        await pilot.press("escape")
+        assert isinstance(app.focused, CandidatesTable)
+        await pilot.press("i")
+        assert app.focused.id == "prompt"
+
+
+@pytest.mark.parametrize("key", ["space", "n", "right"])
+async def test_step_keys_generate_exactly_one_token(make_tui, key):
+    app = make_tui()
+    async with app.run_test() as pilot:
+        app.query_one("#prompt", Input).value = "abc"
+        await pilot.press("escape")  # nothing generated yet: starts from the prompt text
+        await pilot.press(key)
+        await settle(app, pilot)
+        assert len(app.history) == 1 and app.engine.prompt == "abc"
+        await pilot.press(key, key)
+        await settle(app, pilot)
+        assert len(app.history) == 3
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3, 4, 5])
+async def test_number_keys_append_that_candidate(make_tui, rank):
+    app = make_tui(max_new_tokens=3)
+    async with app.run_test() as pilot:
+        await start(app, pilot)
+        await pilot.press("escape")
+        expected = app.preview.candidates[rank - 1]
+        await pilot.press(str(rank))
+        await settle(app, pilot)
+        assert len(app.history) == 4
+        assert app.history[-1].chosen.id == expected.id and app.history[-1].forced
+        assert app.engine.tokens[-1] == expected.id
+
+
+async def test_arrows_then_enter_append_highlighted(make_tui):
+    app = make_tui(max_new_tokens=2)
+    async with app.run_test() as pilot:
+        await start(app, pilot)
+        await pilot.press("escape", "down", "down", "up", "down")
+        expected = app.preview.candidates[2].id
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.history[-1].chosen.id == expected
+
+
+@pytest.mark.parametrize("key", ["backspace", "u", "left"])
+async def test_undo_keys_remove_last_token_and_show_its_candidates(make_tui, key):
+    app = make_tui(max_new_tokens=5)
+    async with app.run_test() as pilot:
+        await start(app, pilot)
+        await pilot.press("escape")
+        last = app.history[-1]
+        text_before = app.query_one(Transcript).plain
+        await pilot.press(key)
+        await settle(app, pilot)
+        assert len(app.history) == 4
+        assert len(app.engine.tokens) == len(app.engine.prompt_ids) + 4
+        assert table_ids(app) == [c.id for c in last.candidates]
+        assert app.query_one(Transcript).plain == text_before[: len(text_before) - len(last.text)]
+
+
+async def test_g_continues_generating(make_tui):
+    app = make_tui(max_new_tokens=6)
+    async with app.run_test() as pilot:
+        await start(app, pilot)
+        await pilot.press("escape", "backspace", "backspace", "backspace")
+        await settle(app, pilot)
+        assert len(app.history) == 3
+        await pilot.press("g")
+        await settle(app, pilot)
+        assert len(app.history) == 6
+
+
+async def test_brackets_browse_past_steps_and_highlight_tokens(make_tui):
+    app = make_tui(max_new_tokens=4)
+    async with app.run_test() as pilot:
+        await start(app, pilot)
+        await pilot.press("escape", "[")
+        assert app.view_step == 4
+        assert table_ids(app) == [c.id for c in app.history[3].candidates]
+        assert app.query_one(Transcript).current.highlight == 3
+        await pilot.press("[", "[", "[", "[")
+        assert app.view_step == 1
+        await pilot.press("]")
+        assert app.view_step == 2 and app.query_one(Transcript).current.highlight == 1
+        await pilot.press("]", "]", "]")
+        assert app.view_step is None
+        assert table_ids(app) == [c.id for c in app.preview.candidates]
+
+
+async def test_pick_while_browsing_rewinds_to_that_step(make_tui):
+    app = make_tui(max_new_tokens=4)
+    async with app.run_test() as pilot:
+        await start(app, pilot)
+        await pilot.press("escape", "[", "[")  # step 3
+        wanted = app.history[2].candidates[1].id
+        await pilot.press("2")
+        await settle(app, pilot)
+        assert len(app.history) == 3 and app.history[-1].chosen.id == wanted
+
+
+async def test_p_toggles_tint(make_tui):
+    app = make_tui()
+    async with app.run_test() as pilot:
+        await start(app, pilot)
+        await pilot.press("escape", "p")
+        turn = app.query_one(Transcript).current
+        assert app.tint and turn.tint
+        styles = {str(span.style) for span in turn.render().spans}
+        assert styles & {"green", "yellow", "magenta", "red"}
+        await pilot.press("p")
+        assert not turn.tint
+
+
+async def test_m_opens_model_screen_and_f1_help(make_tui):
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("escape", "m")
+        assert isinstance(app.screen, ModelScreen)
+        assert app.screen.report["h_params"]["d_model"] == 32
+        await pilot.press("escape")
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, (HelpScreen, ModelScreen))
+
+
+async def test_ctrl_p_opens_command_palette(make_tui):
+    from textual.command import CommandPalette
+    app = make_tui()
+    async with app.run_test() as pilot:
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        commands = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Generate", "Stop", "Step one token", "Undo", "Continue"} <= set(commands)
+
+
+async def test_key_during_long_generation_takes_effect_before_it_ends(make_tui):
+    app = make_tui(max_new_tokens=100_000, temperature=1.0)
+    async with app.run_test() as pilot:
+        app.query_one("#prompt", Input).value = "hi"
+        await pilot.press("enter")
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if len(app.history) >= 5:
+                break
+        assert app.running
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert not app.running and 5 <= len(app.history) < 100_000
+        assert status(app).startswith("stopped")
+        assert len(app.history) == len(app.engine.steps)
+
+
+async def test_new_prompt_cancels_running_one(make_tui):
+    app = make_tui(max_new_tokens=100_000, temperature=1.0)
+    async with app.run_test() as pilot:
+        app.query_one("#prompt", Input).value = "first"
+        await pilot.press("enter")
+        await asyncio.sleep(0.2)
+        app.query_one("#prompt", Input).value = "second"
+        app.settings = app.settings.with_(max_new_tokens=3)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.engine.prompt == "second" and len(app.history) == 3
+        assert app.query_one(Transcript).current.prompt == "second"
+
+
+async def test_ctrl_q_quits_mid_generation(make_tui):
+    app = make_tui(max_new_tokens=100_000)
+    async with app.run_test() as pilot:
+        await pilot.press(*"hi", "enter")
+        await asyncio.sleep(0.2)
+        await pilot.press("ctrl+q")
+        await asyncio.sleep(0.5)
+    assert app.return_code == 0 or app.return_code is None
+    assert len(app.engine.steps) < 100_000
+
+
+async def test_invalid_knob_is_marked_and_not_applied(make_tui):
+    app = make_tui(temperature=0.5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        knob = app.query_one("#knob-temperature", Input)
+        knob.focus()
+        knob.value = ""
+        await pilot.press(*"-3")
+        await pilot.pause()
+        assert knob.has_class("invalid") and app.settings.temperature == 0.5
+        assert "temperature must be ≥ 0" in status(app)
+        knob.value = ""
+        await pilot.press(*"0.9")
+        await pilot.pause()
+        assert not knob.has_class("invalid") and app.settings.temperature == 0.9
+        top_k = app.query_one("#knob-top_k", Input)
+        top_k.value = "abc"
+        await pilot.pause()
+        assert top_k.has_class("invalid") and app.settings.top_k is None
+        top_k.value = "3"
+        await pilot.pause()
+        assert app.settings.top_k == 3
+
+
+async def test_bad_prompt_shows_error_and_keeps_text(make_tui):
+    app = make_tui()
+    async with app.run_test() as pilot:
+        await pilot.press("enter")  # empty prompt
+        await settle(app, pilot)
+        assert "prompt is empty" in status(app)
+        await pilot.press(*"still here")
+        assert app.query_one("#prompt", Input).value == "still here"
+
+
+async def test_worker_exception_is_shown_and_app_stays_usable(make_tui, monkeypatch):
+    app = make_tui(max_new_tokens=3)
+    async with app.run_test() as pilot:
+        original = app.engine.step
+        monkeypatch.setattr(app.engine, "step", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+        await start(app, pilot, "kept text")
+        assert "internal error: RuntimeError: boom" in status(app)
+        assert app.query_one("#prompt", Input).value == "kept text" and not app.running
+        monkeypatch.setattr(app.engine, "step", original)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert len(app.history) == 3
+
+
+async def test_narrow_terminal_hides_sidebar(make_tui):
+    app = make_tui()
+    async with app.run_test(size=(60, 20)) as pilot:
+        assert app.has_class("narrow")
+        assert not app.query_one("#sidebar").display

@@ -1,0 +1,46 @@
+"""Snapshot tests at 80×24 and 120×40 on a seeded tiny model (greedy, deterministic).
+
+Update after an intended change with: python -m pytest tests/test_tui_snapshots.py --snapshot-update
+"""
+
+import pytest
+
+from conftest import settle
+
+SIZES = [(80, 24), (120, 40)]
+
+
+async def explore(pilot):
+    """Type a prompt, generate, go to the table, pick #2, browse one step back."""
+    app = pilot.app
+    await pilot.press(*"农夫山泉 ", "enter")
+    await settle(app, pilot)
+    await pilot.press("escape", "2")
+    await settle(app, pilot)
+    await pilot.press("[")
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_start_screen(snap_compare, make_tui, size):
+    assert snap_compare(make_tui(), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_after_exploring(snap_compare, make_tui, size):
+    assert snap_compare(make_tui(max_new_tokens=10), terminal_size=size, run_before=explore)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_tinted_with_top_k(snap_compare, make_tui, size):
+    async def tinted(pilot):
+        await explore(pilot)
+        await pilot.press("]", "p")
+        await pilot.pause()
+
+    assert snap_compare(make_tui(max_new_tokens=10, top_k=3), terminal_size=size,
+                        run_before=tinted)
+
+
+def test_help_screen(snap_compare, make_tui):
+    assert snap_compare(make_tui(), terminal_size=(80, 24), press=["f1"])
