@@ -18,7 +18,8 @@ import torch
 from .devices import resolve_device
 from .errors import CheckpointError
 from .formats import detect_format
-from .tokenizer import Tokenizer, cl100k
+from .tokenizer import Tokenizer
+from .vocab import resolve_tokenizer
 
 MIN_TORCH = (2, 6)
 
@@ -102,11 +103,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load(path: str | os.PathLike, device: str = "auto",
-         tokenizer: Tokenizer | None = None) -> LoadedModel:
-    """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu)."""
+         tokenizer: Tokenizer | str | None = None) -> LoadedModel:
+    """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu).
+
+    ``tokenizer``: a Tokenizer, or --tokenizer's NAME|FILE, or None for the layout's own."""
     target = resolve_device(device)
     obj = read_checkpoint(path)
     layout = detect_format(obj, Path(path))
+    if tokenizer is None or isinstance(tokenizer, str):
+        tokenizer = resolve_tokenizer(tokenizer, layout.tokenizer,
+                                      int(layout.h_params["max_token_value"]), Path(path),
+                                      layout.dataset)
     try:
         model = layout.build_model()
     except CheckpointError as exc:
@@ -115,7 +122,7 @@ def load(path: str | os.PathLike, device: str = "auto",
     return LoadedModel(
         model=model,
         h_params=layout.h_params,
-        tokenizer=tokenizer if tokenizer is not None else cl100k(),
+        tokenizer=tokenizer,
         format=layout.name,
         device=target,
         path=Path(path),

@@ -54,8 +54,15 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", nargs="?", default=None, metavar="CKPT",
                    help="checkpoint file (default: the shipped model/model.ckpt)")
-    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    add_device_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    p.add_argument("--tokenizer", default=None, metavar="NAME|FILE",
+                   help="vocabulary: cl100k_base (book default), a .tiktoken file, or a "
+                        "nanoGPT meta.pkl")
 
 
 def settings_from(args: argparse.Namespace) -> SamplingSettings:
@@ -94,7 +101,8 @@ def open_engine(args: argparse.Namespace):
     from .engine import Engine
 
     settings = settings_from(args)  # validate knobs before the (slow) load
-    loaded = load(args.ckpt or default_checkpoint(), device=args.device)
+    loaded = load(args.ckpt or default_checkpoint(), device=args.device,
+                  tokenizer=args.tokenizer)
     engine = Engine.from_loaded(loaded, settings)
     engine.reset(args.prompt)
     return loaded, engine
@@ -128,7 +136,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .checkpoint import load
     from .render import inspect_report, print_inspect
 
-    loaded = load(args.ckpt or default_checkpoint(), device=args.device)
+    loaded = load(args.ckpt or default_checkpoint(), device=args.device,
+                  tokenizer=args.tokenizer)
     report = inspect_report(loaded)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))

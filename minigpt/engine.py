@@ -64,6 +64,10 @@ class Engine:
         self.tokenizer = tokenizer
         self.settings = settings or SamplingSettings()
         self.vocab_size = int(model.max_token_value)
+        # The first edition embeds one id more than it can output.
+        embedding = getattr(model, "token_embedding_lookup_table", None)
+        self.prompt_vocab_size = embedding.num_embeddings if embedding is not None \
+            else self.vocab_size
         self.context_length = int(model.context_length)
         self.device = next(model.parameters()).device
         self.decoder = decoder if decoder is not None else make_decoder(model)
@@ -86,7 +90,7 @@ class Engine:
     def reset(self, prompt: str, settings: SamplingSettings | None = None) -> None:
         """Start over from ``prompt``; raises ``PromptError`` naming what is wrong."""
         ids = self.tokenizer.encode(prompt) if prompt else []
-        check_prompt_ids(prompt, ids, self.tokenizer, self.vocab_size)
+        check_prompt_ids(prompt, ids, self.tokenizer, self.prompt_vocab_size)
         if settings is not None:
             self.settings = settings
         self.prompt, self.prompt_ids = prompt, ids

@@ -14,7 +14,8 @@ from .model import Model
 
 BOOK_REQUIRED = ("d_model", "context_length", "num_blocks", "num_heads", "max_token_value")
 SUPPORTED = ("book train.py {'model_state_dict', 'h_params'}", "bare book state dict",
-             "nanoGPT ckpt.pt")
+             "bare first-edition state dict (model-ckpt.pt)", "nanoGPT ckpt.pt {'model', "
+             "'model_args'}")
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Layout:
     make_model: Callable[[dict], torch.nn.Module]
     inferred: list[str] = field(default_factory=list)
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)
+    tokenizer: str = "cl100k_base"  # or "nanogpt": meta.pkl / gpt2, see minigpt.vocab
+    dataset: str | None = None
 
     def build_model(self) -> torch.nn.Module:
         # Check shapes on the meta device first: absurd h_params allocate nothing.
@@ -147,14 +150,84 @@ def bare_book_layout(sd: dict) -> Layout:
                   describe_tensors(sd))
 
 
+# --- first-edition names (the book repo's root model.py) ------------------
+
+FIRST_EDITION_RENAMES = (
+    (".layer_norm_1.", ".ln1."), (".layer_norm_2.", ".ln2."),
+    (".multi_head_attention_layer.", ".mha."), (".feed_forward_layer.", ".ffn."),
+    (".query_layer.", ".Wq."), (".key_layer.", ".Wk."), (".value_layer.", ".Wv."),
+    (".tril", ".mask"), ("language_model_out_linear_layer.", "model_out_linear_layer."),
+)
+
+
+def is_first_edition(sd: dict) -> bool:
+    return "language_model_out_linear_layer.weight" in sd
+
+
+def first_edition_layout(sd: dict) -> Layout:
+    renamed = {}
+    for key, value in sd.items():
+        for old, new in FIRST_EDITION_RENAMES:
+            key = key.replace(old, new)
+        renamed[key] = value
+    hp, notes = infer_book_h_params(renamed)
+    out = renamed["model_out_linear_layer.weight"]
+    hp["embedding_rows"], hp["max_token_value"] = hp["max_token_value"], int(out.shape[0])
+    notes[0] = (f"d_model={hp['d_model']} from the embedding, max_token_value="
+                f"{hp['max_token_value']} from the output layer (the embedding has "
+                f"{hp['embedding_rows']} rows)")
+    _valid_book_h_params(hp)
+    return Layout("bare state dict, first-edition names (model-ckpt.pt)", hp,
+                  as_float32(renamed), Model, notes, describe_tensors(sd))
+
+
+# --- nanoGPT ------------------------------------------------------------------
+
+def nanogpt_layout(obj: dict) -> Layout:
+    from .nanogpt import NanoGPT
+
+    args = obj["model_args"]
+    if not isinstance(args, dict):
+        raise CheckpointError("model_args is not a dict")
+    sd = _tensor_dict(obj["model"], "model")
+    prefix = "_orig_mod."
+    stripped = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
+    # Older nanoGPT saved the causal-mask buffer as attn.bias; it is not a weight.
+    stripped = {k: v for k, v in stripped.items()
+                if not (k.endswith(".attn.bias") and v.dim() == 4)}
+    if "lm_head.weight" not in stripped and "transformer.wte.weight" in stripped:
+        stripped["lm_head.weight"] = stripped["transformer.wte.weight"]  # tied
+    try:
+        hp = {"d_model": int(args["n_embd"]), "num_blocks": int(args["n_layer"]),
+              "num_heads": int(args["n_head"]), "context_length": int(args["block_size"]),
+              "max_token_value": int(args["vocab_size"]), "bias": bool(args.get("bias", True)),
+              "dropout": 0.0}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"model_args lacks {exc}: need n_layer, n_head, n_embd, "
+                              "block_size, vocab_size") from None
+    _valid_book_h_params(hp)
+    config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+    notes = ["h_params from model_args (n_embd, n_layer, n_head, block_size, vocab_size, bias)"]
+    if any(k.startswith(prefix) for k in sd):
+        notes.append("stripped the _orig_mod. prefix (torch.compile)")
+    dataset = config.get("dataset") if isinstance(config.get("dataset"), str) else None
+    return Layout("nanoGPT ckpt.pt (model + model_args)", hp, as_float32(stripped), NanoGPT,
+                  notes, describe_tensors(sd), tokenizer="nanogpt", dataset=dataset)
+
+
 def detect_format(obj: object, path: Path) -> Layout:
     """Pick the layout from the keys; unknown layouts get one line naming what was found."""
     try:
         if isinstance(obj, dict):
             if "model_state_dict" in obj and "h_params" in obj:
                 return book_layout(obj)
-            if all(isinstance(v, torch.Tensor) for v in obj.values()) and is_book_state_dict(obj):
-                return bare_book_layout(_tensor_dict(obj, "the state dict"))
+            if "model" in obj and "model_args" in obj:
+                return nanogpt_layout(obj)
+            if all(isinstance(v, torch.Tensor) for v in obj.values()):
+                if is_book_state_dict(obj):
+                    return bare_book_layout(_tensor_dict(obj, "the state dict"))
+                if is_first_edition(obj):
+                    return first_edition_layout(_tensor_dict(obj, "the state dict"))
         found = _summary(obj)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc

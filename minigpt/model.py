@@ -90,7 +90,7 @@ class TransformerBlock(nn.Module):
 
 class Model(nn.Module):
     """``Model(h_params)``: needs ``d_model, context_length, num_blocks, num_heads,
-    max_token_value``; ``dropout`` defaults to 0."""
+    max_token_value``; ``dropout`` defaults to 0, ``embedding_rows`` to max_token_value."""
 
     def __init__(self, h_params: dict):
         super().__init__()
@@ -103,7 +103,9 @@ class Model(nn.Module):
         dropout = float(h_params.get("dropout", 0.0))
 
         d, C = self.d_model, self.context_length
-        self.token_embedding_lookup_table = nn.Embedding(self.max_token_value, d)
+        # The first edition's embedding has one row more than the output layer.
+        rows = int(h_params.get("embedding_rows", self.max_token_value))
+        self.token_embedding_lookup_table = nn.Embedding(rows, d)
         self.transformer_blocks = nn.Sequential(
             *[TransformerBlock(d, self.num_heads, C, dropout) for _ in range(self.num_blocks)],
             nn.LayerNorm(d),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minigpt.cli import OneLineParser, add_sampling_options, settings_from
+from minigpt.cli import OneLineParser, add_device_options, add_sampling_options, settings_from
 from minigpt.errors import MiniGPTError
 from minigpt.paths import default_checkpoint
 
@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="minigpt-tui", description="Explore a tiny GPT in the terminal.")
     parser.add_argument("ckpt", nargs="?", default=None, metavar="CKPT",
                         help="checkpoint (default: the shipped model/model.ckpt)")
-    parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    add_device_options(parser)
     add_sampling_options(parser)
     return parser
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
         path = args.ckpt or default_checkpoint()
         with Console(stderr=True).status(f"loading {path} …"):
-            loaded = load(path, device=args.device)
+            loaded = load(path, device=args.device, tokenizer=args.tokenizer)
             from tui.app import make_app  # textual imports take a moment too
     except MiniGPTError as exc:
         print(f"minigpt-tui: error: {exc}", file=sys.stderr)

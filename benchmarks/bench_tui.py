@@ -1,0 +1,106 @@
+"""The explorer's overhead: tokens/s streamed through the app vs the bare engine,
+and key-press-to-screen latency while generating. One run, same model.
+
+    python benchmarks/bench_tui.py [--tokens 500] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from minigpt.checkpoint import LoadedModel
+from minigpt.devices import resolve_device
+from minigpt.engine import Engine
+from minigpt.model import Model
+from minigpt.settings import SamplingSettings
+from minigpt.tokenizer import cl100k
+
+BOOK = dict(d_model=80, context_length=128, num_blocks=6, num_heads=4, max_token_value=100256,
+            dropout=0.0)
+PROMPT = "农夫山泉 天然水 550ml 瓶装"
+
+
+def random_loaded(device: torch.device) -> LoadedModel:
+    torch.manual_seed(0)
+    model = Model(BOOK).to(device).eval()
+    return LoadedModel(model, dict(BOOK), cl100k(), "random book-size model", device,
+                       Path("random-book-size"))
+
+
+def engine_rate(loaded: LoadedModel, n: int) -> float:
+    engine = Engine.from_loaded(loaded, SamplingSettings(temperature=0, max_new_tokens=n))
+    engine.reset(PROMPT)
+    started = time.perf_counter()
+    for _ in engine.run():
+        pass
+    return n / (time.perf_counter() - started)
+
+
+async def app_rate(loaded: LoadedModel, n: int) -> float:
+    from textual.widgets import Input
+
+    from tui.app import make_app
+
+    app = make_app(loaded, SamplingSettings(temperature=0, max_new_tokens=n))
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.query_one("#prompt", Input).value = PROMPT
+        started = time.perf_counter()
+        await pilot.press("enter")
+        while len(app.history) < n:  # until the last token is on screen
+            await asyncio.sleep(0.001)
+        elapsed = time.perf_counter() - started
+        await app.workers.wait_for_complete()
+    return n / elapsed
+
+
+async def key_latency(loaded: LoadedModel, presses: int) -> list[float]:
+    from textual.widgets import Input
+
+    from tui.app import make_app
+
+    app = make_app(loaded, SamplingSettings(temperature=1.0, max_new_tokens=1_000_000))
+    latencies = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        prompt = app.query_one("#prompt", Input)
+        prompt.value = PROMPT
+        await pilot.press("enter")
+        while len(app.history) < 20:
+            await asyncio.sleep(0.01)
+        for i in range(presses):
+            started = time.perf_counter()
+            await pilot.press("x")  # returns once the key is handled and the screen updated
+            latencies.append(time.perf_counter() - started)
+            assert prompt.value.endswith("x") and app.running
+            await asyncio.sleep(0.05)
+        await pilot.press("escape")
+        await app.workers.wait_for_complete()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=500)
+    parser.add_argument("--presses", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    loaded = random_loaded(resolve_device(args.device))
+    engine_rate(loaded, 20)  # warm-up
+    bare = engine_rate(loaded, args.tokens)
+    through_app = asyncio.run(app_rate(loaded, args.tokens))
+    latencies = asyncio.run(key_latency(loaded, args.presses))
+    print(f"device {loaded.device} · {args.tokens} tokens, greedy, book-default-size model")
+    print(f"  engine alone      {bare:8.1f} tok/s")
+    print(f"  through the app   {through_app:8.1f} tok/s  = {through_app / bare:.2f} of the engine"
+          "  (target ≥ 0.8)")
+    print(f"  key → screen while generating: median {statistics.median(latencies) * 1e3:.1f} ms,"
+          f" max {max(latencies) * 1e3:.1f} ms over {len(latencies)} presses (target ≤ 50 ms)")
+
+
+if __name__ == "__main__":
+    main()

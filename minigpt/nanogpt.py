@@ -1,0 +1,144 @@
+"""nanoGPT's GPT-2-style model (learned positions, fused c_attn, GELU, tied lm_head,
+optional biases) and its KV-cache decoder, for ``ckpt.pt`` files with ``model_args``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from .decoder import common_prefix_length
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with an optional bias (nanoGPT's ``bias=False``)."""
+
+    def __init__(self, ndim: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, bias: bool):
+        super().__init__()
+        self.n_head = n_head
+        self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
+        self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, nh, T, hs]
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, n_embd: int, bias: bool):
+        super().__init__()
+        self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(self.gelu(self.c_fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, bias: bool):
+        super().__init__()
+        self.ln_1 = LayerNorm(n_embd, bias)
+        self.attn = CausalSelfAttention(n_embd, n_head, bias)
+        self.ln_2 = LayerNorm(n_embd, bias)
+        self.mlp = MLP(n_embd, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class NanoGPT(nn.Module):
+    """``NanoGPT(h_params)`` with the book's h_params names mapped from ``model_args``."""
+
+    def __init__(self, h_params: dict):
+        super().__init__()
+        self.h_params = dict(h_params)
+        d, V = int(h_params["d_model"]), int(h_params["max_token_value"])
+        self.d_model, self.max_token_value = d, V
+        self.context_length = int(h_params["context_length"])
+        self.num_heads = int(h_params["num_heads"])
+        bias = bool(h_params.get("bias", True))
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(V, d),
+            wpe=nn.Embedding(self.context_length, d),
+            h=nn.ModuleList([Block(d, self.num_heads, bias)
+                             for _ in range(int(h_params["num_blocks"]))]),
+            ln_f=LayerNorm(d, bias),
+        ))
+        self.lm_head = nn.Linear(d, V, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # tied, as nanoGPT
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        _, T = idx.shape
+        pos = torch.arange(T, device=idx.device)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
+        for block in self.transformer.h:
+            x = block(x)
+        logits = self.lm_head(self.transformer.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, loss
+
+    def make_decoder(self) -> "NanoGPTDecoder":
+        return NanoGPTDecoder(self)
+
+
+class NanoGPTDecoder:
+    """``last_logits(window_ids) -> [V]`` with a KV cache, as ``minigpt.decoder.BookDecoder``."""
+
+    def __init__(self, model: NanoGPT):
+        self.model = model
+        self.context_length = model.context_length
+        self.num_heads = model.num_heads
+        self.head_size = model.d_model // model.num_heads
+        w = model.transformer.wte.weight
+        shape = (len(model.transformer.h), self.num_heads, self.context_length, self.head_size)
+        self.k_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
+        self.v_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
+        self.cached_ids: list[int] = []
+
+    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
+        n = len(window_ids)
+        if not 1 <= n <= self.context_length:
+            raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
+        m = self.model.transformer
+        start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
+        new_ids = torch.tensor(window_ids[start:], device=self.k_cache.device)
+        x = m.wte.weight[new_ids] + m.wpe.weight[start:n]  # [T, d]
+        for i, block in enumerate(m.h):
+            x = x + self._attend(i, block.attn, block.ln_1(x), start)
+            x = x + block.mlp(block.ln_2(x))
+        self.cached_ids = list(window_ids)
+        return self.model.lm_head(m.ln_f(x[-1]))
+
+    def _attend(self, layer: int, attn: CausalSelfAttention, h: torch.Tensor,
+                start: int) -> torch.Tensor:
+        T, C = h.shape
+        H, hs = self.num_heads, self.head_size
+        end = start + T
+        q, k, v = attn.c_attn(h).view(T, 3, H, hs).permute(1, 2, 0, 3)
+        self.k_cache[layer, :, start:end] = k
+        self.v_cache[layer, :, start:end] = v
+        keys, values = self.k_cache[layer, :, :end], self.v_cache[layer, :, :end]
+        mask = None if T == 1 else torch.ones(T, end, dtype=torch.bool,
+                                               device=h.device).tril(diagonal=start)
+        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
+                                           scale=1 / math.sqrt(hs))
+        return attn.c_proj(y.transpose(0, 1).reshape(T, C))
