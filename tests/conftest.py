@@ -45,9 +45,9 @@ def make_tui(tiny_ckpt, monkeypatch):
     monkeypatch.chdir(tiny_ckpt.parent)
     loaded = load(tiny_ckpt.name, device="cpu")
 
-    def factory(**settings):
+    def factory(session_path=None, resumed=None, **settings):
         base = dict(temperature=0.0, max_new_tokens=12)
-        return make_app(loaded, SamplingSettings(**{**base, **settings}))
+        return make_app(loaded, SamplingSettings(**{**base, **settings}), session_path, resumed)
 
     return factory
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from minigpt.cli import OneLineParser, add_device_options, add_sampling_options, settings_from
 from minigpt.errors import MiniGPTError
 from minigpt.paths import default_checkpoint
+from minigpt.session import new_session_path, read_session
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint (default: the shipped model/model.ckpt)")
     add_device_options(parser)
     add_sampling_options(parser)
+    parser.add_argument("--session", type=Path, default=None, metavar="FILE",
+                        help="reopen a session file (JSON lines) and keep appending to it")
     return parser
 
 
@@ -27,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         settings = settings_from(args)
+        resumed = []
+        if args.session is not None and args.session.exists():
+            try:
+                resumed = read_session(args.session)
+            except OSError as exc:
+                raise MiniGPTError(f"{args.session}: cannot read session ({exc.strerror})") \
+                    from None
         from rich.console import Console
 
         from minigpt.checkpoint import load
@@ -40,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    make_app(loaded, settings).run()
+    make_app(loaded, settings, args.session or new_session_path(), resumed).run()
     return 0
 
 

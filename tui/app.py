@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -22,8 +22,10 @@ from minigpt.engine import Engine, Preview, Step
 from minigpt.settings import SamplingSettings
 
 from .knobs import Sidebar
-from .messages import RunFailed, RunFinished, StepsAdded, StepsUndone, TurnStarted
-from .runner import EngineRunner, Generate, Take, Undo
+from minigpt.session import SessionRecorder
+
+from .messages import Exported, RunFailed, RunFinished, StepsAdded, StepsUndone, TurnStarted
+from .runner import EngineRunner, Export, Generate, Take, Undo
 from .screens import HelpScreen, ModelScreen
 from .widgets import CandidatesTable, KeyHints, StatusLine, Transcript
 
@@ -45,6 +47,7 @@ class MiniGPTApp(App):
         Binding("]", "newer_step", "newer step", id="newer-step"),
         Binding("p", "toggle_tint", "tint by probability", id="tint"),
         Binding("m", "model", "model info", id="model"),
+        Binding("ctrl+s", "export", "export transcript", id="export"),
     ]
 
     running: reactive[bool] = reactive(False)
@@ -56,11 +59,14 @@ class MiniGPTApp(App):
     tint: reactive[bool] = reactive(False)
     """Colour the transcript's tokens by their probability."""
 
-    def __init__(self, loaded: LoadedModel, settings: SamplingSettings | None = None):
+    def __init__(self, loaded: LoadedModel, settings: SamplingSettings | None = None,
+                 session_path: Path | None = None, resumed: list[dict] | None = None):
         super().__init__()
         self.loaded = loaded
         self.engine = Engine.from_loaded(loaded, settings)
-        self.runner = EngineRunner(self.engine)
+        recorder = SessionRecorder(session_path, str(loaded.path)) if session_path else None
+        self.runner = EngineRunner(self.engine, recorder)
+        self.resumed = resumed or []
         self.set_reactive(MiniGPTApp.settings, settings or SamplingSettings())
         self.history: list[Step] = []  # the current turn's steps, as the UI has them
         self.preview: Preview | None = None
@@ -87,6 +93,9 @@ class MiniGPTApp(App):
 
     def on_mount(self) -> None:
         self.query_one("#prompt", Input).focus()
+        transcript = self.query_one(Transcript)
+        for record in self.resumed:
+            transcript.add_past_turn(record)
         self.set_class(self.size.width < NARROW_WIDTH, "narrow")
 
     def on_resize(self, event) -> None:
@@ -152,6 +161,11 @@ class MiniGPTApp(App):
 
     def on_run_failed(self, message: RunFailed) -> None:
         self.show_error(message.message)
+
+    def on_exported(self, message: Exported) -> None:
+        names = " and ".join(str(p) for p in message.paths)
+        self.set_status(f"exported {names}")
+        self.notify(f"transcript written to {names}", markup=False)
 
     # --- helpers -----------------------------------------------------------------
 
@@ -299,9 +313,14 @@ class MiniGPTApp(App):
     def action_model(self) -> None:
         self.push_screen(ModelScreen(self.loaded))
 
+    def action_export(self) -> None:
+        self.run_worker(partial(self.runner.export, Export(Path.cwd()), self.post_message),
+                        thread=True, group="export", exit_on_error=False)
+
     async def action_quit(self) -> None:
         self.runner.cancel()  # the worker stops before its next token
         self.workers.cancel_all()
+        self.runner.flush()  # save the current turn if stepping changed it
         self.exit()
 
     def get_system_commands(self, screen) -> list[SystemCommand]:
@@ -315,6 +334,8 @@ class MiniGPTApp(App):
             SystemCommand("Continue", "Keep generating", self.action_continue_generation),
             SystemCommand("Tint by probability", "Toggle token colours", self.action_toggle_tint),
             SystemCommand("Model info", "Format, h_params, tensors", self.action_model),
+            SystemCommand("Export transcript", "Write Markdown and JSON to the current "
+                          "directory", self.action_export),
             SystemCommand("Keys", "Show every key", self.action_help),
             SystemCommand("Candidates", "Focus the candidates table",
                           lambda: self.query_one(CandidatesTable).focus()),
@@ -323,6 +344,7 @@ class MiniGPTApp(App):
         return commands
 
 
-def make_app(loaded: LoadedModel, settings: SamplingSettings | None = None) -> MiniGPTApp:
+def make_app(loaded: LoadedModel, settings: SamplingSettings | None = None,
+             session_path: Path | None = None, resumed: list[dict] | None = None) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
-    return MiniGPTApp(loaded, settings)
+    return MiniGPTApp(loaded, settings, session_path, resumed)

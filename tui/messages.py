@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual.message import Message
 
@@ -48,3 +49,10 @@ class RunFailed(Message):
 
     message: str
     keep_prompt: bool = True
+
+
+@dataclass
+class Exported(Message):
+    """The transcript was written to these files."""
+
+    paths: list[Path]

@@ -6,15 +6,19 @@ operation (which cancels the previous worker) waits at most one token.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from minigpt.engine import Engine, Step
 from minigpt.errors import MiniGPTError
 from minigpt.settings import SamplingSettings
 
-from .messages import RunFailed, RunFinished, StepsAdded, StepsUndone, TurnStarted
+from minigpt.session import SessionRecorder, export_markdown, read_session
+
+from .messages import Exported, RunFailed, RunFinished, StepsAdded, StepsUndone, TurnStarted
 
 FRAME_SECONDS = 1 / 30
 
@@ -44,16 +48,48 @@ class Undo:
     settings: SamplingSettings
 
 
+@dataclass(frozen=True)
+class Export:
+    """Write the session's transcript as Markdown and JSON into ``directory``."""
+
+    directory: Path
+
+
 class EngineRunner:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, recorder: SessionRecorder | None = None):
         self.engine = engine
+        self.recorder = recorder
         self.lock = threading.Lock()
+
+    def flush(self) -> None:
+        """Save the current turn if it changed (called on quit, from any thread)."""
+        if self.recorder is not None:
+            with self.lock:
+                self.recorder.flush(self.engine)
+
+    def export(self, op: Export, post) -> None:
+        with self.lock:
+            try:
+                if self.recorder is None:
+                    raise OSError("no session file to export")
+                self.recorder.flush(self.engine)
+                turns = read_session(self.recorder.path)
+                stem = op.directory / time.strftime("minigpt-transcript-%Y%m%d-%H%M%S")
+                md, js = stem.with_suffix(".md"), stem.with_suffix(".json")
+                md.write_text(export_markdown(turns), encoding="utf-8")
+                js.write_text(json.dumps(turns, ensure_ascii=False, indent=1), encoding="utf-8")
+                post(Exported([md, js]))
+            except OSError as exc:
+                post(RunFailed(f"export failed: {exc}"))
 
     def cancel(self) -> None:
         self.engine.cancel()
 
     def execute(self, op, post, is_cancelled) -> None:
         """Run ``op`` (in a worker thread); ``post`` sends a message to the app."""
+        if isinstance(op, Export):
+            self.export(op, post)
+            return
         with self.lock:
             engine = self.engine
             started = time.perf_counter()
@@ -64,7 +100,11 @@ class EngineRunner:
                 if isinstance(op, Generate):
                     fresh = not engine.steps
                     if op.prompt is not None and (fresh or not op.only_if_fresh):
+                        if self.recorder is not None:
+                            self.recorder.flush(engine)  # the previous turn, if it changed
                         engine.reset(op.prompt, op.settings)
+                        if self.recorder is not None:
+                            self.recorder.start_turn()
                         post(TurnStarted(op.prompt, len(engine.prompt_ids)))
                     produced, reason = self._generate(op.count, post, is_cancelled, started)
                 elif isinstance(op, Take):
@@ -80,6 +120,11 @@ class EngineRunner:
             except Exception as exc:  # a bug: report it, keep the app and the engine usable
                 post(RunFailed(f"internal error: {type(exc).__name__}: {exc}"))
                 reason = "error"
+            if self.recorder is not None:
+                try:
+                    self.recorder.after_op(engine, reason)
+                except OSError as exc:
+                    post(RunFailed(f"could not write the session file: {exc}"))
             preview = self._preview()
             elapsed = time.perf_counter() - started
             rate = produced / elapsed if produced and elapsed > 0 else 0.0

@@ -81,6 +81,16 @@ class Transcript(VerticalScroll):
         self.mount(turn)
         self.call_after_refresh(self.scroll_end, animate=False)
 
+    def add_past_turn(self, record: dict) -> None:
+        """A turn read back from a session file."""
+        turn = Turn(record["prompt"])
+        turn.tint = self.tint
+        turn.segments = [(s.get("text", ""), s["chosen"]["prob"]) for s in record.get("steps", [])]
+        if not turn.segments and record.get("completion"):
+            turn.segments = [(record["completion"], 1.0)]
+        turn.add_class("past")
+        self.mount(turn)
+
     def add_steps(self, steps: list[Step], pending: str) -> None:
         turn = self.current
         if turn is None:
