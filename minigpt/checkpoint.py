@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .devices import resolve_device
-from .errors import CheckpointError
+from .errors import CheckpointError, MiniGPTError
 from .formats import detect_format
 from .tokenizer import Tokenizer
 from .vocab import resolve_tokenizer
@@ -81,7 +80,8 @@ def read_checkpoint(path: str | os.PathLike) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc) or "weights_only" in str(exc):
+        text = str(exc)
+        if "Unsupported global" in text or "allowed global" in text or "REDUCE" in text:
             raise CheckpointError(
                 f"{path}: refused for safety: it needs arbitrary pickled Python objects, "
                 "which could run code; only tensors and plain containers are loaded"
@@ -89,8 +89,10 @@ def read_checkpoint(path: str | os.PathLike) -> object:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from exc
     except PermissionError as exc:
         raise CheckpointError(f"{path}: permission denied") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, UnicodeDecodeError,
-            IndexError, KeyError, AttributeError, TypeError, OverflowError, MemoryError) as exc:
+    except Exception as exc:  # zip, pickle and storage errors of every kind
+        if isinstance(exc, MemoryError):
+            raise CheckpointError(f"{path}: the file claims more memory than is available "
+                                  "(damaged?)") from exc
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (damaged or truncated file: "
             f"{_first_line(exc)})"
@@ -109,16 +111,22 @@ def load(path: str | os.PathLike, device: str = "auto",
     ``tokenizer``: a Tokenizer, or --tokenizer's NAME|FILE, or None for the layout's own."""
     target = resolve_device(device)
     obj = read_checkpoint(path)
-    layout = detect_format(obj, Path(path))
-    if tokenizer is None or isinstance(tokenizer, str):
-        tokenizer = resolve_tokenizer(tokenizer, layout.tokenizer,
-                                      int(layout.h_params["max_token_value"]), Path(path),
-                                      layout.dataset)
     try:
+        layout = detect_format(obj, Path(path))
+        if tokenizer is None or isinstance(tokenizer, str):
+            tokenizer = resolve_tokenizer(tokenizer, layout.tokenizer,
+                                          int(layout.h_params["max_token_value"]), Path(path),
+                                          layout.dataset)
         model = layout.build_model()
+        model.to(target).eval()
     except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from exc
-    model.to(target).eval()
+        message = str(exc)
+        raise CheckpointError(message if message.startswith(str(path)) else f"{path}: {message}")
+    except MiniGPTError:
+        raise
+    except Exception as exc:  # a damaged file can fail in ways no list anticipates
+        raise CheckpointError(f"{path}: cannot use this checkpoint ({type(exc).__name__}: "
+                              f"{_first_line(exc)})") from exc
     return LoadedModel(
         model=model,
         h_params=layout.h_params,

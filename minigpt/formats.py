@@ -125,6 +125,18 @@ def _valid_book_h_params(hp: dict) -> dict:
     return hp
 
 
+def _check_counts(hp: dict, sd: dict) -> None:
+    """h_params must agree with the tensors present (and so cannot ask for a billion heads)."""
+    blocks = len({m.group(1) for k in sd if (m := _BLOCK.match(k))})
+    heads = len({m.group(1) for k in sd if (m := _HEAD.match(k))})
+    if hp["num_blocks"] != blocks:
+        raise CheckpointError(f"h_params say num_blocks={hp['num_blocks']}, but the state dict "
+                              f"has {blocks} blocks")
+    if hp["num_heads"] != heads:
+        raise CheckpointError(f"h_params say num_heads={hp['num_heads']}, but the state dict "
+                              f"has {heads} heads per block")
+
+
 def book_layout(obj: dict) -> Layout:
     sd = _tensor_dict(obj["model_state_dict"], "model_state_dict")
     hp = obj["h_params"]
@@ -139,6 +151,8 @@ def book_layout(obj: dict) -> Layout:
                 hp[key] = shapes[key]
                 inferred += [n for n in notes if n.startswith(key) or f"and {key}" in n]
     _valid_book_h_params(hp)
+    if is_book_state_dict(sd):
+        _check_counts(hp, sd)
     return Layout("book (train.py: model_state_dict + h_params)", hp, as_float32(sd), Model,
                   inferred, describe_tensors(sd))
 
@@ -206,6 +220,10 @@ def nanogpt_layout(obj: dict) -> Layout:
         raise CheckpointError(f"model_args lacks {exc}: need n_layer, n_head, n_embd, "
                               "block_size, vocab_size") from None
     _valid_book_h_params(hp)
+    layers = len({k.split(".")[2] for k in stripped if k.startswith("transformer.h.")})
+    if layers != hp["num_blocks"]:
+        raise CheckpointError(f"model_args say n_layer={hp['num_blocks']}, but the state dict "
+                              f"has {layers} blocks")
     config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
     notes = ["h_params from model_args (n_embd, n_layer, n_head, block_size, vocab_size, bias)"]
     if any(k.startswith(prefix) for k in sd):

@@ -134,6 +134,10 @@ def check_prompt_ids(text: str, ids: list[int], tokenizer: Tokenizer, vocab_size
     """Refuse prompts the model cannot embed, naming the offending piece."""
     if not text:
         raise PromptError("the prompt is empty: type some text to continue")
+    for index, ch in enumerate(text):
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            raise PromptError(f"the prompt holds a lone surrogate U+{ord(ch):04X} at character "
+                              f"{index}, which is not valid text: remove it")
     if not ids:
         raise PromptError("the prompt encodes to no tokens")
     for token_id in ids:
