@@ -31,3 +31,27 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as exc:
         raise SettingsError(f"unknown device {name!r}") from exc
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory instead of unmapping it (Linux only).
+
+    A training step on the CPU allocates and frees several logits-sized blocks
+    (batch × context × ~100k vocabulary floats, hundreds of MB each). glibc
+    serves blocks that large with fresh mmaps, so every step page-faults them in
+    again: measured, that was half of each step. Keeping the heap roughly halves
+    step time. Returns whether the setting took.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False  # not glibc (e.g. musl): nothing to tune
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**30))

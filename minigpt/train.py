@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from .devices import resolve_device
+from .devices import keep_freed_memory, resolve_device
 from .errors import MiniGPTError, SettingsError
 from .model import Model
 from .tokenizer import cl100k
@@ -80,6 +80,8 @@ def train(data_path: Path, config: TrainConfig,
     """Train and return (model on cpu, book h_params). Raises KeyboardInterrupt untouched."""
     config.validate()
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     torch.manual_seed(config.seed)
     tokens = load_tokens(data_path)
     C = config.context_length

@@ -149,7 +149,7 @@ async def test_p_toggles_tint(make_tui):
         await pilot.press("escape", "p")
         turn = app.query_one(Transcript).current
         assert app.tint and turn.tint
-        styles = {str(span.style) for span in turn.render().spans}
+        styles = {str(span.style) for span in turn.live.render().spans}
         assert styles & {"green", "yellow", "magenta", "red"}
         await pilot.press("p")
         assert not turn.tint

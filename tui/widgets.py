@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from minigpt.engine import Candidate, Step
@@ -23,30 +23,99 @@ def prob_style(prob: float) -> str:
     return "red"
 
 
-class Turn(Static):
-    """One prompt and its continuation; only this widget re-renders while it streams."""
+PART_STEPS = 200  # a turn part is sealed after this many steps, at the next line break
 
-    def __init__(self, prompt: str):
+
+class TurnPart(Static):
+    """A run of one turn's steps. Only the live (last) part re-renders while the
+    turn streams, so a 10,000-token run costs the same per frame as a short one."""
+
+    def __init__(self, turn: "Turn", start: int):
+        super().__init__(classes="turn-part")
+        self.turn = turn
+        self.start = start
+        self.end = start  # exclusive; follows the turn's length while this part is live
+
+    def render(self) -> Text:
+        return self.turn.render_steps(self)
+
+
+class Turn(Vertical):
+    """One prompt and its continuation, held as parts that each hold whole lines."""
+
+    def __init__(self, prompt: str, tint: bool = False):
         super().__init__(classes="turn")
         self.prompt = prompt
         self.segments: list[tuple[str, float]] = []  # (completed text, chosen prob) per step
         self.pending = ""
         self.highlight: int | None = None  # 0-based step index
-        self.tint = False
+        self.tint = tint
+        self.parts = [TurnPart(self, 0)]
 
-    def render(self) -> Text:
+    def compose(self):
+        yield from self.parts
+
+    @property
+    def live(self) -> TurnPart:
+        return self.parts[-1]
+
+    def render_steps(self, part: TurnPart) -> Text:
         text = Text()
-        text.append("› ", style="bold cyan")
-        text.append(self.prompt, style="bold")
-        for index, (piece, prob) in enumerate(self.segments):
+        if part.start == 0:
+            text.append("› ", style="bold cyan")
+            text.append(self.prompt, style="bold")
+        for index in range(part.start, part.end):
+            piece, prob = self.segments[index]
             style = prob_style(prob) if self.tint else ""
             if index == self.highlight:
                 style = f"{style} reverse".strip()
                 piece = piece or "▯"  # a byte piece that completes nothing yet
             text.append(piece, style=style)
-        if self.pending:
-            text.append(self.pending, style="dim")
+        if part is self.live:
+            if self.pending:
+                text.append(self.pending, style="dim")
+        elif text.plain.endswith("\n"):
+            text.right_crop(1)  # the next part starts on the next line
         return text
+
+    def extend(self, segments: list[tuple[str, float]], pending: str) -> None:
+        self.segments.extend(segments)
+        self.pending = pending
+        live = self.live
+        live.end = len(self.segments)
+        live.refresh(layout=True)
+        # Seal the live part at the first line break after PART_STEPS steps.
+        while live.end - live.start >= PART_STEPS:
+            cut = next((i for i in range(live.start + PART_STEPS - 1, live.end)
+                        if self.segments[i][0].endswith("\n")), None)
+            if cut is None:
+                break
+            live.end = cut + 1
+            live = TurnPart(self, cut + 1)
+            live.end = len(self.segments)
+            self.parts.append(live)
+            if self.is_mounted:
+                self.mount(live)
+
+    def truncate(self, length: int, pending: str) -> None:
+        del self.segments[length:]
+        self.pending = pending
+        while len(self.parts) > 1 and self.parts[-1].start > length:
+            self.parts.pop().remove()
+        self.live.end = length
+        self.live.refresh(layout=True)
+
+    def set_highlight(self, index: int | None) -> None:
+        for part in self.parts:
+            if any(i is not None and part.start <= i < max(part.end, part.start + 1)
+                   for i in (self.highlight, index)):
+                part.refresh()
+        self.highlight = index
+
+    def set_tint(self, tint: bool) -> None:
+        self.tint = tint
+        for part in self.parts:
+            part.refresh()
 
     @property
     def plain(self) -> str:
@@ -62,63 +131,53 @@ class Transcript(VerticalScroll):
 
     @property
     def current(self) -> Turn | None:
-        turns = self.query(Turn)
-        return turns.last() if turns else None
+        last = self.children[-1] if self.children else None
+        return last if isinstance(last, Turn) else None
 
     def _following(self) -> bool:
         return self.scroll_y >= self.max_scroll_y - 1
 
-    def _refresh_turn(self, follow: bool) -> None:
-        turn = self.current
-        if turn is not None:
-            turn.refresh(layout=True)
+    def _follow(self, follow: bool) -> None:
         if follow:
             self.call_after_refresh(self.scroll_end, animate=False)
 
     def start_turn(self, prompt: str) -> None:
-        turn = Turn(prompt)
-        turn.tint = self.tint
-        self.mount(turn)
+        self.mount(Turn(prompt, tint=self.tint))
         self.call_after_refresh(self.scroll_end, animate=False)
 
     def add_past_turn(self, record: dict) -> None:
         """A turn read back from a session file."""
-        turn = Turn(record["prompt"])
-        turn.tint = self.tint
-        turn.segments = [(s.get("text", ""), s["chosen"]["prob"]) for s in record.get("steps", [])]
-        if not turn.segments and record.get("completion"):
-            turn.segments = [(record["completion"], 1.0)]
+        turn = Turn(record["prompt"], tint=self.tint)
+        segments = [(s.get("text", ""), s["chosen"]["prob"]) for s in record.get("steps", [])]
+        if not segments and record.get("completion"):
+            segments = [(record["completion"], 1.0)]
+        turn.extend(segments, "")
         turn.add_class("past")
         self.mount(turn)
 
     def add_steps(self, steps: list[Step], pending: str) -> None:
         turn = self.current
-        if turn is None:
-            return
-        follow = self._following()
-        turn.segments.extend((s.text, s.chosen.prob) for s in steps)
-        turn.pending = pending
-        self._refresh_turn(follow)
+        if turn is not None:
+            follow = self._following()
+            turn.extend([(s.text, s.chosen.prob) for s in steps], pending)
+            self._follow(follow)
 
     def remove_steps(self, count: int, pending: str) -> None:
         turn = self.current
-        if turn is None:
-            return
-        del turn.segments[len(turn.segments) - count:]
-        turn.pending = pending
-        self._refresh_turn(self._following())
+        if turn is not None:
+            follow = self._following()
+            turn.truncate(len(turn.segments) - count, pending)
+            self._follow(follow)
 
     def set_highlight(self, index: int | None) -> None:
         turn = self.current
         if turn is not None and turn.highlight != index:
-            turn.highlight = index
-            turn.refresh()
+            turn.set_highlight(index)
 
     def set_tint(self, tint: bool) -> None:
         self.tint = tint
         for turn in self.query(Turn):
-            turn.tint = tint
-            turn.refresh()
+            turn.set_tint(tint)
 
     @property
     def plain(self) -> str:
