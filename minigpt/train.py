@@ -65,29 +65,32 @@ class Progress:
     valid_loss: float | None
 
 
-def load_tokens(data_path: Path) -> list[int]:
+def read_corpus(data_path: Path, config: TrainConfig) -> list[int]:
+    """The file's cl100k token ids; checks the settings and that there is enough text."""
+    config.validate()
     try:
         text = data_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MiniGPTError(f"{data_path}: no such file") from None
     except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
         raise MiniGPTError(f"{data_path}: not a readable UTF-8 text file ({exc})") from None
-    return cl100k().encode(text)
+    tokens = cl100k().encode(text)
+    C = config.context_length
+    if len(tokens) < 2 * (C + 1) * 10:
+        raise SettingsError(f"{data_path}: {len(tokens)} tokens is too little text for "
+                            f"--context-length {C} (need ≥ {2 * (C + 1) * 10})")
+    return tokens
 
 
-def train(data_path: Path, config: TrainConfig,
+def train(tokens: list[int], config: TrainConfig,
           on_progress: Callable[[Progress], None] = lambda p: None) -> tuple[Model, dict]:
-    """Train and return (model on cpu, book h_params). Raises KeyboardInterrupt untouched."""
+    """Train on token ids; return (model on cpu, book h_params). KeyboardInterrupt passes."""
     config.validate()
     device = resolve_device(config.device)
     if device.type == "cpu":
         keep_freed_memory()
     torch.manual_seed(config.seed)
-    tokens = load_tokens(data_path)
     C = config.context_length
-    if len(tokens) < 2 * (C + 1) * 10:
-        raise SettingsError(f"{data_path}: {len(tokens)} tokens is too little text for "
-                            f"--context-length {C} (need ≥ {2 * (C + 1) * 10})")
     h_params = {
         "d_model": config.d_model, "batch_size": config.batch_size, "context_length": C,
         "num_blocks": config.num_blocks, "num_heads": config.num_heads,
@@ -171,7 +174,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     fields = {k: getattr(args, k) for k in asdict(TrainConfig()) if hasattr(args, k)}
     config = TrainConfig(**fields)
-    config.validate()
+    tokens = read_corpus(args.data, config)  # errors before the progress bar appears
     console = Console(stderr=True)
     started = time.perf_counter()
     columns = (TextColumn("step {task.completed}/{task.total}"), BarColumn(),
@@ -190,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         show.last = ""
 
         try:
-            model, h_params = train(args.data, config, show)
+            model, h_params = train(tokens, config, show)
         except KeyboardInterrupt:
             bar.stop()
             console.print(f"interrupted: no checkpoint written ({args.out} is unchanged)")

@@ -1,0 +1,115 @@
+"""`minigpt train`: the book's loop on a tiny file, checkpoints that read back
+exactly, clean Ctrl-C, one-line errors."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from minigpt import train as train_module
+from minigpt.checkpoint import load
+from minigpt.cli import main
+from minigpt.tokenizer import cl100k
+from minigpt.train import TrainConfig, read_corpus, save_checkpoint, train
+
+CATALOG = Path(__file__).resolve().parent.parent / "data" / "orders.txt"
+BOOK_KEYS = {"d_model", "batch_size", "context_length", "num_blocks", "num_heads", "dropout",
+             "max_iters", "learning_rate", "eval_interval", "eval_iters", "device",
+             "TORCH_SEED", "max_token_value"}
+TINY = dict(d_model=16, num_blocks=1, num_heads=2, context_length=8, batch_size=4,
+            max_iters=3, eval_interval=2, eval_iters=1, dropout=0.0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "orders.txt"
+    lines = CATALOG.read_text(encoding="utf-8").splitlines()[:80]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_args(**overrides) -> list[str]:
+    knobs = {**TINY, **overrides}
+    return [arg for k, v in knobs.items() for arg in ("--" + k.replace("_", "-"), str(v))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_checkpoint_reads_back_with_identical_logits(corpus, tmp_path, dtype):
+    config = TrainConfig(**TINY, dtype=dtype)
+    model, h_params = train(read_corpus(corpus, config), config)
+    out = tmp_path / "m.ckpt"
+    save_checkpoint(model, h_params, out, dtype)
+    loaded = load(out, device="cpu")
+    ids = torch.tensor([cl100k().encode("农夫山泉 东方树叶")[-TINY["context_length"]:]])
+    if dtype == "float16":  # what was stored is the half-precision weights
+        model.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
+    with torch.no_grad():
+        assert torch.equal(loaded.model(ids)[0], model(ids)[0])
+    stored = torch.load(out, weights_only=True)
+    assert set(stored) == {"model_state_dict", "h_params"}
+    assert {v.dtype for v in stored["model_state_dict"].values()} == {getattr(torch, dtype)}
+
+
+def test_h_params_hold_every_book_key(corpus):
+    _, h_params = train(read_corpus(corpus, TrainConfig(**TINY)), TrainConfig(**TINY))
+    assert BOOK_KEYS <= set(h_params)
+    assert h_params["device"] == "cpu" and h_params["TORCH_SEED"] == 1337
+    ids = cl100k().encode(corpus.read_text(encoding="utf-8"))
+    assert h_params["max_token_value"] == max(ids) + 1
+    assert h_params["final_valid_loss"] > 0
+
+
+def test_training_lowers_the_loss(corpus):
+    tokens = read_corpus(corpus, TrainConfig(**TINY))
+    _, trained = train(tokens, TrainConfig(**{**TINY, "max_iters": 60, "eval_interval": 59,
+                                               "eval_iters": 4, "learning_rate": 3e-3}))
+    _, untrained = train(tokens, TrainConfig(**{**TINY, "max_iters": 1, "eval_iters": 4}))
+    assert trained["final_train_loss"] < untrained["final_train_loss"] - 1.0
+
+
+def test_cli_train_writes_loadable_checkpoint(corpus, tmp_path, capsys):
+    out = tmp_path / "nested" / "model.ckpt"
+    assert main(["train", str(corpus), "--out", str(out), *tiny_args()]) == 0
+    assert "saved" in capsys.readouterr().err
+    assert load(out, device="cpu").h_params["d_model"] == 16
+    assert [p.name for p in out.parent.iterdir()] == ["model.ckpt"]  # no temporary left
+
+
+def test_ctrl_c_leaves_the_old_checkpoint_untouched(corpus, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "model.ckpt"
+    out.write_bytes(b"previous")
+    calls = {"n": 0}
+    real_forward = train_module.Model.forward
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(train_module.Model, "forward", interrupted)
+    code = main(["train", str(corpus), "--out", str(out), *tiny_args(max_iters=50)])
+    assert code == 130
+    assert "no checkpoint written" in capsys.readouterr().err
+    assert out.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--num-heads", "3"], "divisible"),
+    (["--max-iters", "0"], "--max-iters"),
+    (["--learning-rate", "nan"], "--learning-rate"),
+    (["--dropout", "1.5"], "--dropout"),
+    (["--context-length", "4000"], "too little text"),
+])
+def test_bad_settings_are_one_line_errors(corpus, tmp_path, capsys, args, fragment):
+    code = main(["train", str(corpus), "--out", str(tmp_path / "m.ckpt"), *tiny_args(), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m.ckpt").exists()
+
+
+def test_missing_data_file_is_one_line_error(tmp_path, capsys):
+    code = main(["train", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "m.ckpt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
