@@ -73,3 +73,57 @@ def test_real_terminal_session(tui_session, tiny_hp, size):
     text = wait_for(lambda s: "picked · 7 tokens" in s)
     tmux("send-keys", "-t", SESSION, "C-q")
     wait_for(lambda s: "minigpt-tui ·" not in s, timeout=10)
+
+
+def start(command: str, size=(80, 24)) -> None:
+    tmux("kill-session", "-t", SESSION)
+    tmux("new-session", "-d", "-s", SESSION, "-x", str(size[0]), "-y", str(size[1]),
+         f"env TERM=xterm-256color {command}; echo EXITED $? AT $(date +%s.%N); sleep 30")
+
+
+@pytest.fixture
+def long_run(tiny_ckpt, tmp_path):
+    exe = Path(sys.executable).with_name("minigpt-tui")
+    start(f"{exe} {tiny_ckpt} --temperature 1 --max-new-tokens 100000 --device cpu "
+          f"--session {tmp_path / 'session.jsonl'}")
+    wait_for(lambda s: "type a prompt" in s)
+    tmux("send-keys", "-t", SESSION, "-l", "hello")
+    tmux("send-keys", "-t", SESSION, "Enter")
+    wait_for(lambda s: "tok/s" in s)
+    yield tmp_path / "session.jsonl"
+    tmux("kill-session", "-t", SESSION)
+
+
+def test_ctrl_q_mid_generation_exits_within_a_second(long_run):
+    started = time.time()
+    tmux("send-keys", "-t", SESSION, "C-q")
+    text = wait_for(lambda s: "EXITED 0" in s, timeout=10)
+    exited = float(text.split("EXITED 0 AT")[1].split()[0])  # the shell's clock, not our polling
+    assert exited - started < 1.0, f"{exited - started:.2f} s"
+
+
+def test_resizing_mid_generation_keeps_running_and_keeps_text(long_run):
+    for x, y in ((40, 12), (60, 16), (40, 12), (100, 30)):
+        tmux("resize-window", "-t", SESSION, "-x", str(x), "-y", str(y))
+        time.sleep(0.3)
+        assert "EXITED" not in screen() and "Traceback" not in screen()
+    tmux("send-keys", "-t", SESSION, "Escape")  # stop
+    text = wait_for(lambda s: "stopped" in s)
+    assert "hello" in text
+    tmux("send-keys", "-t", SESSION, "C-q")
+    wait_for(lambda s: "EXITED 0" in s, timeout=10)
+    import json
+    record = json.loads(long_run.read_text(encoding="utf-8").splitlines()[-1])
+    assert record["prompt"] == "hello" and len(record["tokens"]) > 0
+
+
+def test_bad_checkpoint_is_one_line_in_the_terminal(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"\x00not a checkpoint" * 10)
+    exe = Path(sys.executable).with_name("minigpt-tui")
+    start(f"{exe} {bad}")
+    text = wait_for(lambda s: "EXITED" in s)
+    assert "EXITED 2" in text and "Traceback" not in text
+    error_lines = [ln for ln in text.splitlines() if "minigpt-tui: error:" in ln]
+    assert len(error_lines) == 1 and "bad.ckpt" in text.replace("\n", "")
+    tmux("kill-session", "-t", SESSION)
