@@ -87,6 +87,13 @@ def test_inspect_human(capsys, tiny_ckpt):
     (["--max-new-tokens", "-3"], "max_new_tokens must be an integer ≥ 0"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--top-k", "many"], "not an integer"),
+    (["--temperature", "1e999"], "finite"),
+    (["--temperature", "abc"], "not a number"),
+    (["--max-new-tokens", "99999999999"], "max_new_tokens must be ≤"),
+    (["--seed", "-1"], "seed must be"),
+    (["--repetition-penalty", "0"], "repetition_penalty must be > 0"),
+    (["--top-p", "nan"], "top_p must be a finite number"),
+    (["--top-k", "-5"], "top_k must be an integer ≥ 1"),
 ])
 def test_bad_knobs_one_line(capsys, tiny_ckpt, args, fragment):
     code, out, err = run_cli(capsys, "generate", tiny_ckpt, "--prompt", "hi", *args)

@@ -84,20 +84,6 @@ def test_max_new_tokens_100000_is_accepted_and_runs(tiny_loaded):
     assert len(list(engine.run(5))) == 5 and engine.remaining == 100_000 - 5
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--temperature", "1e999"], "finite"),
-    (["--temperature", "abc"], "not a number"),
-    (["--max-new-tokens", "99999999999"], "max_new_tokens must be ≤"),
-    (["--seed", "-1"], "seed must be"),
-    (["--repetition-penalty", "0"], "repetition_penalty must be > 0"),
-    (["--top-p", "nan"], "top_p must be a finite number"),
-    (["--top-k", "-5"], "top_k must be an integer ≥ 1"),
-])
-def test_nonsense_knobs_are_one_line_errors(capsys, tiny_ckpt, args, fragment):
-    code, _, err = run_cli(capsys, "generate", tiny_ckpt, "--prompt", "hi", *args)
-    assert code == 2 and fragment in err and err.count("\n") == 1
-
-
 @pytest.mark.parametrize("field, text", [
     ("temperature", "nan"), ("temperature", "1e999"), ("temperature", "-0.1"),
     ("top_k", "-1"), ("top_k", "2.5"), ("top_p", "2"), ("max_new_tokens", "99999999999"),

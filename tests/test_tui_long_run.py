@@ -19,6 +19,13 @@ def catalog_like_segments(count: int) -> list[tuple[str, float]]:
     return [("\n" if i % 12 == 11 else f"w{i}", 0.5) for i in range(count)]
 
 
+async def open_turn(app: App, pilot, prompt: str) -> Turn:
+    transcript = app.query_one(Transcript)
+    transcript.start_turn(prompt)
+    await pilot.pause()
+    return transcript.current
+
+
 def rendered_text(turn: Turn) -> str:
     """What the parts show, joined the way they stack on screen."""
     return "\n".join(part.render().plain for part in turn.parts)
@@ -27,10 +34,7 @@ def rendered_text(turn: Turn) -> str:
 async def test_long_turn_is_split_into_parts_with_identical_text():
     app = TranscriptApp()
     async with app.run_test() as pilot:
-        transcript = app.query_one(Transcript)
-        transcript.start_turn("prompt ")
-        await pilot.pause()
-        turn = transcript.current
+        turn = await open_turn(app, pilot, "prompt ")
         segments = catalog_like_segments(10_000)
         for start in range(0, len(segments), 37):  # frames of 37 steps
             turn.extend(segments[start:start + 37], "")
@@ -44,10 +48,7 @@ async def test_long_turn_is_split_into_parts_with_identical_text():
 async def test_streaming_renders_only_the_live_part(monkeypatch):
     app = TranscriptApp()
     async with app.run_test() as pilot:
-        transcript = app.query_one(Transcript)
-        transcript.start_turn("p")
-        await pilot.pause()
-        turn = transcript.current
+        turn = await open_turn(app, pilot, "p")
         turn.extend(catalog_like_segments(3 * PART_STEPS), "")
         await pilot.pause()
         sealed = turn.parts[:-1]
@@ -65,10 +66,7 @@ async def test_streaming_renders_only_the_live_part(monkeypatch):
 async def test_undo_across_a_part_boundary_restores_the_text():
     app = TranscriptApp()
     async with app.run_test() as pilot:
-        transcript = app.query_one(Transcript)
-        transcript.start_turn("p")
-        await pilot.pause()
-        turn = transcript.current
+        turn = await open_turn(app, pilot, "p")
         segments = catalog_like_segments(PART_STEPS + 40)
         turn.extend(segments, "")
         await pilot.pause()
@@ -87,10 +85,7 @@ async def test_long_turn_memory_grows_with_text_not_with_frames():
     little beyond the steps' own text."""
     app = TranscriptApp()
     async with app.run_test() as pilot:
-        transcript = app.query_one(Transcript)
-        transcript.start_turn("p")
-        await pilot.pause()
-        turn = transcript.current
+        turn = await open_turn(app, pilot, "p")
         turn.extend(catalog_like_segments(5_000), "")
         await pilot.pause()
         tracemalloc.start()
