@@ -22,7 +22,7 @@ from minigpt.tokenizer import cl100k
 
 BOOK = dict(d_model=80, context_length=128, num_blocks=6, num_heads=4, max_token_value=100256,
             dropout=0.0)
-PROMPT = "农夫山泉 天然水 550ml 瓶装"  # 10 cl100k tokens
+PROMPT = "The quick brown fox jumps over the lazy dog."  # 10 cl100k tokens
 
 
 def sync(device: torch.device) -> None:
@@ -50,6 +50,7 @@ def main() -> None:
     model = Model(BOOK).to(device).eval()
     tokenizer = cl100k()
     prompt_ids = tokenizer.encode(PROMPT)
+    assert len(prompt_ids) == 10, len(prompt_ids)
     n = args.tokens
 
     engine = Engine(model, tokenizer, SamplingSettings(temperature=0, max_new_tokens=n))

@@ -161,11 +161,17 @@ class Engine:
             top = torch.topk(probs, min(TOP_N, probs.numel()))
         return probs, keep, top
 
-    def _candidates(self, top, keep) -> tuple[Candidate, ...]:
-        kept = keep[top.indices] if keep is not None else torch.ones_like(top.indices, dtype=torch.bool)
-        # One host transfer for the whole table.
-        rows = torch.stack([top.indices.double(), top.values.double(), kept.double()]).tolist()
+    @staticmethod
+    def _host_rows(probs, keep, ids: torch.Tensor) -> list[list[float]]:
+        """[ids, probs, kept] for ``ids``, in one host transfer."""
+        kept = keep[ids] if keep is not None else torch.ones_like(ids, dtype=torch.bool)
+        return torch.stack([ids.double(), probs[ids].double(), kept.double()]).tolist()
+
+    def _candidates(self, rows: list[list[float]]) -> tuple[Candidate, ...]:
         return tuple(self._candidate(int(i), p, bool(k)) for i, p, k in zip(*rows))
+
+    def _top_rows(self, probs, keep, top) -> list[list[float]]:
+        return self._host_rows(probs, keep, top.indices)
 
     def _candidate(self, token_id: int, prob: float, kept: bool) -> Candidate:
         piece = self.tokenizer.token_bytes(token_id)
@@ -173,8 +179,9 @@ class Engine:
 
     def peek(self) -> Preview:
         """Candidates for the next token without choosing one (cached logits)."""
-        _, keep, top = self._distribution()
-        return Preview(len(self.steps) + 1, len(self.tokens), self._candidates(top, keep))
+        probs, keep, top = self._distribution()
+        return Preview(len(self.steps) + 1, len(self.tokens),
+                       self._candidates(self._top_rows(probs, keep, top)))
 
     # --- stepping ------------------------------------------------------------
 
@@ -185,24 +192,28 @@ class Engine:
             raise PromptError(f"token {token_id} is outside the vocabulary of {self.vocab_size}")
         context = min(len(self.tokens), self.context_length)
         probs, keep, top = self._distribution()
+        shown = top.indices.numel()
+        greedy = token_id is None and self.settings.temperature == 0
         with torch.inference_mode():
-            # Checked before sampling: multinomial on NaN crashes (on cuda, a device assert).
-            if not bool(torch.isfinite(probs).all()):
-                raise GenerationError(
-                    f"the model produced NaN/Inf logits at step {len(self.steps) + 1}: "
-                    "its weights are damaged")
-            if token_id is None:
-                greedy = self.settings.temperature == 0
-                chosen_t = sampling.choose(sampling.filtered_probs(probs, keep), greedy,
-                                           self._generator)
-            else:
-                chosen_t = torch.tensor(token_id, device=probs.device)
-            kept_t = keep[chosen_t] if keep is not None else torch.tensor(True, device=probs.device)
-            chosen_id, chosen_prob, kept = torch.stack(
-                [chosen_t.double(), probs[chosen_t].double(), kept_t.double()]).tolist()
-        chosen_id = int(chosen_id)
-        candidates = self._candidates(top, keep)
-        chosen = self._candidate(chosen_id, chosen_prob, bool(kept))
+            ids = top.indices
+            if greedy:  # the filters always keep the most probable token
+                ids = torch.cat([ids, probs.argmax().view(1)])
+            rows = self._host_rows(probs, keep, ids)
+        # NaN or +Inf logits make every probability NaN, and topk ranks NaN first, so the
+        # top row tells without another pass. Checked before sampling: multinomial on
+        # NaN crashes (on cuda, a device assert).
+        if rows[1][0] != rows[1][0]:
+            raise GenerationError(f"the model produced NaN/Inf logits at step "
+                                  f"{len(self.steps) + 1}: its weights are damaged")
+        candidates = self._candidates([row[:shown] for row in rows])
+        if not greedy:
+            with torch.inference_mode():
+                chosen_t = torch.tensor(token_id, device=probs.device) if token_id is not None \
+                    else sampling.choose(sampling.filtered_probs(probs, keep), False,
+                                         self._generator)
+                rows = self._host_rows(probs, keep, chosen_t.view(1))
+        chosen = self._candidate(int(rows[0][-1]), rows[1][-1], bool(rows[2][-1]))
+        chosen_id = chosen.id
         rank = next((r for r, c in enumerate(candidates, 1) if c.id == chosen_id), None)
         piece = self.tokenizer.token_bytes(chosen_id)
         self._stream_states.append(self._stream.state())
