@@ -79,14 +79,19 @@ class BookDecoder:
         start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
         new_ids = torch.tensor(window_ids[start:], device=self.embedding.device)
         x = self.embedding[new_ids] + self.position_table[start:n]  # [T, d]
+        last_layer = len(self.layers) - 1
         for layer_index, layer in enumerate(self.layers):
-            x = self._block(layer_index, layer, x, start)
+            x = self._block(layer_index, layer, x, start, last_only=layer_index == last_layer)
         self.cached_ids = list(window_ids)
         w, b, eps = self.final_ln
         last = F.layer_norm(x[-1], (self.d_model,), w, b, eps)
         return F.linear(last, self.out_weight, self.out_bias)  # [V]
 
-    def _block(self, layer_index: int, layer: dict, x: torch.Tensor, start: int) -> torch.Tensor:
+    def _block(self, layer_index: int, layer: dict, x: torch.Tensor, start: int,
+               last_only: bool = False) -> torch.Tensor:
+        """One transformer block over new positions start..start+T-1, caching their keys
+        and values. ``last_only``: the output is needed for the last position alone (the
+        top block), so attention, projection and feed-forward run for that row only."""
         T, d = x.shape
         H, hs = self.num_heads, self.head_size
         end = start + T
@@ -96,6 +101,8 @@ class BookDecoder:
         self.v_cache[layer_index, :, start:end] = v
         keys = self.k_cache[layer_index, :, :end]
         values = self.v_cache[layer_index, :, :end]
+        if last_only and T > 1:
+            q, x, T = q[:, -1:], x[-1:], 1
         if T == 1:  # one new query sees every cached position: no mask needed
             attn = F.scaled_dot_product_attention(q, keys, values)
         elif start == 0:  # the whole window (prefill, or after a slide): plain causal
