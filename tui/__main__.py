@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -56,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    # Everything worth keeping is written (session lines are fsynced) and the terminal is
+    # restored. Skipping interpreter teardown (torch's, and freeing a long session's
+    # objects) makes ctrl+q take ~0.2 s instead of 1-1.5 s.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
