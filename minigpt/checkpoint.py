@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,13 +81,19 @@ def read_checkpoint(path: str | os.PathLike) -> object:
     if size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about unusual pickle protocols before it fails: the error we
+            # raise says it in one line.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Unsupported global" in text or "allowed global" in text or "REDUCE" in text:
+        needs = outside_globals(path)
+        if needs or "Unsupported global" in text or "allowed global" in text or "REDUCE" in text:
+            named = f" ({', '.join(needs[:3])})" if needs else ""
             raise CheckpointError(
-                f"{path}: refused for safety: it needs arbitrary pickled Python objects, "
-                "which could run code; only tensors and plain containers are loaded"
+                f"{path}: refused for safety: it needs arbitrary pickled Python objects"
+                f"{named}, which could run code; only tensors and plain containers are loaded"
             ) from exc
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from exc
     except PermissionError as exc:
@@ -97,6 +106,36 @@ def read_checkpoint(path: str | os.PathLike) -> object:
             f"{path}: not a readable PyTorch checkpoint (damaged or truncated file: "
             f"{_first_line(exc)})"
         ) from exc
+
+
+SAFE_MODULES = ("torch", "collections")  # what a plain checkpoint's pickle names
+
+
+def outside_globals(path: Path, limit: int = 1 << 20) -> list[str]:
+    """Globals a pickle names outside torch and collections, read with ``pickletools``
+    (which parses opcodes and executes nothing). Looks inside torch's zip format too."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(name)[:limit] if name else b""
+        else:
+            data = path.read_bytes()[:limit]
+    except (OSError, zipfile.BadZipFile, RuntimeError):
+        return []
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            if opcode.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+    except Exception:  # a damaged pickle: judge by what was read before the damage
+        pass
+    return [g for g in dict.fromkeys(found) if not g.startswith(SAFE_MODULES)]
 
 
 def _first_line(exc: BaseException) -> str:

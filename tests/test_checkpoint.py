@@ -2,6 +2,8 @@
 
 import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -137,19 +139,34 @@ class Payload:
         return (open, (self.target, "w"))
 
 
-def test_arbitrary_pickle_is_refused_and_never_runs(tmp_path):
+@pytest.mark.parametrize("writer", ["torch.save", "pickle protocol 2", "pickle protocol 4",
+                                    "pickle protocol 5"])
+def test_arbitrary_pickle_is_refused_and_never_runs(tmp_path, writer):
     target = tmp_path / "pwned.txt"
-    with open(tmp_path / "evil.ckpt", "wb") as f:
-        pickle.dump({"model_state_dict": Payload(str(target)), "h_params": {}}, f)
-    torch.save({"model_state_dict": Payload(str(target)), "h_params": {}}, tmp_path / "evil2.ckpt")
-    target.unlink(missing_ok=True)  # torch.save itself pickled by calling nothing
-    for name in ("evil.ckpt", "evil2.ckpt"):
-        with pytest.raises(CheckpointError) as e:
-            load(tmp_path / name)
-        message = one_line(e)
-        assert "refused for safety" in message or "not a" in message
-    assert "refused for safety" in message
+    obj = {"model_state_dict": Payload(str(target)), "h_params": {}}
+    path = tmp_path / "evil.ckpt"
+    if writer == "torch.save":
+        torch.save(obj, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(obj, f, protocol=int(writer[-1]))
+    assert not target.exists()  # pickling calls nothing
+    with pytest.raises(CheckpointError) as e:
+        load(path)
+    message = one_line(e)
+    assert "refused for safety" in message and "io.open" in message  # what it would call
     assert not target.exists()
+
+
+def test_refusal_is_one_line_on_stderr_without_torch_warnings(tmp_path):
+    """torch warns about pickle protocol 4 before failing; users see only our line."""
+    with open(tmp_path / "evil.ckpt", "wb") as f:
+        pickle.dump({"x": Payload(str(tmp_path / "pwned"))}, f, protocol=4)
+    done = subprocess.run([sys.executable, "-m", "minigpt.cli", "inspect",
+                           str(tmp_path / "evil.ckpt")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "refused for safety" in done.stderr
 
 
 def test_old_torch_is_refused():
