@@ -170,9 +170,6 @@ class Engine:
     def _candidates(self, rows: list[list[float]]) -> tuple[Candidate, ...]:
         return tuple(self._candidate(int(i), p, bool(k)) for i, p, k in zip(*rows))
 
-    def _top_rows(self, probs, keep, top) -> list[list[float]]:
-        return self._host_rows(probs, keep, top.indices)
-
     def _candidate(self, token_id: int, prob: float, kept: bool) -> Candidate:
         piece = self.tokenizer.token_bytes(token_id)
         return Candidate(token_id, display_piece(piece), prob, kept, is_partial(piece))
@@ -181,7 +178,7 @@ class Engine:
         """Candidates for the next token without choosing one (cached logits)."""
         probs, keep, top = self._distribution()
         return Preview(len(self.steps) + 1, len(self.tokens),
-                       self._candidates(self._top_rows(probs, keep, top)))
+                       self._candidates(self._host_rows(probs, keep, top.indices)))
 
     # --- stepping ------------------------------------------------------------
 
