@@ -121,7 +121,7 @@ def outside_globals(path: Path, limit: int = 1 << 20) -> list[str]:
                 data = archive.read(name)[:limit] if name else b""
         else:
             data = path.read_bytes()[:limit]
-    except (OSError, zipfile.BadZipFile, RuntimeError):
+    except Exception:  # a damaged archive of any kind: this is only a diagnosis
         return []
     found: list[str] = []
     strings: list[str] = []
