@@ -2,6 +2,7 @@
 
 import io
 import math
+import os
 
 import pytest
 import torch
@@ -14,7 +15,10 @@ from minigpt.settings import SamplingSettings
 from reference import book_h_params, random_book_state_dict
 
 HP = book_h_params(d_model=8, num_heads=2, num_blocks=1, context_length=4, max_token_value=64)
-FUZZ = settings(max_examples=60, deadline=None,
+# The suite gates CI, so it replays the same examples every run; set MINIGPT_FUZZ_EXPLORE=N
+# to draw N fresh examples per test instead (how the non-UTF-8 zip name was found).
+EXPLORE = int(os.environ.get("MINIGPT_FUZZ_EXPLORE", "0"))
+FUZZ = settings(max_examples=EXPLORE or 60, deadline=None, derandomize=not EXPLORE,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
