@@ -51,6 +51,7 @@ class Turn(Vertical):
         self.highlight: int | None = None  # 0-based step index
         self.tint = tint
         self.parts = [TurnPart(self, 0)]
+        self.searched = 0  # steps before this were searched for a line break to seal at
 
     def compose(self):
         yield from self.parts
@@ -84,10 +85,13 @@ class Turn(Vertical):
         live = self.live
         live.end = len(self.segments)
         live.refresh(layout=True)
-        # Seal the live part at the first line break after PART_STEPS steps.
+        # Seal the live part at the first line break after PART_STEPS steps. Steps already
+        # searched are not searched again, so a long line without breaks stays O(1) a frame.
         while live.end - live.start >= PART_STEPS:
-            cut = next((i for i in range(live.start + PART_STEPS - 1, live.end)
+            first = max(live.start + PART_STEPS - 1, self.searched)
+            cut = next((i for i in range(first, live.end)
                         if self.segments[i][0].endswith("\n")), None)
+            self.searched = live.end if cut is None else cut + 1
             if cut is None:
                 break
             live.end = cut + 1
@@ -99,6 +103,7 @@ class Turn(Vertical):
 
     def truncate(self, length: int, pending: str) -> None:
         del self.segments[length:]
+        self.searched = min(self.searched, length)
         self.pending = pending
         while len(self.parts) > 1 and self.parts[-1].start > length:
             self.parts.pop().remove()
