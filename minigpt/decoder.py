@@ -20,6 +20,18 @@ from torch.nn import functional as F
 from .model import Model
 
 
+def output_weight_by_columns(weight: torch.nn.Parameter) -> torch.Tensor:
+    """The output layer's [V, d] weight re-stored as a contiguous [d, V]; the parameter is
+    pointed at its transpose, so the values (and the state dict) are unchanged and the
+    weight is held once. One row times this layout runs about twice as fast on CPU as the
+    [V, d] matvec (0.85 vs 1.7 ms at V = 100,256, d = 80): it streams long rows instead of
+    100k dot products of length d."""
+    with torch.no_grad():
+        by_columns = weight.detach().t().contiguous()
+        weight.data = by_columns.t()
+    return by_columns
+
+
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -44,10 +56,12 @@ class BookDecoder:
             self.final_ln = (final_ln.weight.detach(), final_ln.bias.detach(), final_ln.eps)
             self.embedding = model.token_embedding_lookup_table.weight.detach()
             self.position_table = model.position_table
-            self.out_weight = model.model_out_linear_layer.weight.detach()
+            self.out_weight_t = output_weight_by_columns(model.model_out_linear_layer.weight)
             self.out_bias = model.model_out_linear_layer.bias.detach()
         device, dtype = self.embedding.device, self.embedding.dtype
-        shape = (len(self.layers), self.num_heads, self.context_length, self.head_size)
+        # A leading batch axis of 1: CPU's fused (flash) attention kernel takes 4-D inputs
+        # only; 3-D ones fall back to the unfused path at about twice the cost.
+        shape = (len(self.layers), 1, self.num_heads, self.context_length, self.head_size)
         self.k_cache = torch.zeros(shape, device=device, dtype=dtype)
         self.v_cache = torch.zeros(shape, device=device, dtype=dtype)
         self.cached_ids: list[int] = []
@@ -84,8 +98,8 @@ class BookDecoder:
             x = self._block(layer_index, layer, x, start, last_only=layer_index == last_layer)
         self.cached_ids = list(window_ids)
         w, b, eps = self.final_ln
-        last = F.layer_norm(x[-1], (self.d_model,), w, b, eps)
-        return F.linear(last, self.out_weight, self.out_bias)  # [V]
+        last = F.layer_norm(x[-1:], (self.d_model,), w, b, eps)
+        return torch.addmm(self.out_bias, last, self.out_weight_t)[0]  # [V]
 
     def _block(self, layer_index: int, layer: dict, x: torch.Tensor, start: int,
                last_only: bool = False) -> torch.Tensor:
@@ -96,13 +110,14 @@ class BookDecoder:
         H, hs = self.num_heads, self.head_size
         end = start + T
         h = F.layer_norm(x, (d,), *layer["ln1"][:2], layer["ln1"][2])
-        q, k, v = F.linear(h, layer["qkv"]).view(T, 3, H, hs).permute(1, 2, 0, 3)  # 3×[H, T, hs]
-        self.k_cache[layer_index, :, start:end] = k
-        self.v_cache[layer_index, :, start:end] = v
-        keys = self.k_cache[layer_index, :, :end]
-        values = self.v_cache[layer_index, :, :end]
+        # 3×[1, H, T, hs]
+        q, k, v = F.linear(h, layer["qkv"]).view(1, T, 3, H, hs).permute(2, 0, 3, 1, 4)
+        self.k_cache[layer_index, :, :, start:end] = k
+        self.v_cache[layer_index, :, :, start:end] = v
+        keys = self.k_cache[layer_index, :, :, :end]
+        values = self.v_cache[layer_index, :, :, :end]
         if last_only and T > 1:
-            q, x, T = q[:, -1:], x[-1:], 1
+            q, x, T = q[:, :, -1:], x[-1:], 1
         if T == 1:  # one new query sees every cached position: no mask needed
             attn = F.scaled_dot_product_attention(q, keys, values)
         elif start == 0:  # the whole window (prefill, or after a slide): plain causal
@@ -110,6 +125,6 @@ class BookDecoder:
         else:  # query i (position start+i) sees positions ≤ start+i
             mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
             attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-        x = x + F.linear(attn.transpose(0, 1).reshape(T, d), *layer["proj"])
+        x = x + F.linear(attn[0].transpose(0, 1).reshape(T, d), *layer["proj"])
         h = F.layer_norm(x, (d,), *layer["ln2"][:2], layer["ln2"][2])
         return x + F.linear(F.relu(F.linear(h, *layer["ffn_in"])), *layer["ffn_out"])

@@ -159,7 +159,7 @@ class Engine:
                 logits = sampling.apply_repetition_penalty(logits, seen, s.repetition_penalty)
             probs, keep = sampling.distribution(logits, s.temperature, s.top_k, s.top_p)
             top = torch.topk(probs, min(TOP_N, probs.numel()))
-        return probs, keep, top
+        return logits, probs, keep, top
 
     @staticmethod
     def _host_rows(probs, keep, ids: torch.Tensor) -> list[list[float]]:
@@ -176,7 +176,7 @@ class Engine:
 
     def peek(self) -> Preview:
         """Candidates for the next token without choosing one (cached logits)."""
-        probs, keep, top = self._distribution()
+        _, probs, keep, top = self._distribution()
         return Preview(len(self.steps) + 1, len(self.tokens),
                        self._candidates(self._host_rows(probs, keep, top.indices)))
 
@@ -188,14 +188,11 @@ class Engine:
         if token_id is not None and not 0 <= token_id < self.vocab_size:
             raise PromptError(f"token {token_id} is outside the vocabulary of {self.vocab_size}")
         context = min(len(self.tokens), self.context_length)
-        probs, keep, top = self._distribution()
+        logits, probs, keep, top = self._distribution()
         shown = top.indices.numel()
         greedy = token_id is None and self.settings.temperature == 0
         with torch.inference_mode():
-            ids = top.indices
-            if greedy:  # the filters always keep the most probable token
-                ids = torch.cat([ids, probs.argmax().view(1)])
-            rows = self._host_rows(probs, keep, ids)
+            rows = self._host_rows(probs, keep, top.indices)
         # NaN or +Inf logits make every probability NaN, and topk ranks NaN first, so the
         # top row tells without another pass. Checked before sampling: multinomial on
         # NaN crashes (on cuda, a device assert).
@@ -203,11 +200,19 @@ class Engine:
             raise GenerationError(f"the model produced NaN/Inf logits at step "
                                   f"{len(self.steps) + 1}: its weights are damaged")
         candidates = self._candidates([row[:shown] for row in rows])
-        if not greedy:
+        if greedy and (shown == 1 or rows[1][0] > rows[1][1]):
+            # A strict leader is the argmax (the filters always keep it). On a tie in the
+            # probabilities, the logits' argmax decides, as in the book's loop.
+            rows = [row[:1] for row in rows]
+        else:
             with torch.inference_mode():
-                chosen_t = torch.tensor(token_id, device=probs.device) if token_id is not None \
-                    else sampling.choose(sampling.filtered_probs(probs, keep), False,
-                                         self._generator)
+                if token_id is not None:
+                    chosen_t = torch.tensor(token_id, device=probs.device)
+                elif greedy:
+                    chosen_t = logits.argmax()
+                else:
+                    chosen_t = sampling.choose(sampling.filtered_probs(probs, keep), False,
+                                               self._generator)
                 rows = self._host_rows(probs, keep, chosen_t.view(1))
         chosen = self._candidate(int(rows[0][-1]), rows[1][-1], bool(rows[2][-1]))
         chosen_id = chosen.id

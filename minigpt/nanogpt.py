@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .decoder import common_prefix_length
+from .decoder import common_prefix_length, output_weight_by_columns
 
 
 class LayerNorm(nn.Module):
@@ -108,6 +108,8 @@ class NanoGPTDecoder:
         self.context_length = model.context_length
         self.num_heads = model.num_heads
         self.head_size = model.d_model // model.num_heads
+        # Tied with the embedding, which reads rows of it just as well in this layout.
+        self.lm_head_t = output_weight_by_columns(model.lm_head.weight)
         w = model.transformer.wte.weight
         shape = (len(model.transformer.h), self.num_heads, self.context_length, self.head_size)
         self.k_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
@@ -126,7 +128,7 @@ class NanoGPTDecoder:
             x = x + self._attend(i, block.attn, block.ln_1(x), start)
             x = x + block.mlp(block.ln_2(x))
         self.cached_ids = list(window_ids)
-        return self.model.lm_head(m.ln_f(x[-1]))
+        return m.ln_f(x[-1]) @ self.lm_head_t
 
     def _attend(self, layer: int, attn: CausalSelfAttention, h: torch.Tensor,
                 start: int) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 
@@ -87,3 +88,14 @@ def book_h_params(d_model=32, context_length=16, num_blocks=2, num_heads=4,
             "num_blocks": num_blocks, "num_heads": num_heads, "dropout": 0.1, "max_iters": 500,
             "learning_rate": 1e-3, "eval_interval": 50, "eval_iters": 20, "device": device,
             "TORCH_SEED": 1337, "max_token_value": max_token_value}
+
+
+def assert_top_candidates(ids: list[int], probs: list[float], ref_probs: torch.Tensor,
+                          tol: float = 1e-6) -> None:
+    """Reported top candidates against reference probabilities [V]: the same ranked
+    values, and each id carrying its own reference probability. Two tokens whose
+    probabilities agree within float noise may swap ranks; nothing else may."""
+    top = torch.topk(ref_probs, len(ids))
+    assert probs == pytest.approx(top.values.tolist(), abs=tol)
+    assert probs == pytest.approx(ref_probs[ids].tolist(), abs=tol)
+    assert len(set(ids)) == len(ids)

@@ -57,10 +57,10 @@ def test_decoder_reuses_the_identical_prefix():
     decoder = BookDecoder(model)
     with torch.inference_mode():
         decoder.last_logits([1, 2, 3, 4])
-        decoder.k_cache[:, :, 4:] = float("nan")  # positions beyond the prefix must be rewritten
+        decoder.k_cache[..., 4:, :] = float("nan")  # positions beyond the prefix must be rewritten
         out = decoder.last_logits([1, 2, 3, 4, 5])
         assert_close(out, full_logits(model, [1, 2, 3, 4, 5]))
-        decoder.k_cache[:, :, :3] = 0  # a different window must not reuse stale positions
+        decoder.k_cache[..., :3, :] = 0  # a different window must not reuse stale positions
         out = decoder.last_logits([9, 2, 3])
         assert_close(out, full_logits(model, [9, 2, 3]))
 
@@ -72,3 +72,21 @@ def test_repeated_window_after_slide_is_exact():
     with torch.inference_mode():
         for n in range(1, 20):
             assert_close(decoder.last_logits(ids[:n][-7:]), full_logits(model, ids[:n]))
+
+
+def test_output_weight_is_relaid_once_with_the_same_values():
+    """The decoder keeps the output weight as [d, V] for a faster matvec; the model's
+    parameter must still hold the same values (state dict, book forward) in one copy."""
+    model = make_model(SHAPES[0], vocab=500)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        logits_before = model(torch.tensor([[1, 2, 3]]))[0]
+    decoder = BookDecoder(model)
+    weight = model.model_out_linear_layer.weight
+    assert weight.shape == before["model_out_linear_layer.weight"].shape
+    assert weight.data_ptr() == decoder.out_weight_t.data_ptr()  # one copy
+    assert decoder.out_weight_t.is_contiguous() and decoder.out_weight_t.shape == (32, 500)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with torch.no_grad():
+        assert torch.allclose(model(torch.tensor([[1, 2, 3]]))[0], logits_before, atol=1e-5)

@@ -143,3 +143,21 @@ def test_nan_weights_give_a_clear_error(tiny_loaded):
     e.reset("hi")
     with pytest.raises(GenerationError, match="NaN/Inf logits at step 1"):
         e.step()
+
+
+@pytest.mark.parametrize("pair", [(7, 300), (300, 7), (41, 42)])
+def test_greedy_tie_goes_to_the_lowest_id_like_the_book(tiny_loaded, pair):
+    """Two output rows made identical and far ahead of the rest: the logits tie exactly,
+    and the book's argmax takes the lower id whatever order topk lists them in."""
+    import copy
+    model = copy.deepcopy(tiny_loaded.model)
+    low, high = sorted(pair)
+    with torch.no_grad():
+        out = model.model_out_linear_layer
+        out.weight[pair[1]] = out.weight[pair[0]]
+        out.bias[pair[0]] = out.bias[pair[1]] = 1e4
+    e = Engine(model, tiny_loaded.tokenizer, SamplingSettings(temperature=0))
+    e.reset("hi")
+    step = e.step()
+    assert {c.id for c in step.candidates[:2]} == {low, high}
+    assert step.chosen.id == low

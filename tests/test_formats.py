@@ -9,7 +9,7 @@ import torch
 from minigpt.checkpoint import load
 from minigpt.cli import main
 from minigpt.errors import CheckpointError, TokenizerError
-from reference import book_h_params, book_logits, random_book_state_dict
+from reference import assert_top_candidates, book_h_params, book_logits, random_book_state_dict
 from reference_gpt2 import gpt2_logits, random_nanogpt
 
 CHARS = "\n !,.?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ农夫山泉"
@@ -74,9 +74,8 @@ def test_nanogpt_equal_logits_through_the_engine(tmp_path, bias, compiled):
     ids = list(engine.prompt_ids)
     for step in engine.run():  # past block_size: the window slides like nanoGPT's crop
         ref = torch.softmax(gpt2_logits(ckpt["model"], args, ids)[-1], -1)
-        top = torch.topk(ref, 5)
-        assert [c.id for c in step.candidates] == top.indices.tolist()
-        assert [c.prob for c in step.candidates] == pytest.approx(top.values.tolist(), abs=1e-5)
+        assert_top_candidates([c.id for c in step.candidates],
+                              [c.prob for c in step.candidates], ref, tol=1e-5)
         ids.append(step.chosen.id)
 
 
