@@ -273,3 +273,29 @@ async def test_narrow_terminal_hides_sidebar(make_tui):
     async with app.run_test(size=(60, 20)) as pilot:
         assert app.has_class("narrow")
         assert not app.query_one("#sidebar").display
+
+
+async def test_transcript_follows_the_tail_unless_scrolled_up(make_tui):
+    app = make_tui(max_new_tokens=150)
+    async with app.run_test(size=(80, 24)) as pilot:
+        transcript = app.query_one(Transcript)
+        await start(app, pilot, "hello\n" * 30)
+        assert 0 < transcript.max_scroll_y == transcript.scroll_y  # followed the stream
+        transcript.scroll_to(y=0, animate=False)  # the user scrolls up to read
+        await pilot.pause()
+        before = transcript.plain
+        await pilot.press("escape", "space", "space", "space")
+        await settle(app, pilot)
+        assert transcript.plain != before and transcript.scroll_y == 0  # left where it was
+        transcript.scroll_end(animate=False)  # back at the end: following again
+        await pilot.pause()
+        height = transcript.virtual_size.height
+        await pilot.press(*["space"] * 40)
+        await settle(app, pilot)
+        assert transcript.virtual_size.height > height
+        assert transcript.scroll_y == transcript.max_scroll_y
+        transcript.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        await pilot.press("i", "enter")  # a new prompt follows its answer again
+        await settle(app, pilot)
+        assert transcript.scroll_y == transcript.max_scroll_y > 0
