@@ -14,13 +14,14 @@ from typing import Iterator
 
 import torch
 
-from . import sampling
+from . import explain, sampling
 from .decoder import BookDecoder
 from .errors import GenerationError, PromptError
 from .settings import SamplingSettings
 from .tokenizer import StreamDecoder, Tokenizer, check_prompt_ids, display_piece, is_partial
 
 TOP_N = 5
+PAST_LOGITS_KEPT = 64  # logits of looked-at past steps, for redraws without the model
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Engine:
         self._stream = StreamDecoder()
         self._stream_states: list[tuple[bytes, int]] = []
         self._next_logits: torch.Tensor | None = None
+        self._past_logits: dict[int, torch.Tensor] = {}  # position -> logits predicting it
         self._generator: torch.Generator | None = None
         self._cancel = threading.Event()
 
@@ -99,6 +101,7 @@ class Engine:
         self._stream = StreamDecoder()
         self._stream_states = []
         self._next_logits = None
+        self._past_logits = {}
         self._generator = self._make_generator(self.settings.seed)
         self._cancel.clear()
 
@@ -174,6 +177,38 @@ class Engine:
         piece = self.tokenizer.token_bytes(token_id)
         return Candidate(token_id, display_piece(piece), prob, kept, is_partial(piece))
 
+    def logits_at(self, position: int) -> torch.Tensor:
+        """Logits [V] that predicted the token at ``position`` (``len(tokens)``: the next
+        one). Past positions run the model once, then come from a small cache."""
+        if not 1 <= position <= len(self.tokens):
+            raise PromptError(f"no step predicts position {position}")
+        if position == len(self.tokens):
+            return self._logits()
+        logits = self._past_logits.get(position)
+        if logits is None:
+            with torch.inference_mode():
+                window = self.tokens[:position][-self.context_length:]
+                logits = self.decoder.last_logits(window)
+            if len(self._past_logits) >= PAST_LOGITS_KEPT:
+                del self._past_logits[next(iter(self._past_logits))]
+            self._past_logits[position] = logits
+        return logits
+
+    def explain(self, step_index: int | None = None,
+                settings: SamplingSettings | None = None) -> explain.Why:
+        """Why-this-token breakdown for a past step (1-based) or, with None, the next one."""
+        position = len(self.tokens) if step_index is None else \
+            self._step_position(step_index)
+        context = torch.tensor(self.tokens[:position][-self.context_length:],
+                               device=self.device)
+        with torch.inference_mode():
+            return explain.why(self.logits_at(position), settings or self.settings, context)
+
+    def _step_position(self, step_index: int) -> int:
+        if not 1 <= step_index <= len(self.steps):
+            raise PromptError(f"no step {step_index}: {len(self.steps)} generated")
+        return self.steps[step_index - 1].position
+
     def peek(self) -> Preview:
         """Candidates for the next token without choosing one (cached logits)."""
         _, probs, keep, top = self._distribution()
@@ -235,6 +270,9 @@ class Engine:
         self.tokens.pop()
         self._stream.restore(self._stream_states.pop())
         self._next_logits = None  # the decoder's prefix cache still holds the rest
+        # Logits predicting a position past the new end would follow other tokens later.
+        for position in [p for p in self._past_logits if p > len(self.tokens)]:
+            del self._past_logits[position]
         return step
 
     def cancel(self) -> None:
