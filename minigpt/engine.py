@@ -180,6 +180,8 @@ class Engine:
     def logits_at(self, position: int) -> torch.Tensor:
         """Logits [V] that predicted the token at ``position`` (``len(tokens)``: the next
         one). Past positions run the model once, then come from a small cache."""
+        if not self.tokens:
+            raise PromptError("nothing to explain yet: give a prompt first")
         if not 1 <= position <= len(self.tokens):
             raise PromptError(f"no step predicts position {position}")
         if position == len(self.tokens):

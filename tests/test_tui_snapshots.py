@@ -44,3 +44,14 @@ def test_tinted_with_top_k(snap_compare, make_tui, size):
 
 def test_help_screen(snap_compare, make_tui):
     assert snap_compare(make_tui(), terminal_size=(80, 24), press=["f1"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_why_panel(snap_compare, make_tui, size):
+    async def why(pilot):
+        await explore(pilot)
+        await pilot.press("w")
+        await settle(pilot.app, pilot)
+
+    assert snap_compare(make_tui(max_new_tokens=10, temperature=0.8, top_k=4), terminal_size=size,
+                        run_before=why)

@@ -26,10 +26,12 @@ from minigpt.settings import SamplingSettings
 from .knobs import Sidebar
 from minigpt.session import SessionRecorder
 
-from .messages import Exported, RunFailed, RunFinished, StepsAdded, StepsUndone, TurnStarted
-from .runner import EngineRunner, Export, Generate, Take, Undo
+from .messages import (Explained, Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
+                       TurnStarted)
+from .runner import EngineRunner, Explain, Export, Generate, Take, Undo
 from .screens import HelpScreen, ModelScreen
 from .widgets import CandidatesTable, KeyHints, StatusLine, Transcript
+from .why import WhyPanel
 
 NARROW_WIDTH = 70  # below this the sidebar hides
 # While tokens stream, the candidates table redraws at most this often: a DataTable
@@ -54,6 +56,7 @@ class MiniGPTApp(App):
         Binding("]", "newer_step", "newer step", id="newer-step"),
         Binding("p", "toggle_tint", "tint by probability", id="tint"),
         Binding("m", "model", "model info", id="model"),
+        Binding("w", "toggle_why", "why this token", id="why"),
         Binding("ctrl+s", "export", "export transcript", id="export"),
     ]
 
@@ -65,6 +68,8 @@ class MiniGPTApp(App):
     """Step shown in the candidates table while browsing history; None = the live tail."""
     tint: reactive[bool] = reactive(False)
     """Colour the transcript's tokens by their probability."""
+    why_shown: reactive[bool] = reactive(False)
+    """The why-this-token panel is open."""
 
     def __init__(self, loaded: LoadedModel, settings: SamplingSettings | None = None,
                  session_path: Path | None = None, resumed: list[dict] | None = None):
@@ -80,6 +85,7 @@ class MiniGPTApp(App):
         self.preview: Preview | None = None
         self.pending_ops = 0
         self.table_shown_at = 0.0  # monotonic time of the last streamed table redraw
+        self.why_request = 0  # the latest why-this-token request; older answers are dropped
 
     # --- layout ----------------------------------------------------------------
 
@@ -91,6 +97,7 @@ class MiniGPTApp(App):
             yield Sidebar(self.settings, id="sidebar")
             with Vertical(id="main"):
                 yield Transcript(id="transcript")
+                yield WhyPanel("", id="why", markup=False)
                 yield Label("", id="candidates-title", markup=False)
                 yield CandidatesTable(id="candidates")
                 yield StatusLine("ready · type a prompt and press enter", id="status",
@@ -164,11 +171,21 @@ class MiniGPTApp(App):
         if self.view_step is not None and self.view_step > len(self.history):
             self.view_step = None
         self.refresh_candidates()
+        self.request_why()
         if message.reason == "error":
             return  # the error stays on the status line
         rate = f" · {message.tokens_per_second:.0f} tok/s" if message.tokens_per_second else ""
         self.set_status(f"{message.reason} · {len(self.history)} tokens{rate} · "
                         f"{self.position_text(message.position)}")
+
+    def on_explained(self, message: Explained) -> None:
+        if message.request != self.why_request:
+            return  # the knobs or the step changed since
+        index = message.step_index
+        title = f"step {index}/{len(self.history)}" if index is not None else \
+            f"step {len(self.history) + 1} · next token"
+        self.query_one(WhyPanel).show(title, message.why, message.settings,
+                                      self.engine.tokenizer, message.error)
 
     def on_run_failed(self, message: RunFailed) -> None:
         self.show_error(message.message)
@@ -228,6 +245,20 @@ class MiniGPTApp(App):
         self.query_one(Transcript).set_highlight(None if step is None else step - 1)
         if self.is_mounted:
             self.refresh_candidates()
+            self.request_why()
+
+    def watch_why_shown(self, shown: bool) -> None:
+        self.query_one(WhyPanel).display = shown
+        self.request_why()
+
+    def request_why(self) -> None:
+        """Ask the worker for the shown step's breakdown (cached logits: no model run)."""
+        if not self.why_shown:
+            return
+        self.why_request += 1
+        op = Explain(self.why_request, self.view_step, self.settings)
+        self.run_worker(partial(self.runner.explain, op, self.post_message), thread=True,
+                        group="why", exit_on_error=False)
 
     def watch_tint(self, tint: bool) -> None:
         self.query_one(Transcript).set_tint(tint)
@@ -248,6 +279,7 @@ class MiniGPTApp(App):
     def sidebar_changed(self, event: Sidebar.Changed) -> None:
         self.settings = event.settings
         self.set_status("settings applied from the next token")
+        self.request_why()
 
     @on(Sidebar.Invalid)
     def sidebar_invalid(self, event: Sidebar.Invalid) -> None:
@@ -318,6 +350,9 @@ class MiniGPTApp(App):
     def action_toggle_tint(self) -> None:
         self.tint = not self.tint
 
+    def action_toggle_why(self) -> None:
+        self.why_shown = not self.why_shown
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
@@ -344,6 +379,8 @@ class MiniGPTApp(App):
             SystemCommand("Undo", "Remove the last token", self.action_undo),
             SystemCommand("Continue", "Keep generating", self.action_continue_generation),
             SystemCommand("Tint by probability", "Toggle token colours", self.action_toggle_tint),
+            SystemCommand("Why this token", "Toggle the probability breakdown",
+                          self.action_toggle_why),
             SystemCommand("Model info", "Format, h_params, tensors", self.action_model),
             SystemCommand("Export transcript", "Write Markdown and JSON to the current "
                           "directory", self.action_export),

@@ -8,6 +8,8 @@ from pathlib import Path
 from textual.message import Message
 
 from minigpt.engine import Preview, Step
+from minigpt.explain import Why
+from minigpt.settings import SamplingSettings
 
 
 @dataclass
@@ -56,3 +58,14 @@ class Exported(Message):
     """The transcript was written to these files."""
 
     paths: list[Path]
+
+
+@dataclass
+class Explained(Message):
+    """A why-this-token breakdown (or why there is none) for ``step_index``."""
+
+    request: int  # the app shows only the answer to its latest request
+    step_index: int | None  # None: the next token
+    why: Why | None
+    settings: SamplingSettings
+    error: str = ""

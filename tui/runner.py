@@ -18,7 +18,8 @@ from minigpt.settings import SamplingSettings
 
 from minigpt.session import SessionRecorder, export_markdown, read_session
 
-from .messages import Exported, RunFailed, RunFinished, StepsAdded, StepsUndone, TurnStarted
+from .messages import (Explained, Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
+                       TurnStarted)
 
 FRAME_SECONDS = 1 / 30
 
@@ -45,6 +46,15 @@ class Take:
 
 @dataclass(frozen=True)
 class Undo:
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
+class Explain:
+    """Why-this-token for a past step (1-based) or, with None, the next token."""
+
+    request: int
+    step_index: int | None
     settings: SamplingSettings
 
 
@@ -81,6 +91,15 @@ class EngineRunner:
                 post(Exported([md, js]))
             except OSError as exc:
                 post(RunFailed(f"export failed: {exc}"))
+
+    def explain(self, op: Explain, post) -> None:
+        """Never cancels a run: waits for the lock (a run holds it until it ends)."""
+        with self.lock:
+            try:
+                why = self.engine.explain(op.step_index, op.settings)
+                post(Explained(op.request, op.step_index, why, op.settings))
+            except MiniGPTError as exc:
+                post(Explained(op.request, op.step_index, None, op.settings, str(exc)))
 
     def cancel(self) -> None:
         self.engine.cancel()

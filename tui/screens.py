@@ -22,6 +22,7 @@ KEYS = [
     ("candidates", "i", "back to the prompt"),
     ("anywhere", "[  ]", "older / newer step in the table (token highlighted)"),
     ("anywhere", "p", "tint the transcript by probability"),
+    ("anywhere", "w", "why this token: raw / ÷T / kept / final probabilities, entropy"),
     ("anywhere", "m", "model: format, h_params, tensors"),
     ("anywhere", "ctrl+s", "export the transcript: Markdown + JSON in the current directory"),
     ("anywhere", "f1", "this help"),

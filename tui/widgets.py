@@ -238,4 +238,4 @@ class KeyHints(Static):
 
     PROMPT = "enter generate · esc explore · f1 help · ctrl+p commands · ctrl+q quit"
     RUNNING = "esc stop · ⌫ stop+undo · ctrl+q quit"
-    TABLE = "space step · 1-5 pick · ⌫ undo · g go · [ ] past · p tint · m model · i prompt"
+    TABLE = "space step · 1-5 pick · ⌫ undo · g go · [ ] past · w why · p tint · i prompt"

@@ -1,0 +1,47 @@
+"""The why-this-token panel (key ``w``): one step's distribution, stage by stage."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from minigpt.explain import Why
+from minigpt.settings import SamplingSettings
+from minigpt.tokenizer import display_piece
+
+
+def knobs_text(s: SamplingSettings) -> str:
+    top_k = "–" if s.top_k is None else str(s.top_k)
+    top_p = "–" if s.top_p is None else f"{s.top_p:g}"
+    return f"T {s.temperature:g} · top-k {top_k} · top-p {top_p} · penalty {s.repetition_penalty:g}"
+
+
+class WhyPanel(Static):
+    """Raw probability (T = 1), after penalty and temperature, kept by top-k/top-p,
+    renormalised; the entropy and exp(H). Redrawn from cached logits by the worker."""
+
+    shown: tuple[str, Why | None, SamplingSettings] | None = None  # what is on screen
+
+    def show(self, title: str, why: Why | None, settings: SamplingSettings, tokenizer,
+             error: str = "") -> None:
+        self.shown = (title, why, settings)
+        heading = Text.assemble((f"why {title}", "bold"), (f" · {knobs_text(settings)}", "dim"))
+        if why is None:
+            self.update(Group(heading, Text(error or "nothing to explain yet", style="dim")))
+            return
+        table = Table(box=None, pad_edge=False, show_edge=False, expand=False)
+        for name in ("#", "token", "id", "raw", "÷T", "kept", "final"):
+            table.add_column(name, justify="left" if name == "token" else "right",
+                             no_wrap=True, max_width=14 if name == "token" else None)
+        for rank, row in enumerate(why.rows, 1):
+            piece = repr(display_piece(tokenizer.token_bytes(row.id)))
+            table.add_row(str(rank), piece, str(row.id), f"{row.raw:.4f}", f"{row.tempered:.4f}",
+                          "✓" if row.kept else "✗", f"{row.final:.4f}",
+                          style="" if row.kept else "dim")
+        summary = Text(f"sampled from: H {why.entropy:.2f} nats, exp(H) {why.effective_vocab:,.1f}"
+                       f" · kept {why.kept_count:,}/{why.vocab_size:,}\n"
+                       f"raw (T 1):    H {why.raw_entropy:.2f} nats, exp(H) "
+                       f"{why.raw_effective_vocab:,.1f}", style="dim")
+        self.update(Group(heading, table, summary))
