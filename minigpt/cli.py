@@ -1,4 +1,4 @@
-"""``minigpt``: generate, trace, inspect and train from the command line.
+"""``minigpt``: generate, trace, score, inspect and train from the command line.
 
 Rich output for people, ``--json`` for scripts. User mistakes end in one line
 on stderr and exit status 2, never a traceback.
@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import __version__
-from .errors import MiniGPTError
+from .errors import MiniGPTError, PromptError
 from .paths import default_checkpoint
 from .settings import SamplingSettings
 
@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--prompt", required=True, help="text to continue")
     add_sampling_options(trace)
 
+    score = sub.add_parser("score", help="every token's probability, rank and surprisal; "
+                                          "the text's perplexity")
+    add_model_options(score)
+    source = score.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="the text to score")
+    source.add_argument("--file", metavar="PATH", help="read the text from a file (- for stdin)")
+
     inspect = sub.add_parser("inspect", help="format, h_params, parameters, tensor shapes")
     add_model_options(inspect)
 
@@ -132,6 +139,35 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_text(args: argparse.Namespace) -> str:
+    if args.text is not None:
+        return args.text
+    try:
+        if args.file == "-":
+            return sys.stdin.read()
+        with open(args.file, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PromptError(f"cannot read {args.file}: {exc}") from None
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .checkpoint import load
+    from .render import print_score, score_json
+    from .score import score_text
+
+    text = read_text(args)
+    loaded = load(args.ckpt or default_checkpoint(), device=args.device,
+                  tokenizer=args.tokenizer)
+    result = score_text(loaded.model, loaded.tokenizer, text, loaded.vocab_size,
+                        loaded.context_length)
+    if args.json:
+        print(json.dumps(score_json(result), ensure_ascii=False))
+    else:
+        print_score(result)
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .checkpoint import load
     from .render import inspect_report, print_inspect
@@ -152,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors, --help, --version
         return int(exc.code or 0)
-    handlers = {"generate": cmd_generate, "trace": cmd_trace, "inspect": cmd_inspect}
+    handlers = {"generate": cmd_generate, "trace": cmd_trace, "inspect": cmd_inspect,
+                "score": cmd_score}
     try:
         if args.command == "train":
             from .train import cmd_train

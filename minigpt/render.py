@@ -126,3 +126,32 @@ def print_inspect(report: dict) -> None:
     for t in report["tensors"]:
         tensors.add_row(t["name"], str(t["shape"]), t["dtype"])
     out.print(tensors)
+
+
+def score_json(score) -> dict:
+    return {
+        "first_token": score.first,
+        "tokens": [{"index": t.index, "id": t.id, "text": t.text, "prob": t.prob,
+                    "log_prob": t.log_prob, "rank": t.rank,
+                    "surprisal_bits": t.surprisal_bits, "context": t.context}
+                   for t in score.tokens],
+        "tokens_scored": len(score.tokens),
+        "perplexity": score.perplexity,
+        "mean_surprisal_bits": score.mean_surprisal_bits,
+        "windows": score.windows,
+    }
+
+
+def print_score(score) -> None:
+    out = Console(highlight=False)
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for name, justify in (("#", "right"), ("token", "left"), ("id", "right"), ("prob", "right"),
+                          ("rank", "right"), ("bits", "right")):
+        table.add_column(name, justify=justify)
+    for t in score.tokens:
+        table.add_row(str(t.index), repr(t.text), str(t.id), f"{t.prob:.4f}", str(t.rank),
+                      f"{t.surprisal_bits:.2f}", style="dim" if t.rank > 5 else "")
+    out.print(table)
+    out.print(f"[bold]perplexity {score.perplexity:,.2f}[/bold] · "
+              f"{score.mean_surprisal_bits:.2f} bits/token · {len(score.tokens)} tokens scored "
+              f"(the first, {score.first!r}, is context only) · {score.windows} window(s)")

@@ -1,0 +1,98 @@
+"""Score my text: every token's probability, rank and surprisal, and the perplexity.
+
+One forward pass per window of ``context_length`` tokens. Windows do not overlap:
+the first token of a window is predicted from the whole previous window (the
+book's crop, exactly); a later token sees the tokens since its window began.
+The text's first token has nothing to be predicted from (the book has no BOS).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .errors import PromptError
+from .tokenizer import Tokenizer, check_prompt_ids, display_piece, is_partial
+
+
+@dataclass(frozen=True)
+class ScoredToken:
+    index: int  # position in the text's tokens (≥ 1)
+    id: int
+    text: str  # display: partial UTF-8 pieces as ‹e5 86›
+    partial: bool
+    log_prob: float  # natural log, kept as a log so tiny probabilities do not underflow
+    rank: int  # 1 = the model's top choice
+    context: int  # tokens the prediction conditioned on
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.log_prob)
+
+    @property
+    def surprisal_bits(self) -> float:
+        return -self.log_prob / math.log(2)
+
+
+@dataclass(frozen=True)
+class Score:
+    first: str  # the first token's display text (not scored)
+    tokens: tuple[ScoredToken, ...]
+    windows: int  # forward passes
+
+    @property
+    def mean_surprisal_bits(self) -> float:
+        return sum(t.surprisal_bits for t in self.tokens) / len(self.tokens)
+
+    @property
+    def perplexity(self) -> float:
+        """exp of the mean negative log-likelihood per scored token."""
+        return math.exp(-sum(t.log_prob for t in self.tokens) / len(self.tokens))
+
+
+def window_predictions(model: torch.nn.Module, ids: list[int], context_length: int):
+    """Yield (index, log-prob, rank, context) for every token after the first."""
+    device = next(model.parameters()).device
+    C = context_length
+    previous_last: torch.Tensor | None = None  # the last row of the previous window
+    for start in range(0, len(ids), C):
+        window = ids[start:start + C]
+        with torch.inference_mode():
+            logits = model(torch.tensor([window], device=device))[0][0].float()  # [T, V]
+            if previous_last is not None:  # predicts this window's first token
+                logits = torch.cat([previous_last[None], logits])
+                targets = torch.tensor(window, device=device)
+                first = start
+            else:
+                targets = torch.tensor(window[1:], device=device)
+                first = 1
+            rows = logits[:len(targets)]
+            chosen = rows.gather(1, targets[:, None])[:, 0]
+            log_probs = chosen - torch.logsumexp(rows, dim=-1)
+            ranks = (rows > chosen[:, None]).sum(dim=-1) + 1
+            previous_last = logits[-1]
+            values = torch.stack([log_probs.double(), ranks.double()]).tolist()
+        for offset, (log_prob, rank) in enumerate(zip(*values)):
+            index = first + offset
+            context = C if index % C == 0 else index % C
+            yield index, log_prob, int(rank), context
+
+
+def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
+               vocab_size: int, context_length: int) -> Score:
+    """Score ``text``; a clear ``PromptError`` when there is nothing to score."""
+    if not text:
+        raise PromptError("nothing to score: give some text")
+    ids = tokenizer.encode(text) if text else []
+    check_prompt_ids(text, ids, tokenizer, vocab_size)
+    if len(ids) < 2:
+        raise PromptError("scoring needs at least two tokens (the first one is only context)")
+    tokens = []
+    for index, log_prob, rank, context in window_predictions(model, ids, context_length):
+        piece = tokenizer.token_bytes(ids[index])
+        tokens.append(ScoredToken(index, ids[index], display_piece(piece), is_partial(piece),
+                                  log_prob, rank, context))
+    first = display_piece(tokenizer.token_bytes(ids[0]))
+    return Score(first, tuple(tokens), math.ceil(len(ids) / context_length))

@@ -1,0 +1,121 @@
+"""Score my text: per-token probability, rank, surprisal and perplexity against the reference."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from minigpt.checkpoint import load
+from minigpt.cli import main
+from minigpt.errors import PromptError
+from minigpt.score import score_text
+from reference import book_logits, random_book_state_dict
+
+TEXT = ("农夫山泉 天然水 550ml 瓶装\n可口可乐 零度 330ml 罐装\n奥利奥 夹心饼干 原味 "
+        "97g 袋装\nThe quick brown fox jumps over the lazy dog.")
+
+
+def reference_score(sd, hp, ids):
+    """Token j ≥ 1 seen from its window's start, or from the whole previous window when j
+    opens a window; log-prob and rank from the book's math in float64."""
+    C = hp["context_length"]
+    rows = []
+    for j in range(1, len(ids)):
+        context = ids[j - C:j] if j % C == 0 else ids[(j // C) * C:j]
+        logits = book_logits(sd, hp, context)[-1]
+        log_prob = float(torch.log_softmax(logits, -1)[ids[j]])
+        rank = int((logits > logits[ids[j]]).sum()) + 1
+        rows.append((log_prob, rank, len(context)))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def scored(tiny_ckpt, tiny_hp):
+    loaded = load(tiny_ckpt, device="cpu")
+    sd = random_book_state_dict(tiny_hp)
+    ids = loaded.tokenizer.encode(TEXT)
+    return loaded, sd, ids
+
+
+def test_every_token_matches_the_reference(scored, tiny_hp):
+    loaded, sd, ids = scored
+    C = tiny_hp["context_length"]
+    assert len(ids) > 3 * C  # several windows, the last one short
+    result = score_text(loaded.model, loaded.tokenizer, TEXT, loaded.vocab_size, C)
+    ref = reference_score(sd, tiny_hp, ids)
+    assert [t.index for t in result.tokens] == list(range(1, len(ids)))
+    assert [t.id for t in result.tokens] == ids[1:]
+    assert [t.log_prob for t in result.tokens] == pytest.approx([r[0] for r in ref], abs=1e-4)
+    assert [t.rank for t in result.tokens] == [r[1] for r in ref]
+    assert [t.context for t in result.tokens] == [r[2] for r in ref]
+    mean_nll = -sum(r[0] for r in ref) / len(ref)
+    assert result.perplexity == pytest.approx(math.exp(mean_nll), rel=1e-4)
+    assert result.mean_surprisal_bits == pytest.approx(mean_nll / math.log(2), rel=1e-4)
+    assert all(t.surprisal_bits == pytest.approx(-math.log2(t.prob)) for t in result.tokens)
+    assert result.windows == math.ceil(len(ids) / C)
+
+
+def test_one_forward_pass_per_window(scored, tiny_hp):
+    loaded, _, ids = scored
+    calls = []
+    hook = loaded.model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
+    try:
+        result = score_text(loaded.model, loaded.tokenizer, TEXT, loaded.vocab_size,
+                            tiny_hp["context_length"])
+    finally:
+        hook.remove()
+    assert len(calls) == result.windows
+    assert all(shape[1] <= tiny_hp["context_length"] for shape in calls)
+
+
+def test_partial_pieces_are_escapes_never_replacement_characters(scored, tiny_hp):
+    loaded, _, _ = scored
+    result = score_text(loaded.model, loaded.tokenizer, "农夫山泉", loaded.vocab_size,
+                        tiny_hp["context_length"])
+    assert any(t.partial and t.text.startswith("‹") for t in result.tokens)
+    assert all("\ufffd" not in t.text for t in result.tokens)
+
+
+@pytest.mark.parametrize("text,message", [("", "nothing to score"),
+                                          ("a", "at least two tokens")])
+def test_nothing_to_score_is_a_clear_error(scored, tiny_hp, text, message):
+    loaded, _, _ = scored
+    with pytest.raises(PromptError, match=message):
+        score_text(loaded.model, loaded.tokenizer, text, loaded.vocab_size,
+                   tiny_hp["context_length"])
+
+
+def test_tokens_outside_the_vocabulary_are_named(tmp_path):
+    from conftest import write_book_checkpoint
+    from reference import book_h_params
+    path = write_book_checkpoint(tmp_path / "small.ckpt", book_h_params(max_token_value=1000))
+    loaded = load(path, device="cpu")
+    with pytest.raises(PromptError, match="outside this model's vocabulary of 1000"):
+        score_text(loaded.model, loaded.tokenizer, "农夫山泉 天然水", loaded.vocab_size, 16)
+
+
+def test_cli_json_and_table(capsys, tiny_ckpt, tmp_path):
+    text_file = tmp_path / "t.txt"
+    text_file.write_text(TEXT, encoding="utf-8")
+    assert main(["score", str(tiny_ckpt), "--file", str(text_file), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["tokens_scored"] == len(data["tokens"]) > 40
+    assert data["perplexity"] == pytest.approx(
+        math.exp(-sum(t["log_prob"] for t in data["tokens"]) / len(data["tokens"])))
+    assert {"index", "id", "text", "prob", "rank", "surprisal_bits", "context"} <= \
+        set(data["tokens"][0])
+    assert main(["score", str(tiny_ckpt), "--text", "hello world"]) == 0
+    out = capsys.readouterr().out
+    assert "perplexity" in out and "' world'" in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--text", "a"], "at least two tokens"),
+    (["--file", "/no/such/file"], "cannot read /no/such/file"),
+    ([], "one of the arguments --text --file is required"),
+])
+def test_cli_errors_are_one_line(capsys, tiny_ckpt, args, message):
+    assert main(["score", str(tiny_ckpt), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
