@@ -38,7 +38,8 @@ class ScoredToken:
 
 @dataclass(frozen=True)
 class Score:
-    first: str  # the first token's display text (not scored)
+    first_id: int  # the first token: context only, not scored
+    first: str  # its display text
     tokens: tuple[ScoredToken, ...]
     windows: int  # forward passes
 
@@ -95,4 +96,4 @@ def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
         tokens.append(ScoredToken(index, ids[index], display_piece(piece), is_partial(piece),
                                   log_prob, rank, context))
     first = display_piece(tokenizer.token_bytes(ids[0]))
-    return Score(first, tuple(tokens), math.ceil(len(ids) / context_length))
+    return Score(ids[0], first, tuple(tokens), math.ceil(len(ids) / context_length))

@@ -55,3 +55,15 @@ def test_why_panel(snap_compare, make_tui, size):
 
     assert snap_compare(make_tui(max_new_tokens=10, temperature=0.8, top_k=4), terminal_size=size,
                         run_before=why)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_score_screen(snap_compare, make_tui, size):
+    async def score(pilot):
+        from textual.widgets import Input
+        pilot.app.query_one("#prompt", Input).value = "农夫山泉 天然水 550ml 瓶装\n可口可乐 零度"
+        await pilot.press("f2")
+        await settle(pilot.app, pilot)
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_tui(), terminal_size=size, run_before=score)

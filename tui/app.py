@@ -26,9 +26,11 @@ from minigpt.settings import SamplingSettings
 from .knobs import Sidebar
 from minigpt.session import SessionRecorder
 
+from .commands import explorer_commands
 from .messages import (Explained, Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
                        TurnStarted)
 from .runner import EngineRunner, Explain, Export, Generate, Take, Undo
+from .scoring import ScoreScreen
 from .screens import HelpScreen, ModelScreen
 from .widgets import CandidatesTable, KeyHints, StatusLine, Transcript
 from .why import WhyPanel
@@ -57,6 +59,7 @@ class MiniGPTApp(App):
         Binding("p", "toggle_tint", "tint by probability", id="tint"),
         Binding("m", "model", "model info", id="model"),
         Binding("w", "toggle_why", "why this token", id="why"),
+        Binding("f2", "score", "score text", id="score"),
         Binding("ctrl+s", "export", "export transcript", id="export"),
     ]
 
@@ -294,7 +297,7 @@ class MiniGPTApp(App):
         self.submit(Generate(event.value, None, self.settings))
 
     def action_escape(self) -> None:
-        if isinstance(self.screen, (HelpScreen, ModelScreen)):
+        if isinstance(self.screen, (HelpScreen, ModelScreen, ScoreScreen)):
             self.screen.dismiss()
         elif self.running:
             self.runner.cancel()
@@ -353,6 +356,14 @@ class MiniGPTApp(App):
     def action_toggle_why(self) -> None:
         self.why_shown = not self.why_shown
 
+    def action_score(self) -> None:
+        """Score the prompt's text, or the current turn's when the prompt is empty."""
+        text = self.prompt_text()
+        if not text:
+            turn = self.query_one(Transcript).current
+            text = turn.plain if turn is not None else ""
+        self.push_screen(ScoreScreen(self.loaded, text))
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
@@ -370,26 +381,7 @@ class MiniGPTApp(App):
         self.exit()
 
     def get_system_commands(self, screen) -> list[SystemCommand]:
-        commands = list(super().get_system_commands(screen))
-        commands += [
-            SystemCommand("Generate", "Generate from the prompt text",
-                          lambda: self.submit(Generate(self.prompt_text(), None, self.settings))),
-            SystemCommand("Stop", "Stop the running generation", self.action_escape),
-            SystemCommand("Step one token", "Sample exactly one token", self.action_step_one),
-            SystemCommand("Undo", "Remove the last token", self.action_undo),
-            SystemCommand("Continue", "Keep generating", self.action_continue_generation),
-            SystemCommand("Tint by probability", "Toggle token colours", self.action_toggle_tint),
-            SystemCommand("Why this token", "Toggle the probability breakdown",
-                          self.action_toggle_why),
-            SystemCommand("Model info", "Format, h_params, tensors", self.action_model),
-            SystemCommand("Export transcript", "Write Markdown and JSON to the current "
-                          "directory", self.action_export),
-            SystemCommand("Keys", "Show every key", self.action_help),
-            SystemCommand("Candidates", "Focus the candidates table",
-                          lambda: self.query_one(CandidatesTable).focus()),
-            SystemCommand("Prompt", "Focus the prompt", self.action_focus_prompt),
-        ]
-        return commands
+        return [*super().get_system_commands(screen), *explorer_commands(self)]
 
 
 def make_app(loaded: LoadedModel, settings: SamplingSettings | None = None,

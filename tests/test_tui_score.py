@@ -1,0 +1,84 @@
+"""Score mode (f2): the prompt's text scored in a worker, shown as a table and a summary."""
+
+from textual.widgets import DataTable, Input, Static, TextArea
+
+from conftest import settle
+from minigpt.score import score_text
+from tui.scoring import ScoreScreen
+
+TEXT = "农夫山泉 天然水 550ml 瓶装"
+
+
+def summary(screen) -> str:
+    return str(screen.query_one("#score-summary", Static).render())
+
+
+async def wait_scored(app, pilot):
+    await settle(app, pilot)
+    for _ in range(50):
+        if "scoring" not in summary(app.screen):
+            return
+        await pilot.pause(0.02)
+
+
+async def test_f2_scores_the_prompt_text(make_tui):
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.query_one("#prompt", Input).value = TEXT
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, ScoreScreen)
+        loaded = app.loaded
+        expected = score_text(loaded.model, loaded.tokenizer, TEXT, loaded.vocab_size,
+                              loaded.context_length)
+        assert screen.score == expected
+        assert f"perplexity {expected.perplexity:,.2f}" in summary(screen)
+        table = screen.query_one(DataTable)
+        assert table.row_count == len(expected.tokens)
+        first = [str(cell) for cell in table.get_row_at(0)]
+        t = expected.tokens[0]
+        assert first == [str(t.index), repr(t.text), str(t.id), f"{t.prob:.4f}", str(t.rank),
+                         f"{t.surprisal_bits:.2f}"]
+        tinted = str(screen.query_one("#score-tinted", Static).render())
+        assert tinted == TEXT and "\ufffd" not in tinted  # whole characters, no U+FFFD
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ScoreScreen)
+        assert app.query_one("#prompt", Input).value == TEXT  # nothing lost
+
+
+async def test_edit_and_rescore_and_bad_text_keeps_the_screen(make_tui):
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.query_one("#prompt", Input).value = "hello world"
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        screen = app.screen
+        assert len(screen.score.tokens) == 1
+        area = screen.query_one(TextArea)
+        area.text = ""
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        assert screen.score is None and "nothing to score" in summary(screen)
+        area.text = "a"
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        assert "at least two tokens" in summary(screen) and app.screen is screen
+        await pilot.press(*" b c d")  # typed into the text area, then scored
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        assert " b c d" in area.text and screen.score is not None
+        assert screen.query_one(DataTable).row_count == len(screen.score.tokens) == 2
+
+
+async def test_empty_prompt_scores_the_current_turn(make_tui):
+    app = make_tui(max_new_tokens=8)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.query_one("#prompt", Input).value = "hello"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        app.query_one("#prompt", Input).value = ""
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        assert app.screen.query_one(TextArea).text == "hello" + app.engine.completion
+        assert len(app.screen.score.tokens) >= 8
