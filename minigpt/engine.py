@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from . import explain, sampling
+from . import explain, lookahead, sampling
 from .decoder import BookDecoder
 from .errors import GenerationError, PromptError
 from .settings import SamplingSettings
@@ -205,6 +205,24 @@ class Engine:
                                device=self.device)
         with torch.inference_mode():
             return explain.why(self.logits_at(position), settings or self.settings, context)
+
+    def complete_candidates(self, step_index: int | None = None,
+                            settings: SamplingSettings | None = None
+                            ) -> list[lookahead.Completion]:
+        """What each partial-UTF-8 candidate of a past step (or the next token) most
+        likely completes to, by a short greedy lookahead (``minigpt.lookahead``)."""
+        if step_index is None:
+            position, candidates = len(self.tokens), self.peek().candidates
+            stream_state = self._stream.state()
+        else:
+            position = self._step_position(step_index)
+            candidates = self.steps[step_index - 1].candidates
+            stream_state = self._stream_states[step_index - 1]
+        partial = [(c.id, c.prob) for c in candidates if c.partial]
+        temperature = (settings or self.settings).temperature
+        return lookahead.complete_candidates(self.model, self.tokens[:position], partial,
+                                             self.tokenizer.token_bytes, stream_state,
+                                             self.context_length, temperature)
 
     def _step_position(self, step_index: int) -> int:
         if not 1 <= step_index <= len(self.steps):
