@@ -67,3 +67,17 @@ def test_score_screen(snap_compare, make_tui, size):
         await pilot.pause(0.2)
 
     assert snap_compare(make_tui(), terminal_size=size, run_before=score)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_complete_characters(snap_compare, make_tui, size):
+    async def complete(pilot):
+        from textual.widgets import Input
+        pilot.app.query_one("#prompt", Input).value = "蒙牛"  # a byte piece among the next five
+        await pilot.press("escape", "space", "backspace")
+        await settle(pilot.app, pilot)
+        await pilot.press("c")
+        await settle(pilot.app, pilot)
+        await pilot.pause()
+
+    assert snap_compare(make_tui(temperature=1.0), terminal_size=size, run_before=complete)

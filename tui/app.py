@@ -23,13 +23,14 @@ from minigpt.devices import leave_a_core_free
 from minigpt.engine import Engine, Preview, Step
 from minigpt.settings import SamplingSettings
 
+from .insights import InsightsMixin
 from .knobs import Sidebar
 from minigpt.session import SessionRecorder
 
 from .commands import explorer_commands
-from .messages import (Explained, Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
+from .messages import (Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
                        TurnStarted)
-from .runner import EngineRunner, Explain, Export, Generate, Take, Undo
+from .runner import EngineRunner, Export, Generate, Take, Undo
 from .scoring import ScoreScreen
 from .screens import HelpScreen, ModelScreen
 from .widgets import CandidatesTable, KeyHints, StatusLine, Transcript
@@ -47,7 +48,7 @@ def human_count(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K" if n >= 1e3 else str(n)
 
 
-class MiniGPTApp(App):
+class MiniGPTApp(InsightsMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
     BINDINGS = [
@@ -59,6 +60,7 @@ class MiniGPTApp(App):
         Binding("p", "toggle_tint", "tint by probability", id="tint"),
         Binding("m", "model", "model info", id="model"),
         Binding("w", "toggle_why", "why this token", id="why"),
+        Binding("c", "toggle_complete", "complete characters", id="complete"),
         Binding("f2", "score", "score text", id="score"),
         Binding("ctrl+s", "export", "export transcript", id="export"),
     ]
@@ -73,6 +75,8 @@ class MiniGPTApp(App):
     """Colour the transcript's tokens by their probability."""
     why_shown: reactive[bool] = reactive(False)
     """The why-this-token panel is open."""
+    complete_shown: reactive[bool] = reactive(False)
+    """Partial-UTF-8 candidates show the character they most likely complete to."""
 
     def __init__(self, loaded: LoadedModel, settings: SamplingSettings | None = None,
                  session_path: Path | None = None, resumed: list[dict] | None = None):
@@ -88,7 +92,6 @@ class MiniGPTApp(App):
         self.preview: Preview | None = None
         self.pending_ops = 0
         self.table_shown_at = 0.0  # monotonic time of the last streamed table redraw
-        self.why_request = 0  # the latest why-this-token request; older answers are dropped
 
     # --- layout ----------------------------------------------------------------
 
@@ -174,21 +177,12 @@ class MiniGPTApp(App):
         if self.view_step is not None and self.view_step > len(self.history):
             self.view_step = None
         self.refresh_candidates()
-        self.request_why()
+        self.request_insights()
         if message.reason == "error":
             return  # the error stays on the status line
         rate = f" · {message.tokens_per_second:.0f} tok/s" if message.tokens_per_second else ""
         self.set_status(f"{message.reason} · {len(self.history)} tokens{rate} · "
                         f"{self.position_text(message.position)}")
-
-    def on_explained(self, message: Explained) -> None:
-        if message.request != self.why_request:
-            return  # the knobs or the step changed since
-        index = message.step_index
-        title = f"step {index}/{len(self.history)}" if index is not None else \
-            f"step {len(self.history) + 1} · next token"
-        self.query_one(WhyPanel).show(title, message.why, message.settings,
-                                      self.engine.tokenizer, message.error)
 
     def on_run_failed(self, message: RunFailed) -> None:
         self.show_error(message.message)
@@ -220,7 +214,9 @@ class MiniGPTApp(App):
 
     def show_candidates(self, title: str, candidates, chosen_id: int | None) -> None:
         self.query_one("#candidates-title", Label).update(title)
-        self.query_one(CandidatesTable).show(candidates, chosen_id)
+        step, completions = self.completions
+        shown = completions if self.complete_shown and step == self.view_step else None
+        self.query_one(CandidatesTable).show(candidates, chosen_id, shown)
 
     def refresh_candidates(self) -> None:
         if self.view_step is not None:
@@ -248,20 +244,7 @@ class MiniGPTApp(App):
         self.query_one(Transcript).set_highlight(None if step is None else step - 1)
         if self.is_mounted:
             self.refresh_candidates()
-            self.request_why()
-
-    def watch_why_shown(self, shown: bool) -> None:
-        self.query_one(WhyPanel).display = shown
-        self.request_why()
-
-    def request_why(self) -> None:
-        """Ask the worker for the shown step's breakdown (cached logits: no model run)."""
-        if not self.why_shown:
-            return
-        self.why_request += 1
-        op = Explain(self.why_request, self.view_step, self.settings)
-        self.run_worker(partial(self.runner.explain, op, self.post_message), thread=True,
-                        group="why", exit_on_error=False)
+            self.request_insights()
 
     def watch_tint(self, tint: bool) -> None:
         self.query_one(Transcript).set_tint(tint)
@@ -282,7 +265,7 @@ class MiniGPTApp(App):
     def sidebar_changed(self, event: Sidebar.Changed) -> None:
         self.settings = event.settings
         self.set_status("settings applied from the next token")
-        self.request_why()
+        self.request_insights()
 
     @on(Sidebar.Invalid)
     def sidebar_invalid(self, event: Sidebar.Invalid) -> None:
@@ -352,9 +335,6 @@ class MiniGPTApp(App):
 
     def action_toggle_tint(self) -> None:
         self.tint = not self.tint
-
-    def action_toggle_why(self) -> None:
-        self.why_shown = not self.why_shown
 
     def action_score(self) -> None:
         """Score the prompt's text, or the current turn's when the prompt is empty."""

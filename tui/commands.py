@@ -19,6 +19,8 @@ def explorer_commands(app) -> list[SystemCommand]:
         SystemCommand("Tint by probability", "Toggle token colours", app.action_toggle_tint),
         SystemCommand("Why this token", "Toggle the probability breakdown",
                       app.action_toggle_why),
+        SystemCommand("Complete characters", "Show what byte-piece candidates become",
+                      app.action_toggle_complete),
         SystemCommand("Score text", "Probability, rank, surprisal of every token; "
                       "perplexity", app.action_score),
         SystemCommand("Model info", "Format, h_params, tensors", app.action_model),

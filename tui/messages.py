@@ -9,6 +9,7 @@ from textual.message import Message
 
 from minigpt.engine import Preview, Step
 from minigpt.explain import Why
+from minigpt.lookahead import Completion
 from minigpt.settings import SamplingSettings
 
 
@@ -69,3 +70,12 @@ class Explained(Message):
     why: Why | None
     settings: SamplingSettings
     error: str = ""
+
+
+@dataclass
+class Completed(Message):
+    """Character completions for the partial candidates of ``step_index``."""
+
+    request: int
+    step_index: int | None  # None: the next token
+    completions: list[Completion]

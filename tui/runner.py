@@ -18,7 +18,7 @@ from minigpt.settings import SamplingSettings
 
 from minigpt.session import SessionRecorder, export_markdown, read_session
 
-from .messages import (Explained, Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
+from .messages import (Completed, Explained, Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
                        TurnStarted)
 
 FRAME_SECONDS = 1 / 30
@@ -52,6 +52,15 @@ class Undo:
 @dataclass(frozen=True)
 class Explain:
     """Why-this-token for a past step (1-based) or, with None, the next token."""
+
+    request: int
+    step_index: int | None
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
+class Complete:
+    """Character completions of a past step's (or the next token's) partial candidates."""
 
     request: int
     step_index: int | None
@@ -100,6 +109,14 @@ class EngineRunner:
                 post(Explained(op.request, op.step_index, why, op.settings))
             except MiniGPTError as exc:
                 post(Explained(op.request, op.step_index, None, op.settings, str(exc)))
+
+    def complete(self, op: Complete, post) -> None:
+        with self.lock:
+            try:
+                completions = self.engine.complete_candidates(op.step_index, op.settings)
+            except MiniGPTError:
+                completions = []  # nothing to complete yet; the table says why elsewhere
+            post(Completed(op.request, op.step_index, completions))
 
     def cancel(self) -> None:
         self.engine.cancel()

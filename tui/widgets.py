@@ -215,18 +215,35 @@ class CandidatesTable(DataTable):
     def action_pick_highlighted(self) -> None:
         self.app.action_pick(self.cursor_row + 1)
 
-    def show(self, candidates: tuple[Candidate, ...], chosen_id: int | None) -> None:
+    def show(self, candidates: tuple[Candidate, ...], chosen_id: int | None,
+             completions: dict | None = None) -> None:
+        """``completions``: id -> Completion; a partial candidate's bar then shows the
+        character it most likely completes to and the joint probability."""
         cursor = self.cursor_row
         self.clear()
         for rank, c in enumerate(candidates, 1):
             marker = "▶" if c.id == chosen_id else " "
             style = "bold" if marker == "▶" else ("dim" if not c.kept else "")
-            cells = (f"{rank}{marker}", repr(c.text), str(c.id), f"{c.prob:.4f}",
-                     "█" * max(0, round(c.prob * BAR_WIDTH)) or "▏")
+            last = "█" * max(0, round(c.prob * BAR_WIDTH)) or "▏"
+            if completions is not None and c.partial:
+                last = completion_text(completions.get(c.id))
+            cells = (f"{rank}{marker}", repr(c.text), str(c.id), f"{c.prob:.4f}", last)
             self.add_row(*(Text(cell, style=style, no_wrap=True, overflow="ellipsis")
                            for cell in cells), key=str(rank))
         if candidates:
             self.move_cursor(row=min(cursor, len(candidates) - 1), animate=False)
+
+
+def completion_text(completion) -> str:
+    """'→农 .0512': the completed text and its joint probability; '…' while it is computed,
+    '→?' when three tokens did not finish it, '→✗' when the bytes cannot form a character."""
+    if completion is None:
+        return "…"
+    if completion.text is None:
+        return "→?"
+    if "\ufffd" in completion.text:
+        return "→✗"
+    return f"→{completion.text.strip() or completion.text} {completion.joint:.4f}".replace(" 0.", " .")
 
 
 class StatusLine(Static):
@@ -238,4 +255,4 @@ class KeyHints(Static):
 
     PROMPT = "enter generate · esc explore · f1 help · ctrl+p commands · ctrl+q quit"
     RUNNING = "esc stop · ⌫ stop+undo · ctrl+q quit"
-    TABLE = "space step · 1-5 pick · ⌫ undo · g go · [ ] past · w why · p tint · i prompt"
+    TABLE = "space step · 1-5 pick · ⌫ undo · g go · [ ] past · w why · c chars · i prompt"
