@@ -81,3 +81,32 @@ def test_complete_characters(snap_compare, make_tui, size):
         await pilot.pause()
 
     assert snap_compare(make_tui(temperature=1.0), terminal_size=size, run_before=complete)
+
+
+@pytest.fixture
+def shipped_tui(monkeypatch):
+    """The shipped model, loaded by its relative path from the checkout (stable header)."""
+    from pathlib import Path
+
+    from minigpt.checkpoint import load
+    from minigpt.settings import SamplingSettings
+    from tui.app import make_app
+
+    monkeypatch.chdir(Path(__file__).parent.parent)
+    loaded = load("model/model.ckpt", device="cpu")
+    return lambda **settings: make_app(loaded, SamplingSettings(**settings))
+
+
+def test_shipped_model_explained(snap_compare, shipped_tui):
+    """For the README: a brand, one step, the byte pieces completed and the why panel."""
+    async def explore(pilot):
+        from textual.widgets import Input
+        pilot.app.query_one("#prompt", Input).value = "可口可乐 "
+        await pilot.press("escape", "space", "backspace")
+        await settle(pilot.app, pilot)
+        await pilot.press("1", "c", "w")  # a pick: the status line shows no timing
+        await settle(pilot.app, pilot)
+        await pilot.pause()
+
+    assert snap_compare(shipped_tui(temperature=0.8, top_k=4), terminal_size=(100, 32),
+                        run_before=explore)
