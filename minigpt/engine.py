@@ -15,6 +15,7 @@ from typing import Iterator
 import torch
 
 from . import explain, lookahead, sampling
+from .branches import BranchBook, common_steps
 from .decoder import BookDecoder
 from .errors import GenerationError, PromptError
 from .settings import SamplingSettings
@@ -80,6 +81,7 @@ class Engine:
         self._stream_states: list[tuple[bytes, int]] = []
         self._next_logits: torch.Tensor | None = None
         self._past_logits: dict[int, torch.Tensor] = {}  # position -> logits predicting it
+        self.branches = BranchBook()  # paths this turn abandoned (undo, take-candidate)
         self._generator: torch.Generator | None = None
         self._cancel = threading.Event()
 
@@ -102,6 +104,7 @@ class Engine:
         self._stream_states = []
         self._next_logits = None
         self._past_logits = {}
+        self.branches.clear()
         self._generator = self._make_generator(self.settings.seed)
         self._cancel.clear()
 
@@ -286,6 +289,7 @@ class Engine:
         """Remove the last generated token; its step's candidates become the next ones."""
         if not self.steps:
             return None
+        self.branches.keep(tuple(self.steps))  # the path being left stays reachable
         step = self.steps.pop()
         self.tokens.pop()
         self._stream.restore(self._stream_states.pop())
@@ -294,6 +298,26 @@ class Engine:
         for position in [p for p in self._past_logits if p > len(self.tokens)]:
             del self._past_logits[position]
         return step
+
+    def switch_to(self, path: tuple[Step, ...]) -> tuple[list[Step], list[Step]]:
+        """Make ``path`` (a branch's steps, or a prefix of one) the current path, exactly:
+        its steps come back as they were, nothing is sampled. Returns (undone newest
+        first, re-added). The path left behind is kept as a branch."""
+        shared = common_steps(tuple(self.steps), path)
+        if len(self.steps) > len(path) or shared < len(self.steps):
+            self.branches.keep(tuple(self.steps))
+        undone = [self.undo() for _ in range(len(self.steps) - shared)]
+        added = list(path[shared:])
+        for step in added:
+            self._stream_states.append(self._stream.state())
+            self._stream.feed(step.token_bytes)
+            self.tokens.append(step.chosen.id)
+            self.steps.append(step)
+        if added:
+            self._next_logits = None
+            self._past_logits = {p: v for p, v in self._past_logits.items()
+                                 if p <= added[0].position}
+        return undone, added
 
     def cancel(self) -> None:
         """Ask a running ``run`` to stop before its next token (thread-safe)."""

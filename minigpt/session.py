@@ -9,6 +9,7 @@ appended again under the same ``turn`` id; readers keep its last record.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -16,6 +17,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
+from .branches import common_steps, path_ids, path_log_prob, path_text
 from .engine import Candidate, Engine, Step
 
 FORMAT_VERSION = 1
@@ -51,6 +53,18 @@ def step_record(step: Step) -> dict:
             "forced": step.forced, "text": step.text}
 
 
+def finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no infinities
+
+
+def branch_records(engine: Engine) -> list[dict]:
+    """The paths this turn abandoned, with where they leave the current one."""
+    current = tuple(engine.steps)
+    return [{"tokens": path_ids(p), "text": path_text(p), "log_prob": finite(path_log_prob(p)),
+             "diverges_at_step": common_steps(current, p) + 1}
+            for p in engine.branches.alternatives(current)]
+
+
 def turn_record(turn_id: str, engine: Engine, model: str, reason: str) -> dict:
     return {
         "version": FORMAT_VERSION,
@@ -64,6 +78,8 @@ def turn_record(turn_id: str, engine: Engine, model: str, reason: str) -> dict:
         "completion": engine.completion,
         "reason": reason,
         "steps": [step_record(s) for s in engine.steps],
+        "log_prob": finite(path_log_prob(tuple(engine.steps))),
+        "branches": branch_records(engine),
     }
 
 
@@ -110,6 +126,14 @@ def export_markdown(turns: list[dict]) -> str:
             out.append(f"| {step['step']} | {cell(chosen['text'])} | {chosen['prob']:.4f} | "
                        f"{tops} |")
         out.append("")
+        branches = turn.get("branches", [])
+        if branches:
+            out += ["**Branches** (abandoned paths; Σ log p of their chosen tokens):", ""]
+            for b in branches:
+                log_p = "–" if b.get("log_prob") is None else f"{b['log_prob']:.2f}"
+                out.append(f"- from step {b['diverges_at_step']}, Σ log p {log_p}, "
+                           f"{len(b['tokens'])} tokens: `{b['text']}`")
+            out.append("")
     return "\n".join(out)
 
 

@@ -110,3 +110,16 @@ def test_shipped_model_explained(snap_compare, shipped_tui):
 
     assert snap_compare(shipped_tui(temperature=0.8, top_k=4), terminal_size=(100, 32),
                         run_before=explore)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_branch_tree(snap_compare, make_tui, size):
+    async def branches(pilot):
+        app = pilot.app
+        await explore(pilot)  # generated, picked #2 at the end, browsed back
+        await pilot.press("[", "[", "3")  # back two more steps and another pick: a third path
+        await settle(app, pilot)
+        await pilot.press("t")
+        await pilot.pause()
+
+    assert snap_compare(make_tui(max_new_tokens=10), terminal_size=size, run_before=branches)

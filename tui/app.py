@@ -30,7 +30,8 @@ from minigpt.session import SessionRecorder
 from .commands import explorer_commands
 from .messages import (Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
                        TurnStarted)
-from .runner import EngineRunner, Export, Generate, Take, Undo
+from .runner import EngineRunner, Export, Generate, Switch, Take, Undo
+from .branches import BranchScreen
 from .scoring import ScoreScreen
 from .screens import HelpScreen, ModelScreen
 from .widgets import CandidatesTable, KeyHints, StatusLine, Transcript
@@ -62,6 +63,7 @@ class MiniGPTApp(InsightsMixin, App):
         Binding("w", "toggle_why", "why this token", id="why"),
         Binding("c", "toggle_complete", "complete characters", id="complete"),
         Binding("f2", "score", "score text", id="score"),
+        Binding("t", "branches", "branch tree", id="branches"),
         Binding("ctrl+s", "export", "export transcript", id="export"),
     ]
 
@@ -280,7 +282,7 @@ class MiniGPTApp(InsightsMixin, App):
         self.submit(Generate(event.value, None, self.settings))
 
     def action_escape(self) -> None:
-        if isinstance(self.screen, (HelpScreen, ModelScreen, ScoreScreen)):
+        if isinstance(self.screen, (HelpScreen, ModelScreen, ScoreScreen, BranchScreen)):
             self.screen.dismiss()
         elif self.running:
             self.runner.cancel()
@@ -335,6 +337,23 @@ class MiniGPTApp(InsightsMixin, App):
 
     def action_toggle_tint(self) -> None:
         self.tint = not self.tint
+
+    def action_branches(self) -> None:
+        if self.running:  # the stream rewrites the status line: say it in a toast
+            self.notify("stop the run first (escape), then browse branches", markup=False)
+            return
+        if not self.engine.started:
+            self.set_status("no turn yet: branches appear when you undo or pick")
+            return
+        current = tuple(self.history)
+        screen = BranchScreen(self.engine.prompt, current,
+                              self.engine.branches.alternatives(current))
+        self.push_screen(screen, self.switch_branch)
+
+    def switch_branch(self, path) -> None:
+        if path is not None and path != tuple(self.history):
+            self.view_step = None
+            self.submit(Switch(path, self.settings))
 
     def action_score(self) -> None:
         """Score the prompt's text, or the current turn's when the prompt is empty."""

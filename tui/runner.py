@@ -50,6 +50,14 @@ class Undo:
 
 
 @dataclass(frozen=True)
+class Switch:
+    """Make a branch (or a prefix of one) the current path, exactly as it was."""
+
+    path: tuple
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
 class Explain:
     """Why-this-token for a past step (1-based) or, with None, the next token."""
 
@@ -147,6 +155,13 @@ class EngineRunner:
                     self._rewind(op.keep_steps, post)
                     post(StepsAdded([engine.step(op.token_id)], 0.0))
                     reason = "picked"
+                elif isinstance(op, Switch):
+                    undone, added = engine.switch_to(op.path)
+                    if undone:
+                        post(StepsUndone(undone))
+                    if added:
+                        post(StepsAdded(added, 0.0))
+                    reason = "branch"
                 elif isinstance(op, Undo):
                     self._rewind(len(engine.steps) - 1, post)
                     reason = "undo"

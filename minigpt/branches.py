@@ -1,0 +1,62 @@
+"""Branches: the paths a turn abandoned through undo or take-candidate.
+
+A path is the tuple of ``Step``s generated after the prompt. Keeping whole steps
+(candidates included) lets a switch restore a branch exactly, without running or
+sampling anything. A path that is a prefix of one already kept adds nothing, so
+undoing five tokens one at a time keeps one branch, not five.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # engine.py imports this module
+    from .engine import Step
+
+Path = tuple["Step", ...]
+
+
+def path_ids(path: Path) -> list[int]:
+    return [s.chosen.id for s in path]
+
+
+def path_log_prob(path: Path) -> float:
+    """Σ log P(chosen) as each step reported it (its temperature's distribution)."""
+    return sum(math.log(s.chosen.prob) if s.chosen.prob > 0 else -math.inf for s in path)
+
+
+def path_text(path: Path) -> str:
+    return "".join(s.text for s in path)
+
+
+def is_prefix(short: Path, long: Path) -> bool:
+    return len(short) <= len(long) and path_ids(long[:len(short)]) == path_ids(short)
+
+
+def common_steps(a: Path, b: Path) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x.chosen.id != y.chosen.id:
+            break
+        n += 1
+    return n
+
+
+class BranchBook:
+    """The abandoned paths of one turn."""
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+
+    def keep(self, path: Path) -> None:
+        if not path or any(is_prefix(path, kept) for kept in self.paths):
+            return
+        self.paths = [kept for kept in self.paths if not is_prefix(kept, path)] + [path]
+
+    def alternatives(self, current: Path) -> list[Path]:
+        """Kept paths that are not already contained in ``current``."""
+        return [p for p in self.paths if not is_prefix(p, current)]
+
+    def clear(self) -> None:
+        self.paths = []

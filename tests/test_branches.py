@@ -1,0 +1,105 @@
+"""Branches: undo and take-candidate keep the abandoned path; switching restores it exactly."""
+
+import math
+
+import pytest
+
+from minigpt.branches import BranchBook, path_ids, path_log_prob, path_text
+from minigpt.engine import Engine
+from minigpt.settings import SamplingSettings
+
+
+@pytest.fixture
+def engine(tiny_loaded):
+    e = Engine.from_loaded(tiny_loaded, SamplingSettings(temperature=1.0, seed=7))
+    e.reset("农夫山泉 ")
+    return e
+
+
+def test_undo_keeps_one_branch_for_the_abandoned_path(engine):
+    list(engine.run(6))
+    original = tuple(engine.steps)
+    for _ in range(4):
+        engine.undo()
+    assert engine.branches.paths == [original]  # prefixes of it add nothing
+    assert engine.branches.alternatives(tuple(engine.steps)) == [original]
+
+
+def test_take_candidate_keeps_the_path_it_left(engine):
+    list(engine.run(5))
+    original = tuple(engine.steps)
+    third = original[2]
+    other = next(c.id for c in third.candidates if c.id != third.chosen.id)
+    engine.undo(), engine.undo(), engine.undo()
+    engine.step(other)
+    list(engine.run(2))
+    assert engine.branches.alternatives(tuple(engine.steps)) == [original]
+
+
+def test_switching_restores_text_candidates_and_state_exactly(tiny_loaded, engine):
+    list(engine.run(6))
+    first = tuple(engine.steps)
+    first_text = engine.completion
+    for _ in range(3):
+        engine.undo()
+    alt = next(c.id for c in first[3].candidates if c.id != first[3].chosen.id)
+    engine.step(alt)
+    list(engine.run(4))
+    second = tuple(engine.steps)
+
+    undone, added = engine.switch_to(first)
+    assert [s.chosen.id for s in undone] == path_ids(second[3:])[::-1]
+    assert added == list(first[3:])
+    assert tuple(engine.steps) == first and engine.completion == first_text
+    assert engine.tokens == engine.prompt_ids + path_ids(first)
+    assert second in engine.branches.alternatives(first)  # the path left is kept too
+
+    fresh = Engine.from_loaded(tiny_loaded, SamplingSettings(temperature=1.0, seed=7))
+    fresh.reset("农夫山泉 ")
+    for token_id in path_ids(first):
+        fresh.step(token_id)
+    for ours, theirs in [(engine.peek(), fresh.peek()),  # as a fresh run on that text
+                         (engine.step(fresh.peek().candidates[2].id),
+                          fresh.step(fresh.peek().candidates[2].id))]:
+        assert [c.id for c in ours.candidates] == [c.id for c in theirs.candidates]
+        assert [c.prob for c in ours.candidates] == \
+            pytest.approx([c.prob for c in theirs.candidates], rel=1e-5)
+
+    engine.switch_to(first[:2])  # a prefix: back to that point
+    assert tuple(engine.steps) == first[:2]
+
+
+def test_switch_back_and_forth_keeps_both(engine):
+    list(engine.run(4))
+    a = tuple(engine.steps)
+    engine.undo()
+    engine.step(next(c.id for c in a[3].candidates if c.id != a[3].chosen.id))
+    b = tuple(engine.steps)
+    engine.switch_to(a)
+    engine.switch_to(b)
+    engine.switch_to(a)
+    assert tuple(engine.steps) == a
+    assert engine.branches.alternatives(a) == [b]
+
+
+def test_log_prob_and_text():
+    from minigpt.engine import Candidate, Step
+    def step(i, prob, text):
+        c = Candidate(i, text, prob, True, False)
+        return Step(i, i, (c,), c, 1, text.encode(), text, False, 0.0, 1)
+    path = (step(1, 0.5, "a"), step(2, 0.25, "b"))
+    assert path_log_prob(path) == pytest.approx(math.log(0.5) + math.log(0.25))
+    assert path_text(path) == "ab" and path_ids(path) == [1, 2]
+    book = BranchBook()
+    book.keep(path[:1])
+    book.keep(path)
+    book.keep(path[:1])
+    assert book.paths == [path]
+
+
+def test_a_new_prompt_starts_without_branches(engine):
+    list(engine.run(3))
+    engine.undo()
+    assert engine.branches.paths
+    engine.reset("蒙牛 ")
+    assert engine.branches.paths == []
