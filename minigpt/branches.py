@@ -9,12 +9,10 @@ undoing five tokens one at a time keeps one branch, not five.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # engine.py imports this module
-    from .engine import Step
+from .steps import Step
 
-Path = tuple["Step", ...]
+Path = tuple[Step, ...]
 
 
 def path_ids(path: Path) -> list[int]:

@@ -32,6 +32,13 @@ def output_weight_by_columns(weight: torch.nn.Parameter) -> torch.Tensor:
     return by_columns
 
 
+def last_row_attention(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / sqrt(head_size)) for one query per head: [H, 1, hs] × [H, n, hs]
+    → [H, n]. The last position sees every key, so no mask is needed."""
+    scores = query @ keys.transpose(-1, -2) / (query.shape[-1] ** 0.5)
+    return F.softmax(scores, dim=-1)[:, 0]
+
+
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -65,6 +72,10 @@ class BookDecoder:
         self.k_cache = torch.zeros(shape, device=device, dtype=dtype)
         self.v_cache = torch.zeros(shape, device=device, dtype=dtype)
         self.cached_ids: list[int] = []
+        # When set, each call also keeps the last position's attention weights,
+        # [layers, heads, window], from the same pass (the attention strip).
+        self.capture_attention = False
+        self.last_attention: torch.Tensor | None = None
 
     @staticmethod
     def _stack_block(block) -> dict:
@@ -94,15 +105,18 @@ class BookDecoder:
         new_ids = torch.tensor(window_ids[start:], device=self.embedding.device)
         x = self.embedding[new_ids] + self.position_table[start:n]  # [T, d]
         last_layer = len(self.layers) - 1
+        captured: list[torch.Tensor] | None = [] if self.capture_attention else None
         for layer_index, layer in enumerate(self.layers):
-            x = self._block(layer_index, layer, x, start, last_only=layer_index == last_layer)
+            x = self._block(layer_index, layer, x, start, last_only=layer_index == last_layer,
+                            captured=captured)
+        self.last_attention = torch.stack(captured) if captured is not None else None
         self.cached_ids = list(window_ids)
         w, b, eps = self.final_ln
         last = F.layer_norm(x[-1:], (self.d_model,), w, b, eps)
         return torch.addmm(self.out_bias, last, self.out_weight_t)[0]  # [V]
 
     def _block(self, layer_index: int, layer: dict, x: torch.Tensor, start: int,
-               last_only: bool = False) -> torch.Tensor:
+               last_only: bool = False, captured: list | None = None) -> torch.Tensor:
         """One transformer block over new positions start..start+T-1, caching their keys
         and values. ``last_only``: the output is needed for the last position alone (the
         top block), so attention, projection and feed-forward run for that row only."""
@@ -116,6 +130,8 @@ class BookDecoder:
         self.v_cache[layer_index, :, :, start:end] = v
         keys = self.k_cache[layer_index, :, :, :end]
         values = self.v_cache[layer_index, :, :, :end]
+        if captured is not None:
+            captured.append(last_row_attention(q[0, :, -1:], keys[0]))
         if last_only and T > 1:
             q, x, T = q[:, :, -1:], x[-1:], 1
         if T == 1:  # one new query sees every cached position: no mask needed

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -19,42 +18,12 @@ from .branches import BranchBook, common_steps
 from .decoder import BookDecoder
 from .errors import GenerationError, PromptError
 from .settings import SamplingSettings
+from .steps import Attention, Candidate, Preview, Step
 from .tokenizer import StreamDecoder, Tokenizer, check_prompt_ids, display_piece, is_partial
 
 TOP_N = 5
 PAST_LOGITS_KEPT = 64  # logits of looked-at past steps, for redraws without the model
-
-
-@dataclass(frozen=True)
-class Candidate:
-    id: int
-    text: str  # display string: partial UTF-8 shown as ‹e5 86›
-    prob: float  # under softmax(logits / T) over the whole vocabulary (T = 0: softmax(logits))
-    kept: bool  # survived top-k / top-p
-    partial: bool  # the piece is an incomplete UTF-8 sequence
-
-
-@dataclass(frozen=True)
-class Preview:
-    """The distribution for the next position, before a token is chosen."""
-
-    index: int  # 1-based number this step will have
-    position: int  # index in the whole sequence of the token to be chosen
-    candidates: tuple[Candidate, ...]
-
-
-@dataclass(frozen=True)
-class Step:
-    index: int  # 1-based: generated tokens after this step
-    position: int  # index of the chosen token in the whole sequence
-    candidates: tuple[Candidate, ...]
-    chosen: Candidate
-    chosen_rank: int | None  # 1..5 when among the candidates
-    token_bytes: bytes
-    text: str  # characters this token completes in the stream (may be "")
-    forced: bool  # taken instead of sampled
-    seconds: float
-    context: int  # tokens the model conditioned on (≤ context_length)
+ATTENTION_KEPT = 256  # attention rows of recent steps, while the strip is on
 
 
 class Engine:
@@ -82,6 +51,7 @@ class Engine:
         self._next_logits: torch.Tensor | None = None
         self._past_logits: dict[int, torch.Tensor] = {}  # position -> logits predicting it
         self.branches = BranchBook()  # paths this turn abandoned (undo, take-candidate)
+        self._attention: dict[int, torch.Tensor] = {}  # position -> [layers, heads, window]
         self._generator: torch.Generator | None = None
         self._cancel = threading.Event()
 
@@ -104,6 +74,7 @@ class Engine:
         self._stream_states = []
         self._next_logits = None
         self._past_logits = {}
+        self._attention = {}
         self.branches.clear()
         self._generator = self._make_generator(self.settings.seed)
         self._cancel.clear()
@@ -154,7 +125,15 @@ class Engine:
         if self._next_logits is None:
             with torch.inference_mode():
                 self._next_logits = self.decoder.last_logits(self.tokens[-self.context_length:])
+            self._keep_attention(len(self.tokens))
         return self._next_logits
+
+    def _keep_attention(self, position: int) -> None:
+        captured = getattr(self.decoder, "last_attention", None)
+        if getattr(self.decoder, "capture_attention", False) and captured is not None:
+            if len(self._attention) >= ATTENTION_KEPT:
+                del self._attention[next(iter(self._attention))]
+            self._attention[position] = captured
 
     def _distribution(self):
         s = self.settings
@@ -194,6 +173,7 @@ class Engine:
             with torch.inference_mode():
                 window = self.tokens[:position][-self.context_length:]
                 logits = self.decoder.last_logits(window)
+            self._keep_attention(position)
             if len(self._past_logits) >= PAST_LOGITS_KEPT:
                 del self._past_logits[next(iter(self._past_logits))]
             self._past_logits[position] = logits
@@ -226,6 +206,37 @@ class Engine:
         return lookahead.complete_candidates(self.model, self.tokens[:position], partial,
                                              self.tokenizer.token_bytes, stream_state,
                                              self.context_length, temperature)
+
+    @property
+    def capture_attention(self) -> bool:
+        return getattr(self.decoder, "capture_attention", False)
+
+    @capture_attention.setter
+    def capture_attention(self, on: bool) -> None:
+        """Keep each step's attention rows from its own forward pass (cheap: one row per
+        layer); what was computed without it costs one model run when asked for."""
+        if hasattr(self.decoder, "capture_attention"):
+            self.decoder.capture_attention = on
+
+    def attention(self, step_index: int | None = None) -> Attention:
+        """Attention of the last position over the window, for a past step or the next."""
+        if not hasattr(self.decoder, "capture_attention"):
+            raise GenerationError("this model's decoder cannot show attention")
+        position = len(self.tokens) if step_index is None else self._step_position(step_index)
+        if position not in self._attention:
+            was = self.capture_attention
+            self.capture_attention = True
+            try:
+                self._past_logits.pop(position, None)
+                if position == len(self.tokens):
+                    self._next_logits = None
+                self.logits_at(position)
+            finally:
+                self.capture_attention = was
+        weights = self._attention[position]
+        window = tuple(self.tokens[:position][-self.context_length:])
+        return Attention(position, window, tuple(tuple(tuple(h) for h in layer)
+                                                 for layer in weights.tolist()))
 
     def _step_position(self, step_index: int) -> int:
         if not 1 <= step_index <= len(self.steps):
@@ -295,8 +306,9 @@ class Engine:
         self._stream.restore(self._stream_states.pop())
         self._next_logits = None  # the decoder's prefix cache still holds the rest
         # Logits predicting a position past the new end would follow other tokens later.
-        for position in [p for p in self._past_logits if p > len(self.tokens)]:
-            del self._past_logits[position]
+        for cache in (self._past_logits, self._attention):
+            for position in [p for p in cache if p > len(self.tokens)]:
+                del cache[position]
         return step
 
     def switch_to(self, path: tuple[Step, ...]) -> tuple[list[Step], list[Step]]:
@@ -315,8 +327,9 @@ class Engine:
             self.steps.append(step)
         if added:
             self._next_logits = None
-            self._past_logits = {p: v for p, v in self._past_logits.items()
-                                 if p <= added[0].position}
+            first = added[0].position
+            self._past_logits = {p: v for p, v in self._past_logits.items() if p <= first}
+            self._attention = {p: v for p, v in self._attention.items() if p <= first}
         return undone, added
 
     def cancel(self) -> None:

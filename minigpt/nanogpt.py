@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .decoder import common_prefix_length, output_weight_by_columns
+from .decoder import common_prefix_length, last_row_attention, output_weight_by_columns
 
 
 class LayerNorm(nn.Module):
@@ -115,6 +115,9 @@ class NanoGPTDecoder:
         self.k_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
         self.v_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
         self.cached_ids: list[int] = []
+        self.capture_attention = False  # as BookDecoder: keep the last row's weights
+        self.last_attention: torch.Tensor | None = None
+        self._captured: list[torch.Tensor] | None = None
 
     def last_logits(self, window_ids: list[int]) -> torch.Tensor:
         n = len(window_ids)
@@ -124,10 +127,12 @@ class NanoGPTDecoder:
         start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
         new_ids = torch.tensor(window_ids[start:], device=self.k_cache.device)
         x = m.wte.weight[new_ids] + m.wpe.weight[start:n]  # [T, d]
+        self._captured = [] if self.capture_attention else None
         for i, block in enumerate(m.h):
             x = x + self._attend(i, block.attn, block.ln_1(x), start)
             x = x + block.mlp(block.ln_2(x))
         self.cached_ids = list(window_ids)
+        self.last_attention = torch.stack(self._captured) if self._captured is not None else None
         return m.ln_f(x[-1]) @ self.lm_head_t
 
     def _attend(self, layer: int, attn: CausalSelfAttention, h: torch.Tensor,
@@ -139,6 +144,8 @@ class NanoGPTDecoder:
         self.k_cache[layer, :, start:end] = k
         self.v_cache[layer, :, start:end] = v
         keys, values = self.k_cache[layer, :, :end], self.v_cache[layer, :, :end]
+        if self._captured is not None:
+            self._captured.append(last_row_attention(q[:, -1:], keys))
         mask = None if T == 1 else torch.ones(T, end, dtype=torch.bool,
                                                device=h.device).tril(diagonal=start)
         y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,

@@ -26,8 +26,10 @@ def layer_norm(x, w, b, eps=1e-5):
     return (x - mean) / torch.sqrt(var + eps) * w + b
 
 
-def book_logits(sd: dict, hp: dict, ids: list[int]) -> torch.Tensor:
-    """Logits [T, V] for ``ids`` cropped to the last context_length tokens."""
+def book_logits(sd: dict, hp: dict, ids: list[int], attention: list | None = None
+                ) -> torch.Tensor:
+    """Logits [T, V] for ``ids`` cropped to the last context_length tokens. ``attention``,
+    when given a list, receives each layer's last-row weights [heads, T]."""
     sd = {k: v.double() for k, v in sd.items()}
     C, d, H = hp["context_length"], hp["d_model"], hp["num_heads"]
     ids = ids[-C:]
@@ -36,7 +38,7 @@ def book_logits(sd: dict, hp: dict, ids: list[int]) -> torch.Tensor:
     for i in range(hp["num_blocks"]):
         p = f"transformer_blocks.{i}."
         h = layer_norm(x, sd[p + "ln1.weight"], sd[p + "ln1.bias"])
-        outs = []
+        outs, last_rows = [], []
         for j in range(H):
             q = h @ sd[f"{p}mha.heads.{j}.Wq.weight"].T
             k = h @ sd[f"{p}mha.heads.{j}.Wk.weight"].T
@@ -45,6 +47,9 @@ def book_logits(sd: dict, hp: dict, ids: list[int]) -> torch.Tensor:
             causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
             scores = scores.masked_fill(~causal, float("-inf"))
             outs.append(torch.softmax(scores, -1) @ v)
+            last_rows.append(torch.softmax(scores, -1)[-1])
+        if attention is not None:
+            attention.append(torch.stack(last_rows))
         x = x + torch.cat(outs, -1) @ sd[p + "mha.projection_layer.weight"].T \
             + sd[p + "mha.projection_layer.bias"]
         h = layer_norm(x, sd[p + "ln2.weight"], sd[p + "ln2.bias"])

@@ -18,7 +18,9 @@ def gelu(x):
     return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
 
 
-def gpt2_logits(sd: dict, args: dict, ids: list[int]) -> torch.Tensor:
+def gpt2_logits(sd: dict, args: dict, ids: list[int], attention: list | None = None
+                ) -> torch.Tensor:
+    """``attention``, when a list, receives each layer's last-row weights [heads, T]."""
     sd = {k.removeprefix("_orig_mod."): v.double() for k, v in sd.items()}
     C, d, H = args["block_size"], args["n_embd"], args["n_head"]
     ids = ids[-C:]
@@ -32,12 +34,15 @@ def gpt2_logits(sd: dict, args: dict, ids: list[int]) -> torch.Tensor:
         if get(p + "attn.c_attn.bias") is not None:
             qkv = qkv + sd[p + "attn.c_attn.bias"]
         q, k, v = qkv.split(d, dim=1)
-        heads = []
+        heads, last_rows = [], []
         for j in range(H):
             s = slice(j * d // H, (j + 1) * d // H)
             scores = q[:, s] @ k[:, s].T / math.sqrt(d // H)
             scores = scores.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), -math.inf)
             heads.append(torch.softmax(scores, -1) @ v[:, s])
+            last_rows.append(torch.softmax(scores, -1)[-1])
+        if attention is not None:
+            attention.append(torch.stack(last_rows))
         y = torch.cat(heads, 1) @ sd[p + "attn.c_proj.weight"].T
         x = x + (y + sd[p + "attn.c_proj.bias"] if get(p + "attn.c_proj.bias") is not None else y)
         h = ln(x, sd[p + "ln_2.weight"], get(p + "ln_2.bias"))
