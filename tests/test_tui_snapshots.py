@@ -123,3 +123,15 @@ def test_branch_tree(snap_compare, make_tui, size):
         await pilot.pause()
 
     assert snap_compare(make_tui(max_new_tokens=10), terminal_size=size, run_before=branches)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_attention_strip(snap_compare, make_tui, size):
+    async def attention(pilot):
+        await explore(pilot)
+        await pilot.press("a")
+        await settle(pilot.app, pilot)
+        await pilot.press("full_stop", "greater_than_sign")
+        await pilot.pause()
+
+    assert snap_compare(make_tui(max_new_tokens=10), terminal_size=size, run_before=attention)

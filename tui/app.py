@@ -31,6 +31,7 @@ from .commands import explorer_commands
 from .messages import (Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
                        TurnStarted)
 from .runner import EngineRunner, Export, Generate, Switch, Take, Undo
+from .attention import AttentionStrip
 from .branches import BranchScreen
 from .scoring import ScoreScreen
 from .screens import HelpScreen, ModelScreen
@@ -64,6 +65,13 @@ class MiniGPTApp(InsightsMixin, App):
         Binding("c", "toggle_complete", "complete characters", id="complete"),
         Binding("f2", "score", "score text", id="score"),
         Binding("t", "branches", "branch tree", id="branches"),
+        Binding("a", "toggle_attention", "attention strip", id="attention"),
+        Binding("comma", "attention_head(-1)", "previous head", show=False, id="head-back"),
+        Binding("full_stop", "attention_head(1)", "next head", show=False, id="head-next"),
+        Binding("less_than_sign", "attention_layer(-1)", "previous layer", show=False,
+                id="layer-back"),
+        Binding("greater_than_sign", "attention_layer(1)", "next layer", show=False,
+                id="layer-next"),
         Binding("ctrl+s", "export", "export transcript", id="export"),
     ]
 
@@ -105,6 +113,7 @@ class MiniGPTApp(InsightsMixin, App):
             yield Sidebar(self.settings, id="sidebar")
             with Vertical(id="main"):
                 yield Transcript(id="transcript")
+                yield AttentionStrip("", id="attention")
                 yield WhyPanel("", id="why", markup=False)
                 yield Label("", id="candidates-title", markup=False)
                 yield CandidatesTable(id="candidates")

@@ -21,6 +21,8 @@ def explorer_commands(app) -> list[SystemCommand]:
                       app.action_toggle_why),
         SystemCommand("Complete characters", "Show what byte-piece candidates become",
                       app.action_toggle_complete),
+        SystemCommand("Attention strip", "Where the last position looked",
+                      app.action_toggle_attention),
         SystemCommand("Branches", "The paths this turn took, abandoned ones included",
                       app.action_branches),
         SystemCommand("Score text", "Probability, rank, surprisal of every token; "

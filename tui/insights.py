@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from functools import partial
 
-from .messages import Completed, Explained
-from .runner import Complete, Explain
+from textual.reactive import reactive
+
+from .attention import AttentionStrip
+from .messages import Attended, Completed, Explained
+from .runner import Attend, Complete, Explain
 from .why import WhyPanel
 
 
@@ -19,21 +22,78 @@ class InsightsMixin:
     """Mixed into the app, which provides the reactives ``why_shown``,
     ``complete_shown``, ``view_step``, ``settings`` and the ``runner``."""
 
+    attention_shown: reactive[bool] = reactive(False)
+    """The attention strip is open."""
+    attention_layer: reactive[int] = reactive(0)
+    attention_head: reactive[int] = reactive(0)
+    """A head index, or the number of heads for the mean over heads."""
+
     why_request = 0  # the latest request of each kind; older answers are dropped
     complete_request = 0
+    attention_request = 0
     completions: tuple = (None, {})  # (step shown, id -> Completion)
+    attention: tuple = (None, None, "")  # (step shown, Attention, error)
 
     def request_insights(self) -> None:
         self.request_why()
         self.request_completions()
+        self.request_attention()
+
+    def step_title(self, index: int | None) -> str:
+        return f"step {index}/{len(self.history)}" if index is not None else \
+            f"step {len(self.history) + 1} · next token"
+
+    # --- attention strip ---------------------------------------------------------
+
+    def watch_attention_shown(self, shown: bool) -> None:
+        self.query_one(AttentionStrip).display = shown
+        self.attention_request += 1
+        op = Attend(self.attention_request, self.view_step, capture=shown)
+        self.run_worker(partial(self.runner.attend, op, self.post_message), thread=True,
+                        group="attention", exit_on_error=False)
+
+    def request_attention(self) -> None:
+        if self.attention_shown and self.is_mounted:
+            self.attention_request += 1
+            op = Attend(self.attention_request, self.view_step, capture=True)
+            self.run_worker(partial(self.runner.attend, op, self.post_message), thread=True,
+                            group="attention", exit_on_error=False)
+
+    def on_attended(self, message: Attended) -> None:
+        if message.request == self.attention_request:
+            self.attention = (message.step_index, message.attention, message.error)
+            self.draw_attention()
+
+    def draw_attention(self) -> None:
+        """From the rows already here: changing layer or head runs nothing."""
+        step, attention, error = self.attention
+        if attention is not None:
+            layers, heads = len(attention.weights), len(attention.weights[0])
+            self.set_reactive(type(self).attention_layer, self.attention_layer % layers)
+            self.set_reactive(type(self).attention_head, self.attention_head % (heads + 1))
+        self.query_one(AttentionStrip).show(self.step_title(step), attention,
+                                            self.attention_layer, self.attention_head,
+                                            self.engine.tokenizer, error)
+
+    def watch_attention_layer(self) -> None:
+        self.draw_attention()
+
+    def watch_attention_head(self) -> None:
+        self.draw_attention()
+
+    def action_toggle_attention(self) -> None:
+        self.attention_shown = not self.attention_shown
+
+    def action_attention_head(self, delta: int) -> None:
+        self.attention_head += delta  # wraps in draw_attention (heads + the mean)
+
+    def action_attention_layer(self, delta: int) -> None:
+        self.attention_layer += delta
 
     def on_explained(self, message: Explained) -> None:
         if message.request != self.why_request:
             return  # the knobs or the step changed since
-        index = message.step_index
-        title = f"step {index}/{len(self.history)}" if index is not None else \
-            f"step {len(self.history) + 1} · next token"
-        self.query_one(WhyPanel).show(title, message.why, message.settings,
+        self.query_one(WhyPanel).show(self.step_title(message.step_index), message.why, message.settings,
                                       self.engine.tokenizer, message.error)
 
     def watch_why_shown(self, shown: bool) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual.message import Message
 
-from minigpt.engine import Preview, Step
+from minigpt.engine import Attention, Preview, Step
 from minigpt.explain import Why
 from minigpt.lookahead import Completion
 from minigpt.settings import SamplingSettings
@@ -79,3 +79,13 @@ class Completed(Message):
     request: int
     step_index: int | None  # None: the next token
     completions: list[Completion]
+
+
+@dataclass
+class Attended(Message):
+    """Attention rows for ``step_index`` (or why there are none)."""
+
+    request: int
+    step_index: int | None
+    attention: Attention | None
+    error: str = ""

@@ -18,7 +18,7 @@ from minigpt.settings import SamplingSettings
 
 from minigpt.session import SessionRecorder, export_markdown, read_session
 
-from .messages import (Completed, Explained, Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
+from .messages import (Attended, Completed, Explained, Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
                        TurnStarted)
 
 FRAME_SECONDS = 1 / 30
@@ -76,6 +76,16 @@ class Complete:
 
 
 @dataclass(frozen=True)
+class Attend:
+    """Attention rows of a past step (1-based) or the next token; ``capture`` keeps
+    rows from each later step's own pass (the strip is open) or stops keeping them."""
+
+    request: int
+    step_index: int | None
+    capture: bool
+
+
+@dataclass(frozen=True)
 class Export:
     """Write the session's transcript as Markdown and JSON into ``directory``."""
 
@@ -125,6 +135,16 @@ class EngineRunner:
             except MiniGPTError:
                 completions = []  # nothing to complete yet; the table says why elsewhere
             post(Completed(op.request, op.step_index, completions))
+
+    def attend(self, op: Attend, post) -> None:
+        with self.lock:
+            self.engine.capture_attention = op.capture
+            if not op.capture:
+                return
+            try:
+                post(Attended(op.request, op.step_index, self.engine.attention(op.step_index)))
+            except MiniGPTError as exc:
+                post(Attended(op.request, op.step_index, None, str(exc)))
 
     def cancel(self) -> None:
         self.engine.cancel()

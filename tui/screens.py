@@ -24,6 +24,8 @@ KEYS = [
     ("anywhere", "p", "tint the transcript by probability"),
     ("anywhere", "w", "why this token: raw / ÷T / kept / final probabilities, entropy"),
     ("anywhere", "c", "complete characters: what a byte-piece candidate becomes, joint prob"),
+    ("anywhere", "a", "attention strip: the window's tokens coloured by attention weight"),
+    ("anywhere", ",  .  <  >", "attention: previous / next head (and the mean), layer"),
     ("anywhere", "t", "branch tree: every path undo and picks left; enter switches to one"),
     ("anywhere", "f2", "score text: every token's probability, rank, surprisal; perplexity"),
     ("anywhere", "m", "model: format, h_params, tensors"),

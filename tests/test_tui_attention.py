@@ -1,0 +1,90 @@
+"""The attention strip (a; , . heads; < > layers): rows from the worker, redrawn locally."""
+
+import pytest
+from textual.widgets import Input
+
+from conftest import settle
+from tui.attention import AttentionStrip, head_weights
+
+
+async def open_strip(app, pilot, prompt="农夫山泉 天然水"):
+    app.query_one("#prompt", Input).value = prompt
+    await pilot.press("enter")
+    await settle(app, pilot)
+    await pilot.press("escape", "a")
+    await settle(app, pilot)
+
+
+async def test_a_shows_the_next_tokens_attention(make_tui):
+    app = make_tui(max_new_tokens=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_strip(app, pilot)
+        strip = app.query_one(AttentionStrip)
+        assert strip.display
+        title, layer, head, weights = strip.shown
+        expected = app.engine.attention(None)
+        assert title == "step 6 · next token" and (layer, head) == (0, 0)
+        assert weights == pytest.approx(list(expected.weights[0][0]))
+        assert len(weights) == len(expected.window_ids) == app.loaded.context_length
+        await pilot.press("a")
+        assert not strip.display
+
+
+async def test_heads_and_layers_change_without_the_worker(make_tui, monkeypatch):
+    app = make_tui(max_new_tokens=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_strip(app, pilot)
+        calls = []
+        monkeypatch.setattr(app.runner, "attend", lambda *a: calls.append(a))
+        attention = app.engine.attention(None)
+        heads = len(attention.weights[0])
+        strip = app.query_one(AttentionStrip)
+        await pilot.press("full_stop")
+        assert strip.shown[1:3] == (0, 1)
+        assert strip.shown[3] == pytest.approx(list(attention.weights[0][1]))
+        await pilot.press(*["full_stop"] * (heads - 1))  # past the last head: the mean
+        assert strip.shown[2] == heads
+        mean = [sum(col) / heads for col in zip(*attention.weights[0])]
+        assert strip.shown[3] == pytest.approx(mean) == head_weights(attention, 0, heads)
+        await pilot.press("full_stop")  # and round to head 1
+        assert strip.shown[2] == 0
+        await pilot.press("greater_than_sign")
+        assert strip.shown[1] == 1
+        assert strip.shown[3] == pytest.approx(list(attention.weights[1][0]))
+        await pilot.press("less_than_sign", "less_than_sign")  # wraps to the last layer
+        assert strip.shown[1] == len(attention.weights) - 1
+        await pilot.press("comma")
+        assert strip.shown[2] == heads
+        assert calls == []
+
+
+async def test_browsed_steps_use_rows_kept_while_generating(make_tui, monkeypatch):
+    app = make_tui(max_new_tokens=6)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.query_one("#transcript").focus()
+        await pilot.press("a")  # open before generating: each step keeps its rows
+        await settle(app, pilot)
+        app.query_one("#prompt", Input).value = "hello there"
+        app.query_one("#prompt", Input).focus()
+        await pilot.press("enter")
+        await settle(app, pilot)
+        calls = []
+        real = app.engine.decoder.last_logits
+        monkeypatch.setattr(app.engine.decoder, "last_logits",
+                            lambda ids: calls.append(ids) or real(ids))
+        await pilot.press("escape", "[", "[", "[")
+        await settle(app, pilot)
+        title, _, _, weights = app.query_one(AttentionStrip).shown
+        assert title == "step 4/6" and calls == []
+        assert weights == pytest.approx(list(app.engine.attention(4).weights[0][0]))
+        assert len(weights) == app.history[3].context
+
+
+async def test_before_a_prompt_the_strip_says_so(make_tui):
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.query_one("#transcript").focus()
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert app.query_one(AttentionStrip).shown[3] is None
+        assert "give a prompt first" in str(app.query_one(AttentionStrip).render())

@@ -1,0 +1,52 @@
+"""The attention strip (key a): where the last position looked, over the window's tokens."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+from textual.widgets import Static
+
+from minigpt.steps import Attention
+from minigpt.tokenizer import display_piece
+
+# Background by weight, in named ANSI colours so a 16-colour terminal shows it too.
+LEVELS = ((0.3, "black on bright_white"), (0.1, "white on red"), (0.03, "white on magenta"),
+          (0.01, "white on blue"))
+
+
+def weight_style(weight: float) -> str:
+    return next((style for floor, style in LEVELS if weight >= floor), "")
+
+
+def head_weights(attention: Attention, layer: int, head: int) -> list[float]:
+    """One head's row, or (``head`` = number of heads) the mean over heads."""
+    rows = attention.weights[layer]
+    if head >= len(rows):
+        return [sum(column) / len(rows) for column in zip(*rows)]
+    return list(rows[head])
+
+
+class AttentionStrip(Static):
+    """The window's tokens coloured by the chosen layer's and head's attention weight."""
+
+    shown: tuple | None = None  # (title, layer, head, weights) on screen, for tests
+
+    def show(self, title: str, attention: Attention | None, layer: int, head: int, tokenizer,
+             error: str = "") -> None:
+        if attention is None:
+            self.shown = (title, layer, head, None)
+            self.update(Text(f"attention · {title} · {error or 'nothing yet'}", style="dim"))
+            return
+        layers, heads = len(attention.weights), len(attention.weights[0])
+        weights = head_weights(attention, layer, head)
+        self.shown = (title, layer, head, weights)
+        pieces = [display_piece(tokenizer.token_bytes(i)) for i in attention.window_ids]
+        which = f"mean of {heads} heads" if head >= heads else f"head {head + 1}/{heads}"
+        top = sorted(range(len(weights)), key=weights.__getitem__, reverse=True)[:3]
+        heading = Text.assemble(
+            (f"attention · {title} · layer {layer + 1}/{layers} · {which}", "bold"),
+            (" · top " + " ".join(f"{pieces[i]!r} {weights[i]:.2f}" for i in top), "dim"))
+        strip = Text()
+        for piece, weight in zip(pieces, weights):
+            strip.append(piece or "▯", style=weight_style(weight))
+        self.update(Group(heading, strip))
