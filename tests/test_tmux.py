@@ -127,3 +127,36 @@ def test_bad_checkpoint_is_one_line_in_the_terminal(tmp_path):
     error_lines = [ln for ln in text.splitlines() if "minigpt-tui: error:" in ln]
     assert len(error_lines) == 1 and "bad.ckpt" in text.replace("\n", "")
     tmux("kill-session", "-t", SESSION)
+
+
+def test_new_views_in_a_real_terminal(tui_session):
+    """w, a with . and >, c, t and f2 at 80×24 in tmux: each view shows up, keys keep working."""
+    wait_for(lambda s: "type a prompt" in s)
+    tmux("send-keys", "-t", SESSION, "-l", "hello")
+    tmux("send-keys", "-t", SESSION, "Enter")
+    wait_for(lambda s: "max_new_tokens · 6 tokens" in s)
+    tmux("send-keys", "-t", SESSION, "Escape")
+    time.sleep(0.3)
+    tmux("send-keys", "-t", SESSION, "w")
+    wait_for(lambda s: "why step 7 · next token" in s and "exp(H)" in s)
+    tmux("send-keys", "-t", SESSION, "w")
+    tmux("send-keys", "-t", SESSION, "a")
+    wait_for(lambda s: "attention · step 7 · next token · layer 1/2 · head 1/4" in s)
+    tmux("send-keys", "-t", SESSION, ".")
+    tmux("send-keys", "-t", SESSION, ">")
+    wait_for(lambda s: "layer 2/2 · head 2/4" in s)
+    tmux("send-keys", "-t", SESSION, "a")
+    tmux("send-keys", "-t", SESSION, "c")
+    tmux("send-keys", "-t", SESSION, "BSpace")
+    wait_for(lambda s: "undo · 5 tokens" in s)
+    tmux("send-keys", "-t", SESSION, "3")
+    wait_for(lambda s: "picked · 6 tokens" in s)
+    tmux("send-keys", "-t", SESSION, "t")
+    wait_for(lambda s: "Branches · 1 abandoned" in s and "Σ log p" in s)
+    tmux("send-keys", "-t", SESSION, "Escape")
+    tmux("send-keys", "-t", SESSION, "F2")
+    wait_for(lambda s: "Score my text" in s and "at least two tokens" in s)  # "hello": 1 token
+    tmux("send-keys", "-t", SESSION, "Escape")
+    wait_for(lambda s: "Score my text" not in s)
+    tmux("send-keys", "-t", SESSION, "C-q")
+    wait_for(lambda s: "minigpt-tui ·" not in s, timeout=10)
