@@ -88,3 +88,18 @@ async def test_before_a_prompt_the_strip_says_so(make_tui):
         await settle(app, pilot)
         assert app.query_one(AttentionStrip).shown[3] is None
         assert "give a prompt first" in str(app.query_one(AttentionStrip).render())
+
+
+@pytest.mark.parametrize("size,both", [((80, 24), False), ((120, 40), True)])
+async def test_small_screens_show_one_panel_at_a_time(make_tui, size, both):
+    app = make_tui(max_new_tokens=4)
+    async with app.run_test(size=size) as pilot:
+        await open_strip(app, pilot)
+        await pilot.press("w")
+        await settle(app, pilot)
+        assert app.why_shown and app.attention_shown == both
+        status = app.query_one("#status").region
+        assert status.bottom <= size[1] - 2  # above the prompt row and the key hints
+        assert app.query_one("#transcript").region.height >= 1
+        await pilot.press("a")  # small: opens the strip, closes the panel; large: closes it
+        assert app.attention_shown == (not both) and app.why_shown == both

@@ -17,6 +17,10 @@ from .messages import Attended, Completed, Explained
 from .runner import Attend, Complete, Explain
 from .why import WhyPanel
 
+# Below this many rows the why panel and the attention strip take turns, so the
+# transcript, the table and the status line keep their rows (80×24 included).
+ONE_PANEL_BELOW_ROWS = 34
+
 
 class InsightsMixin:
     """Mixed into the app, which provides the reactives ``why_shown``,
@@ -45,7 +49,12 @@ class InsightsMixin:
 
     # --- attention strip ---------------------------------------------------------
 
+    def one_panel_at_a_time(self) -> bool:
+        return self.size.height < ONE_PANEL_BELOW_ROWS
+
     def watch_attention_shown(self, shown: bool) -> None:
+        if shown and self.one_panel_at_a_time():
+            self.why_shown = False
         self.query_one(AttentionStrip).display = shown
         self.attention_request += 1
         op = Attend(self.attention_request, self.view_step, capture=shown)
@@ -97,6 +106,8 @@ class InsightsMixin:
                                       self.engine.tokenizer, message.error)
 
     def watch_why_shown(self, shown: bool) -> None:
+        if shown and self.one_panel_at_a_time():
+            self.attention_shown = False
         self.query_one(WhyPanel).display = shown
         self.request_why()
 
