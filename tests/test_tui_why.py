@@ -33,8 +33,8 @@ async def test_w_toggles_the_panel_for_the_next_token(make_tui):
         assert why == expected and title == "step 7 · next token"
         assert [r.id for r in why.rows] == [c.id for c in app.preview.candidates]
         text = panel_text(app)
-        assert f"{why.rows[0].final:.4f}" in text and "top-k 3" in text
-        assert f"exp(H) {why.effective_vocab:,.1f} · kept 3/" in text
+        assert f"{why.rows[0].final:.4f}" in text and "k 3 · p –" in text
+        assert f"exp(H) {why.effective_vocab:,.1f} · kept 3" in text
         assert sum(r.kept for r in why.rows) == 3 and "✗" in text  # 4th and 5th removed
         await pilot.press("w")
         assert not panel.display

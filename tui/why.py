@@ -15,7 +15,7 @@ from minigpt.tokenizer import display_piece
 def knobs_text(s: SamplingSettings) -> str:
     top_k = "–" if s.top_k is None else str(s.top_k)
     top_p = "–" if s.top_p is None else f"{s.top_p:g}"
-    return f"T {s.temperature:g} · top-k {top_k} · top-p {top_p} · penalty {s.repetition_penalty:g}"
+    return f"T {s.temperature:g} · k {top_k} · p {top_p} · rep {s.repetition_penalty:g}"
 
 
 class WhyPanel(Static):
@@ -40,8 +40,8 @@ class WhyPanel(Static):
             table.add_row(str(rank), piece, str(row.id), f"{row.raw:.4f}", f"{row.tempered:.4f}",
                           "✓" if row.kept else "✗", f"{row.final:.4f}",
                           style="" if row.kept else "dim")
-        summary = Text(f"sampled from: H {why.entropy:.2f} nats, exp(H) {why.effective_vocab:,.1f}"
-                       f" · kept {why.kept_count:,}/{why.vocab_size:,}\n"
-                       f"raw (T 1):    H {why.raw_entropy:.2f} nats, exp(H) "
-                       f"{why.raw_effective_vocab:,.1f}", style="dim")
+        summary = Text(f"sampling  H {why.entropy:.2f} nats, exp(H) {why.effective_vocab:,.1f}"
+                       f" · kept {why.kept_count:,}\n"
+                       f"raw, T 1  H {why.raw_entropy:.2f} nats, exp(H) "
+                       f"{why.raw_effective_vocab:,.1f} · of {why.vocab_size:,}", style="dim")
         self.update(Group(heading, table, summary))
