@@ -46,11 +46,22 @@ class BranchBook:
 
     def __init__(self) -> None:
         self.paths: list[Path] = []
+        # The sampler's state when a path was left, by its token ids: going back to the
+        # whole path resumes sampling exactly where it stopped.
+        self.sampler_states: dict[tuple[int, ...], object] = {}
 
-    def keep(self, path: Path) -> None:
+    def keep(self, path: Path, sampler_state: object = None) -> None:
         if not path or any(is_prefix(path, kept) for kept in self.paths):
             return
-        self.paths = [kept for kept in self.paths if not is_prefix(kept, path)] + [path]
+        dropped = [kept for kept in self.paths if is_prefix(kept, path)]
+        for kept in dropped:
+            self.sampler_states.pop(tuple(path_ids(kept)), None)
+        self.paths = [kept for kept in self.paths if kept not in dropped] + [path]
+        if sampler_state is not None:
+            self.sampler_states[tuple(path_ids(path))] = sampler_state
+
+    def sampler_state(self, path: Path) -> object:
+        return self.sampler_states.get(tuple(path_ids(path)))
 
     def alternatives(self, current: Path) -> list[Path]:
         """Kept paths that are not already contained in ``current``."""
@@ -58,3 +69,4 @@ class BranchBook:
 
     def clear(self) -> None:
         self.paths = []
+        self.sampler_states = {}

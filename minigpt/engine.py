@@ -300,7 +300,7 @@ class Engine:
         """Remove the last generated token; its step's candidates become the next ones."""
         if not self.steps:
             return None
-        self.branches.keep(tuple(self.steps))  # the path being left stays reachable
+        self.branches.keep(tuple(self.steps), self._sampler_state())  # stays reachable
         step = self.steps.pop()
         self.tokens.pop()
         self._stream.restore(self._stream_states.pop())
@@ -317,7 +317,8 @@ class Engine:
         first, re-added). The path left behind is kept as a branch."""
         shared = common_steps(tuple(self.steps), path)
         if len(self.steps) > len(path) or shared < len(self.steps):
-            self.branches.keep(tuple(self.steps))
+            self.branches.keep(tuple(self.steps), self._sampler_state())
+        state = self.branches.sampler_state(path)
         undone = [self.undo() for _ in range(len(self.steps) - shared)]
         added = list(path[shared:])
         for step in added:
@@ -325,12 +326,17 @@ class Engine:
             self._stream.feed(step.token_bytes)
             self.tokens.append(step.chosen.id)
             self.steps.append(step)
+        if state is not None:
+            self._generator.set_state(state)
         if added:
             self._next_logits = None
             first = added[0].position
             self._past_logits = {p: v for p, v in self._past_logits.items() if p <= first}
             self._attention = {p: v for p, v in self._attention.items() if p <= first}
         return undone, added
+
+    def _sampler_state(self):
+        return self._generator.get_state() if self._generator is not None else None
 
     def cancel(self) -> None:
         """Ask a running ``run`` to stop before its next token (thread-safe)."""

@@ -103,3 +103,19 @@ def test_a_new_prompt_starts_without_branches(engine):
     assert engine.branches.paths
     engine.reset("蒙牛 ")
     assert engine.branches.paths == []
+
+
+def test_returning_to_a_whole_branch_resumes_its_sampling(tiny_loaded, engine):
+    """Seeded sampling continues on a restored branch exactly as if it had never been
+    left: the sampler's state travels with the branch."""
+    straight = Engine.from_loaded(tiny_loaded, SamplingSettings(temperature=1.0, seed=7))
+    straight.reset("农夫山泉 ")
+    expected = [s.chosen.id for s in straight.run(9)]
+
+    list(engine.run(6))
+    left = tuple(engine.steps)
+    engine.undo(), engine.undo()
+    engine.step(left[4].candidates[-1].id)
+    list(engine.run(3))  # this path consumed random numbers of its own
+    engine.switch_to(left)
+    assert [s.chosen.id for s in engine.run(3)] == expected[6:]
