@@ -73,7 +73,7 @@ def settings_from(args: argparse.Namespace) -> SamplingSettings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="minigpt", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="minigpt", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 

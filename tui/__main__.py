@@ -14,7 +14,10 @@ from minigpt.session import new_session_path, read_session
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="minigpt-tui", description="Explore a tiny GPT in the terminal.")
+    parser = OneLineParser(prog="minigpt-tui", description="Explore a tiny GPT in the terminal.",
+                           epilog="In the app: enter generates, escape explores, w why this "
+                                  "token, c complete characters, a attention, t branches, "
+                                  "f2 score text, f1 every key, ctrl+q quit.")
     parser.add_argument("ckpt", nargs="?", default=None, metavar="CKPT",
                         help="checkpoint (default: the shipped model/model.ckpt)")
     add_device_options(parser)
