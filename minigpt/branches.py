@@ -51,7 +51,7 @@ class BranchBook:
         self.sampler_states: dict[tuple[int, ...], object] = {}
 
     def keep(self, path: Path, sampler_state: object = None) -> None:
-        if not path or any(is_prefix(path, kept) for kept in self.paths):
+        if not path or self.contains(path):
             return
         dropped = [kept for kept in self.paths if is_prefix(kept, path)]
         for kept in dropped:
@@ -62,6 +62,10 @@ class BranchBook:
 
     def sampler_state(self, path: Path) -> object:
         return self.sampler_states.get(tuple(path_ids(path)))
+
+    def contains(self, path: Path) -> bool:
+        """``path`` is a kept path or a prefix of one."""
+        return any(is_prefix(path, kept) for kept in self.paths)
 
     def alternatives(self, current: Path) -> list[Path]:
         """Kept paths that are not already contained in ``current``."""

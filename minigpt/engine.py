@@ -51,6 +51,7 @@ class Engine:
         self._next_logits: torch.Tensor | None = None
         self._past_logits: dict[int, torch.Tensor] = {}  # position -> logits predicting it
         self.branches = BranchBook()  # paths this turn abandoned (undo, take-candidate)
+        self._path_kept = False  # the current path is already in ``branches`` (or a prefix)
         self._attention: dict[int, torch.Tensor] = {}  # position -> [layers, heads, window]
         self._generator: torch.Generator | None = None
         self._cancel = threading.Event()
@@ -76,6 +77,7 @@ class Engine:
         self._past_logits = {}
         self._attention = {}
         self.branches.clear()
+        self._path_kept = False
         self._generator = self._make_generator(self.settings.seed)
         self._cancel.clear()
 
@@ -294,13 +296,14 @@ class Engine:
         step = Step(len(self.steps) + 1, len(self.tokens) - 1, candidates, chosen, rank, piece,
                     text, token_id is not None, time.perf_counter() - started, context)
         self.steps.append(step)
+        self._path_kept = False  # a longer path than any kept
         return step
 
     def undo(self) -> Step | None:
         """Remove the last generated token; its step's candidates become the next ones."""
         if not self.steps:
             return None
-        self.branches.keep(tuple(self.steps), self._sampler_state())  # stays reachable
+        self._keep_path()  # the path being left stays reachable
         step = self.steps.pop()
         self.tokens.pop()
         self._stream.restore(self._stream_states.pop())
@@ -316,8 +319,7 @@ class Engine:
         its steps come back as they were, nothing is sampled. Returns (undone newest
         first, re-added). The path left behind is kept as a branch."""
         shared = common_steps(tuple(self.steps), path)
-        if len(self.steps) > len(path) or shared < len(self.steps):
-            self.branches.keep(tuple(self.steps), self._sampler_state())
+        self._keep_path()
         state = self.branches.sampler_state(path)
         undone = [self.undo() for _ in range(len(self.steps) - shared)]
         added = list(path[shared:])
@@ -328,12 +330,20 @@ class Engine:
             self.steps.append(step)
         if state is not None:
             self._generator.set_state(state)
+        self._path_kept = self.branches.contains(tuple(self.steps))
         if added:
             self._next_logits = None
             first = added[0].position
             self._past_logits = {p: v for p, v in self._past_logits.items() if p <= first}
             self._attention = {p: v for p, v in self._attention.items() if p <= first}
         return undone, added
+
+    def _keep_path(self) -> None:
+        """Keep the current path as a branch once: a rewind of n steps then costs O(n),
+        not n copies of the path."""
+        if not self._path_kept:
+            self.branches.keep(tuple(self.steps), self._sampler_state())
+            self._path_kept = True
 
     def _sampler_state(self):
         return self._generator.get_state() if self._generator is not None else None

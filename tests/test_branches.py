@@ -119,3 +119,18 @@ def test_returning_to_a_whole_branch_resumes_its_sampling(tiny_loaded, engine):
     list(engine.run(3))  # this path consumed random numbers of its own
     engine.switch_to(left)
     assert [s.chosen.id for s in engine.run(3)] == expected[6:]
+
+
+def test_a_long_rewind_keeps_the_path_once(engine, monkeypatch):
+    """Rewinding n steps copies and compares the path once, not n times."""
+    list(engine.run(30))
+    kept = []
+    real = engine.branches.keep
+    monkeypatch.setattr(engine.branches, "keep", lambda path, state=None: kept.append(path)
+                        or real(path, state))
+    for _ in range(25):
+        engine.undo()
+    assert len(kept) == 1 and len(kept[0]) == 30
+    engine.step()
+    engine.undo()  # a new step made a path not kept yet
+    assert len(kept) == 2 and len(engine.branches.paths) == 2
