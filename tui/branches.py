@@ -53,9 +53,7 @@ class BranchScreen(ModalScreen[Path | None]):
             longest = max(group, key=len)
             end = min(min(common_steps(longest, p) for p in group), len(longest))
             prefix = longest[:end]
-            is_current = self.current[:end] == prefix and len(self.current) >= end
-            child = node.add(label(prefix, start, is_current and len(self.current) == end),
-                             data=prefix)
+            child = node.add(label(prefix, start, self.current == prefix), data=prefix)
             if any(len(p) > end for p in group):
                 self.grow(child, group, end)
             else:
