@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = score.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the text to score")
     source.add_argument("--file", metavar="PATH", help="read the text from a file (- for stdin)")
+    score.add_argument("--exact", action="store_true",
+                       help="every token from the last context_length tokens before it, as "
+                            "generation sees it (one window per token past the first)")
 
     inspect = sub.add_parser("inspect", help="format, h_params, parameters, tensor shapes")
     add_model_options(inspect)
@@ -160,7 +163,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     loaded = load(args.ckpt or default_checkpoint(), device=args.device,
                   tokenizer=args.tokenizer)
     result = score_text(loaded.model, loaded.tokenizer, text, loaded.vocab_size,
-                        loaded.context_length)
+                        loaded.context_length, exact=args.exact)
     if args.json:
         print(json.dumps(score_json(result), ensure_ascii=False))
     else:

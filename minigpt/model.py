@@ -125,6 +125,14 @@ class Model(nn.Module):
             loss = F.cross_entropy(logits.view(B * T, V), targets.view(B * T))
         return logits, loss
 
+    def last_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits [B, V] of the last position of each row of ``idx`` [B, T]: the blocks run
+        over every position, the output layer over the last one only."""
+        _, T = idx.shape
+        x = self.token_embedding_lookup_table(idx) + self.position_table[:T]
+        x = self.transformer_blocks(x)  # the final LayerNorm is the Sequential's last entry
+        return self.model_out_linear_layer(x[:, -1])
+
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int = 100,
                  temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:

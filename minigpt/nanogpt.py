@@ -96,6 +96,14 @@ class NanoGPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
         return logits, loss
 
+    def last_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits [B, V] of the last position of each row of ``idx`` [B, T]."""
+        _, T = idx.shape
+        x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T, device=idx.device))
+        for block in self.transformer.h:
+            x = block(x)
+        return self.lm_head(self.transformer.ln_f(x[:, -1]))
+
     def make_decoder(self) -> "NanoGPTDecoder":
         return NanoGPTDecoder(self)
 

@@ -139,6 +139,7 @@ def score_json(score) -> dict:
         "perplexity": score.perplexity,
         "mean_surprisal_bits": score.mean_surprisal_bits,
         "windows": score.windows,
+        "exact": score.exact,
     }
 
 
@@ -154,4 +155,5 @@ def print_score(score) -> None:
     out.print(table)
     out.print(f"[bold]perplexity {score.perplexity:,.2f}[/bold] · "
               f"{score.mean_surprisal_bits:.2f} bits/token · {len(score.tokens)} tokens scored "
-              f"(the first, {score.first!r}, is context only) · {score.windows} window(s)")
+              f"(the first, {score.first!r}, is context only) · {score.windows} forward "
+              f"pass(es){' · exact windows' if score.exact else ''}")

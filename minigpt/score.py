@@ -1,9 +1,12 @@
 """Score my text: every token's probability, rank and surprisal, and the perplexity.
 
-One forward pass per window of ``context_length`` tokens. Windows do not overlap:
-the first token of a window is predicted from the whole previous window (the
-book's crop, exactly); a later token sees the tokens since its window began.
-The text's first token has nothing to be predicted from (the book has no BOS).
+By default, one forward pass per window of ``context_length`` tokens. Windows do
+not overlap: the first token of a window is predicted from the whole previous
+window (the book's crop, exactly); a later token sees the tokens since its window
+began. ``exact`` gives every token past the first window its own window of the
+last ``context_length`` tokens, as generation (and ``trace``) sees it; those
+windows are batched, one output row each. The text's first token has nothing to
+be predicted from (the book has no BOS).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Score:
     first: str  # its display text
     tokens: tuple[ScoredToken, ...]
     windows: int  # forward passes
+    exact: bool = False  # every token saw the last context_length tokens before it
 
     @property
     def mean_surprisal_bits(self) -> float:
@@ -51,6 +55,18 @@ class Score:
     def perplexity(self) -> float:
         """exp of the mean negative log-likelihood per scored token."""
         return math.exp(-sum(t.log_prob for t in self.tokens) / len(self.tokens))
+
+
+EXACT_BATCH = 32  # sliding windows per forward pass
+
+
+def log_prob_and_rank(rows: torch.Tensor, targets: torch.Tensor) -> list[list[float]]:
+    """[log P(target), rank of target] per row of logits, as host lists."""
+    rows = rows.float()
+    chosen = rows.gather(1, targets[:, None])[:, 0]
+    log_probs = chosen - torch.logsumexp(rows, dim=-1)
+    ranks = (rows > chosen[:, None]).sum(dim=-1) + 1
+    return torch.stack([log_probs.double(), ranks.double()]).tolist()
 
 
 def window_predictions(model: torch.nn.Module, ids: list[int], context_length: int):
@@ -69,20 +85,38 @@ def window_predictions(model: torch.nn.Module, ids: list[int], context_length: i
             else:
                 targets = torch.tensor(window[1:], device=device)
                 first = 1
-            rows = logits[:len(targets)]
-            chosen = rows.gather(1, targets[:, None])[:, 0]
-            log_probs = chosen - torch.logsumexp(rows, dim=-1)
-            ranks = (rows > chosen[:, None]).sum(dim=-1) + 1
+            values = log_prob_and_rank(logits[:len(targets)], targets)
             previous_last = logits[-1]
-            values = torch.stack([log_probs.double(), ranks.double()]).tolist()
         for offset, (log_prob, rank) in enumerate(zip(*values)):
             index = first + offset
             context = C if index % C == 0 else index % C
             yield index, log_prob, int(rank), context
 
 
+def sliding_predictions(model: torch.nn.Module, ids: list[int], context_length: int):
+    """Yield (index, log-prob, rank, context): each token from the last context_length
+    tokens before it. The first window's tokens come from one ordinary pass."""
+    device = next(model.parameters()).device
+    C = context_length
+    first = ids[:C]
+    with torch.inference_mode():
+        logits = model(torch.tensor([first], device=device))[0][0]
+        values = log_prob_and_rank(logits[:-1], torch.tensor(first[1:], device=device))
+    for offset, (log_prob, rank) in enumerate(zip(*values)):
+        yield offset + 1, log_prob, int(rank), offset + 1
+    for start in range(C, len(ids), EXACT_BATCH):
+        indices = range(start, min(start + EXACT_BATCH, len(ids)))
+        with torch.inference_mode():
+            windows = torch.tensor([ids[j - C:j] for j in indices], device=device)
+            rows = model.last_logits(windows)
+            values = log_prob_and_rank(rows, torch.tensor([ids[j] for j in indices],
+                                                          device=device))
+        for j, log_prob, rank in zip(indices, *values):
+            yield j, log_prob, int(rank), C
+
+
 def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
-               vocab_size: int, context_length: int) -> Score:
+               vocab_size: int, context_length: int, exact: bool = False) -> Score:
     """Score ``text``; a clear ``PromptError`` when there is nothing to score."""
     if not text:
         raise PromptError("nothing to score: give some text")
@@ -90,10 +124,14 @@ def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
     check_prompt_ids(text, ids, tokenizer, vocab_size)
     if len(ids) < 2:
         raise PromptError("scoring needs at least two tokens (the first one is only context)")
+    predictions = sliding_predictions if exact else window_predictions
     tokens = []
-    for index, log_prob, rank, context in window_predictions(model, ids, context_length):
+    for index, log_prob, rank, context in predictions(model, ids, context_length):
         piece = tokenizer.token_bytes(ids[index])
         tokens.append(ScoredToken(index, ids[index], display_piece(piece), is_partial(piece),
                                   log_prob, rank, context))
     first = display_piece(tokenizer.token_bytes(ids[0]))
-    return Score(ids[0], first, tuple(tokens), math.ceil(len(ids) / context_length))
+    past_first = max(0, len(ids) - context_length)
+    passes = 1 + math.ceil(past_first / EXACT_BATCH) if exact else \
+        math.ceil(len(ids) / context_length)
+    return Score(ids[0], first, tuple(tokens), passes, exact)

@@ -119,3 +119,57 @@ def test_cli_errors_are_one_line(capsys, tiny_ckpt, args, message):
     assert main(["score", str(tiny_ckpt), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def reference_exact(sd, hp, ids):
+    """Every token from the last context_length tokens before it (the book's crop)."""
+    rows = []
+    for j in range(1, len(ids)):
+        logits = book_logits(sd, hp, ids[:j])[-1]  # book_logits crops to the last window
+        rows.append((float(torch.log_softmax(logits, -1)[ids[j]]),
+                     int((logits > logits[ids[j]]).sum()) + 1,
+                     min(j, hp["context_length"])))
+    return rows
+
+
+def test_exact_scoring_matches_the_books_crop_for_every_token(scored, tiny_hp):
+    loaded, sd, ids = scored
+    C = tiny_hp["context_length"]
+    calls = []
+    hook = loaded.model.register_forward_hook(lambda m, a, out: calls.append(a[0].shape))
+    try:
+        result = score_text(loaded.model, loaded.tokenizer, TEXT, loaded.vocab_size, C,
+                            exact=True)
+    finally:
+        hook.remove()
+    ref = reference_exact(sd, tiny_hp, ids)
+    assert [t.log_prob for t in result.tokens] == pytest.approx([r[0] for r in ref], abs=1e-4)
+    assert [t.rank for t in result.tokens] == [r[1] for r in ref]
+    assert [t.context for t in result.tokens] == [r[2] for r in ref]
+    assert result.exact and result.windows == 1 + math.ceil((len(ids) - C) / 32)
+    assert len(calls) == 1  # the first window; the rest go through last_logits in batches
+    plain = score_text(loaded.model, loaded.tokenizer, TEXT, loaded.vocab_size, C)
+    # the two agree on the first window and on every window's first token
+    for a, b in zip(plain.tokens, result.tokens):
+        if a.index < C or a.index % C == 0:
+            assert a.log_prob == pytest.approx(b.log_prob, abs=1e-4)
+
+
+def test_exact_matches_what_the_engine_reports(tiny_loaded, tiny_hp):
+    from minigpt.engine import Engine
+    from minigpt.settings import SamplingSettings
+    text = "one two three four five six seven eight nine ten eleven twelve thirteen"
+    ids = tiny_loaded.tokenizer.encode(text)
+    result = score_text(tiny_loaded.model, tiny_loaded.tokenizer, text, tiny_loaded.vocab_size,
+                        tiny_hp["context_length"], exact=True)
+    engine = Engine.from_loaded(tiny_loaded, SamplingSettings(temperature=1.0))
+    engine.reset(tiny_loaded.tokenizer.decode(ids[:1]))
+    for token in result.tokens:  # taking the text's own tokens, the engine reports each
+        step = engine.step(token.id)
+        assert step.chosen.prob == pytest.approx(token.prob, rel=1e-4)
+
+
+def test_cli_exact_flag(capsys, tiny_ckpt):
+    assert main(["score", str(tiny_ckpt), "--text", TEXT, "--exact", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["exact"] is True and data["tokens_scored"] > 40

@@ -82,3 +82,21 @@ async def test_empty_prompt_scores_the_current_turn(make_tui):
         await wait_scored(app, pilot)
         assert app.screen.query_one(TextArea).text == "hello" + app.engine.completion
         assert len(app.screen.score.tokens) >= 8
+
+
+async def test_f3_switches_to_exact_windows(make_tui, tiny_hp):
+    long_text = "one two three four five six seven eight nine ten eleven twelve thirteen"
+    app = make_tui()
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.query_one("#prompt", Input).value = long_text
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        plain = app.screen.score
+        await pilot.press("f3")
+        await wait_scored(app, pilot)
+        loaded = app.loaded
+        exact = score_text(loaded.model, loaded.tokenizer, long_text, loaded.vocab_size,
+                           loaded.context_length, exact=True)
+        assert app.screen.score == exact != plain and exact.exact
+        assert "windows: exact per token" in str(
+            app.screen.query_one("#score-title", Static).render())

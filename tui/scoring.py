@@ -40,18 +40,19 @@ def tinted_text(score: Score, tokenizer) -> Text:
 
 class ScoreScreen(ModalScreen):
     BINDINGS = [Binding("escape", "dismiss", "close", id="close-score"),
-                Binding("f2", "score", "score", priority=True, id="rescore")]
+                Binding("f2", "score", "score", priority=True, id="rescore"),
+                Binding("f3", "toggle_exact", "exact windows", priority=True, id="exact")]
 
     def __init__(self, loaded, text: str):
         super().__init__()
         self.loaded = loaded
         self.initial_text = text
         self.score: Score | None = None
+        self.exact = False  # every token from its own window of the last context_length
 
     def compose(self) -> ComposeResult:
         with Vertical(id="score-body", classes="modal-body"):
-            yield Static("[bold]Score my text[/bold] · type or paste · f2 scores · escape "
-                         "closes", classes="modal-title")
+            yield Static(self.title_text(), id="score-title", classes="modal-title")
             yield TextArea(self.initial_text, id="score-text", soft_wrap=True)
             yield Static("", id="score-summary", markup=False)
             yield Static("", id="score-tinted")
@@ -65,16 +66,26 @@ class ScoreScreen(ModalScreen):
         self.query_one(TextArea).focus()
         self.action_score()
 
+    def title_text(self) -> str:
+        windows = "exact per token (f3: one pass each)" if self.exact else \
+            "one pass each (f3: exact)"
+        return f"[bold]Score my text[/bold] · f2 scores · windows: {windows} · escape closes"
+
+    def action_toggle_exact(self) -> None:
+        self.exact = not self.exact
+        self.query_one("#score-title", Static).update(self.title_text())
+        self.action_score()
+
     def action_score(self) -> None:
         self.query_one("#score-summary", Static).update("scoring…")
-        self.run_score(self.query_one(TextArea).text)
+        self.run_score(self.query_one(TextArea).text, self.exact)
 
     @work(thread=True, exclusive=True, group="score", exit_on_error=False)
-    def run_score(self, text: str) -> None:
+    def run_score(self, text: str, exact: bool) -> None:
         loaded = self.loaded
         try:
             score = score_text(loaded.model, loaded.tokenizer, text, loaded.vocab_size,
-                               loaded.context_length)
+                               loaded.context_length, exact=exact)
             self.post_message(Scored(score))
         except MiniGPTError as exc:
             self.post_message(Scored(None, str(exc)))
@@ -91,7 +102,7 @@ class ScoreScreen(ModalScreen):
         score = message.score
         summary.update(f"perplexity {score.perplexity:,.2f} · {score.mean_surprisal_bits:.2f} "
                        f"bits/token · {len(score.tokens)} tokens scored (the first is context "
-                       f"only) · {score.windows} window(s)")
+                       f"only) · {score.windows} forward pass(es)")
         self.query_one("#score-tinted", Static).update(tinted_text(score, self.loaded.tokenizer))
         for t in score.tokens:
             style = "dim" if t.rank > 5 else ""
