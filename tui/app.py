@@ -21,18 +21,17 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from minigpt.checkpoint import LoadedModel
 from minigpt.devices import leave_a_core_free
 from minigpt.engine import Engine, Preview, Step
+from minigpt.session import SessionRecorder
 from minigpt.settings import SamplingSettings
 
+from .attention import AttentionStrip
+from .branches import BranchScreen
+from .commands import explorer_commands
 from .insights import InsightsMixin
 from .knobs import Sidebar
-from minigpt.session import SessionRecorder
-
-from .commands import explorer_commands
 from .messages import (Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
                        TurnStarted)
 from .runner import EngineRunner, Export, Generate, Switch, Take, Undo
-from .attention import AttentionStrip
-from .branches import BranchScreen
 from .scoring import ScoreScreen
 from .screens import HelpScreen, ModelScreen
 from .widgets import CandidatesTable, KeyHints, StatusLine, Transcript
@@ -83,10 +82,6 @@ class MiniGPTApp(InsightsMixin, App):
     """Step shown in the candidates table while browsing history; None = the live tail."""
     tint: reactive[bool] = reactive(False)
     """Colour the transcript's tokens by their probability."""
-    why_shown: reactive[bool] = reactive(False)
-    """The why-this-token panel is open."""
-    complete_shown: reactive[bool] = reactive(False)
-    """Partial-UTF-8 candidates show the character they most likely complete to."""
 
     def __init__(self, loaded: LoadedModel, settings: SamplingSettings | None = None,
                  session_path: Path | None = None, resumed: list[dict] | None = None):

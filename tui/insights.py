@@ -23,9 +23,13 @@ ONE_PANEL_BELOW_ROWS = 34
 
 
 class InsightsMixin:
-    """Mixed into the app, which provides the reactives ``why_shown``,
-    ``complete_shown``, ``view_step``, ``settings`` and the ``runner``."""
+    """Mixed into the app, which provides ``view_step``, ``settings``, ``history``,
+    ``engine`` and the ``runner``."""
 
+    why_shown: reactive[bool] = reactive(False)
+    """The why-this-token panel is open."""
+    complete_shown: reactive[bool] = reactive(False)
+    """Partial-UTF-8 candidates show the character they most likely complete to."""
     attention_shown: reactive[bool] = reactive(False)
     """The attention strip is open."""
     attention_layer: reactive[int] = reactive(0)
