@@ -67,7 +67,7 @@ def complete_candidates(model: torch.nn.Module, context: list[int],
         # Every pending path has the same length here, so they stack into one batch.
         windows = torch.tensor([p.ids[-context_length:] for p in pending], device=device)
         with torch.inference_mode():
-            logits = model(windows)[0][:, -1, :].float()
+            logits = model.last_logits(windows).float()  # output layer: last rows only
             probs = F.softmax(logits if temperature == 0 else logits / temperature, dim=-1)
             best = probs.max(dim=-1)
             rows = torch.stack([best.indices.double(), best.values.double()]).tolist()

@@ -47,6 +47,12 @@ class InsightsMixin:
         self.request_completions()
         self.request_attention()
 
+    def ask_worker(self, run, op, group: str) -> None:
+        """Run ``run(op, post)`` in a thread worker of its own group (never the engine's,
+        so a running generation is not cancelled)."""
+        self.run_worker(partial(run, op, self.post_message), thread=True, group=group,
+                        exit_on_error=False)
+
     def step_title(self, index: int | None) -> str:
         return f"step {index}/{len(self.history)}" if index is not None else \
             f"step {len(self.history) + 1} · next token"
@@ -60,17 +66,16 @@ class InsightsMixin:
         if shown and self.one_panel_at_a_time():
             self.why_shown = False
         self.query_one(AttentionStrip).display = shown
-        self.attention_request += 1
-        op = Attend(self.attention_request, self.view_step, capture=shown)
-        self.run_worker(partial(self.runner.attend, op, self.post_message), thread=True,
-                        group="attention", exit_on_error=False)
+        self.request_attention(capture=shown)
 
-    def request_attention(self) -> None:
-        if self.attention_shown and self.is_mounted:
-            self.attention_request += 1
-            op = Attend(self.attention_request, self.view_step, capture=True)
-            self.run_worker(partial(self.runner.attend, op, self.post_message), thread=True,
-                            group="attention", exit_on_error=False)
+    def request_attention(self, capture: bool | None = None) -> None:
+        """Rows for the shown step; ``capture`` False only tells the worker to stop
+        keeping rows (the strip closed)."""
+        if capture is None and not (self.attention_shown and self.is_mounted):
+            return
+        self.attention_request += 1
+        op = Attend(self.attention_request, self.view_step, capture=capture is not False)
+        self.ask_worker(self.runner.attend, op, "attention")
 
     def on_attended(self, message: Attended) -> None:
         if message.request == self.attention_request:
@@ -126,8 +131,7 @@ class InsightsMixin:
             return
         self.complete_request += 1
         op = Complete(self.complete_request, self.view_step, self.settings)
-        self.run_worker(partial(self.runner.complete, op, self.post_message), thread=True,
-                        group="complete", exit_on_error=False)
+        self.ask_worker(self.runner.complete, op, "complete")
 
     def on_completed(self, message: Completed) -> None:
         if message.request == self.complete_request:
@@ -140,8 +144,7 @@ class InsightsMixin:
             return
         self.why_request += 1
         op = Explain(self.why_request, self.view_step, self.settings)
-        self.run_worker(partial(self.runner.explain, op, self.post_message), thread=True,
-                        group="why", exit_on_error=False)
+        self.ask_worker(self.runner.explain, op, "why")
 
     def action_toggle_complete(self) -> None:
         self.complete_shown = not self.complete_shown
