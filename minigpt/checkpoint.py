@@ -144,19 +144,24 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load(path: str | os.PathLike, device: str = "auto",
-         tokenizer: Tokenizer | str | None = None) -> LoadedModel:
+         tokenizer: Tokenizer | str | None = None, progress=None) -> LoadedModel:
     """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu).
 
-    ``tokenizer``: a Tokenizer, or --tokenizer's NAME|FILE, or None for the layout's own."""
+    ``tokenizer``: a Tokenizer, or --tokenizer's NAME|FILE, or None for the layout's own.
+    ``progress``: called with each stage's name ("read", "build", "to device")."""
+    progress = progress or (lambda stage: None)
     target = resolve_device(device)
+    progress("read")
     obj = read_checkpoint(path)
     try:
+        progress("build")
         layout = detect_format(obj, Path(path))
         if tokenizer is None or isinstance(tokenizer, str):
             tokenizer = resolve_tokenizer(tokenizer, layout.tokenizer,
                                           int(layout.h_params["max_token_value"]), Path(path),
                                           layout.dataset)
         model = layout.build_model()
+        progress("to device")
         model.to(target).eval()
     except CheckpointError as exc:
         message = str(exc)

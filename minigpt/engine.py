@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Iterator
 
 import torch
@@ -189,7 +190,13 @@ class Engine:
         context = torch.tensor(self.tokens[:position][-self.context_length:],
                                device=self.device)
         with torch.inference_mode():
-            return explain.why(self.logits_at(position), settings or self.settings, context)
+            why = explain.why(self.logits_at(position), settings or self.settings, context)
+        return replace(why, rows=tuple(replace(row, text=self.display(row.id))
+                                       for row in why.rows))
+
+    def display(self, token_id: int) -> str:
+        """A token's display piece (partial UTF-8 as ``‹e5 86›``)."""
+        return display_piece(self.tokenizer.token_bytes(token_id))
 
     def complete_candidates(self, step_index: int | None = None,
                             settings: SamplingSettings | None = None
@@ -238,7 +245,8 @@ class Engine:
         weights = self._attention[position]
         window = tuple(self.tokens[:position][-self.context_length:])
         return Attention(position, window, tuple(tuple(tuple(h) for h in layer)
-                                                 for layer in weights.tolist()))
+                                                 for layer in weights.tolist()),
+                         tuple(self.display(i) for i in window))
 
     def _step_position(self, step_index: int) -> int:
         if not 1 <= step_index <= len(self.steps):
@@ -347,6 +355,15 @@ class Engine:
 
     def _sampler_state(self):
         return self._generator.get_state() if self._generator is not None else None
+
+    def sampler_state(self) -> bytes | None:
+        """The random generator's state as plain bytes, to resume it in another process."""
+        state = self._sampler_state()
+        return None if state is None else bytes(state.tolist())
+
+    def restore_sampler(self, state: bytes) -> None:
+        if self._generator is not None:
+            self._generator.set_state(torch.tensor(list(state), dtype=torch.uint8))
 
     def cancel(self) -> None:
         """Ask a running ``run`` to stop before its next token (thread-safe)."""

@@ -8,41 +8,12 @@ and temperature → top-k / top-p filter → renormalised (what sampling draws f
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 from torch.nn import functional as F
 
 from . import sampling
 from .settings import SamplingSettings
-
-
-@dataclass(frozen=True)
-class WhyRow:
-    id: int
-    raw: float  # softmax(logits): the model alone, T = 1
-    tempered: float  # softmax(penalised logits / T); T = 0 is its limit, all mass on the argmax
-    kept: bool  # survives top-k / top-p
-    final: float  # renormalised over the kept tokens: the probability of being drawn
-
-
-@dataclass(frozen=True)
-class Why:
-    rows: tuple[WhyRow, ...]  # the most likely tokens after the penalty, best first
-    raw_entropy: float  # nats, of the raw distribution
-    entropy: float  # nats, of the distribution sampling draws from
-    kept_count: int  # tokens top-k / top-p leave
-    vocab_size: int
-
-    @property
-    def effective_vocab(self) -> float:
-        """exp(H): as many equally likely tokens would have this entropy."""
-        return math.exp(self.entropy)
-
-    @property
-    def raw_effective_vocab(self) -> float:
-        return math.exp(self.raw_entropy)
+from .steps import Why, WhyRow
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

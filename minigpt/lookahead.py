@@ -15,18 +15,10 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
+from .steps import Completion
 from .tokenizer import StreamDecoder
 
 MAX_LOOKAHEAD = 3
-
-
-@dataclass(frozen=True)
-class Completion:
-    id: int  # the candidate
-    text: str | None  # the text once no byte is pending (U+FFFD: invalid here);
-    # None: still incomplete after the lookahead
-    joint: float  # P(candidate) × P(each lookahead token)
-    lookahead: tuple[int, ...]  # the greedy tokens appended
 
 
 @dataclass

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .engine import Candidate, Engine, Step
+from .engine import Engine
+from .steps import Candidate, Step
 
 
 def candidate_json(c: Candidate) -> dict:
@@ -98,12 +99,24 @@ class TraceRenderer:
             self.out.print(f"[dim]{len(engine.steps)} steps · {stop_reason(engine)}[/dim]")
 
 
+def plain(value):
+    """A JSON-able copy: numbers, strings, lists and dicts as they are, anything else
+    (bytes, sets, tensors from a foreign checkpoint) as its ``repr``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    return repr(value)
+
+
 def inspect_report(loaded) -> dict:
     return {
         "path": str(loaded.path),
         "format": loaded.format,
-        "inferred": loaded.inferred,
-        "h_params": loaded.h_params,
+        "inferred": list(loaded.inferred),
+        "h_params": plain(loaded.h_params),
         "parameters": loaded.num_parameters,
         "tokenizer": loaded.tokenizer.name,
         "device": str(loaded.device),

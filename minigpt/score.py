@@ -12,49 +12,12 @@ be predicted from (the book has no BOS).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from .errors import PromptError
+from .steps import Score, ScoredToken
 from .tokenizer import Tokenizer, check_prompt_ids, display_piece, is_partial
-
-
-@dataclass(frozen=True)
-class ScoredToken:
-    index: int  # position in the text's tokens (≥ 1)
-    id: int
-    text: str  # display: partial UTF-8 pieces as ‹e5 86›
-    partial: bool
-    log_prob: float  # natural log, kept as a log so tiny probabilities do not underflow
-    rank: int  # 1 = the model's top choice
-    context: int  # tokens the prediction conditioned on
-
-    @property
-    def prob(self) -> float:
-        return math.exp(self.log_prob)
-
-    @property
-    def surprisal_bits(self) -> float:
-        return -self.log_prob / math.log(2)
-
-
-@dataclass(frozen=True)
-class Score:
-    first_id: int  # the first token: context only, not scored
-    first: str  # its display text
-    tokens: tuple[ScoredToken, ...]
-    windows: int  # forward passes
-    exact: bool = False  # every token saw the last context_length tokens before it
-
-    @property
-    def mean_surprisal_bits(self) -> float:
-        return sum(t.surprisal_bits for t in self.tokens) / len(self.tokens)
-
-    @property
-    def perplexity(self) -> float:
-        """exp of the mean negative log-likelihood per scored token."""
-        return math.exp(-sum(t.log_prob for t in self.tokens) / len(self.tokens))
 
 
 EXACT_BATCH = 32  # sliding windows per forward pass
@@ -129,9 +92,10 @@ def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
     for index, log_prob, rank, context in predictions(model, ids, context_length):
         piece = tokenizer.token_bytes(ids[index])
         tokens.append(ScoredToken(index, ids[index], display_piece(piece), is_partial(piece),
-                                  log_prob, rank, context))
-    first = display_piece(tokenizer.token_bytes(ids[0]))
+                                  log_prob, rank, context, piece))
+    first_piece = tokenizer.token_bytes(ids[0])
+    first = display_piece(first_piece)
     past_first = max(0, len(ids) - context_length)
     passes = 1 + math.ceil(past_first / EXACT_BATCH) if exact else \
         math.ceil(len(ids) / context_length)
-    return Score(ids[0], first, tuple(tokens), passes, exact)
+    return Score(ids[0], first, tuple(tokens), passes, exact, first_piece)

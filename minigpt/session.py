@@ -8,17 +8,20 @@ appended again under the same ``turn`` id; readers keep its last record.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import sys
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .branches import Path as StepPath
 from .branches import common_steps, path_ids, path_log_prob, path_text
-from .engine import Candidate, Engine, Step
+from .settings import SamplingSettings
+from .steps import Candidate, Step
 
 FORMAT_VERSION = 1
 
@@ -57,57 +60,99 @@ def finite(x: float) -> float | None:
     return x if math.isfinite(x) else None  # JSON has no infinities
 
 
-def branch_records(engine: Engine) -> list[dict]:
+def branch_records(current: StepPath, alternatives: list[StepPath]) -> list[dict]:
     """The paths this turn abandoned, with where they leave the current one."""
-    current = tuple(engine.steps)
     return [{"tokens": path_ids(p), "text": path_text(p), "log_prob": finite(path_log_prob(p)),
              "diverges_at_step": common_steps(current, p) + 1}
-            for p in engine.branches.alternatives(current)]
+            for p in alternatives]
 
 
-def turn_record(turn_id: str, engine: Engine, model: str, reason: str) -> dict:
+@dataclass
+class TurnState:
+    """What a session record keeps of the turn being explored. The explorer holds it
+    (not the engine process), so a crashed or killed engine loses nothing on screen."""
+
+    prompt: str = ""
+    prompt_ids: tuple[int, ...] = ()
+    settings: SamplingSettings = field(default_factory=SamplingSettings)
+    steps: list[Step] = field(default_factory=list)
+    branches: list[dict] = field(default_factory=list)  # ``branch_records`` of the turn
+
+    @property
+    def completion(self) -> str:
+        return "".join(step.text for step in self.steps)
+
+
+def turn_record(turn_id: str, turn: TurnState, model: str, reason: str) -> dict:
     return {
         "version": FORMAT_VERSION,
         "turn": turn_id,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": model,
-        "prompt": engine.prompt,
-        "settings": asdict(engine.settings),
-        "prompt_ids": list(engine.prompt_ids),
-        "tokens": [s.chosen.id for s in engine.steps],
-        "completion": engine.completion,
+        "prompt": turn.prompt,
+        "settings": asdict(turn.settings),
+        "prompt_ids": list(turn.prompt_ids),
+        "tokens": [s.chosen.id for s in turn.steps],
+        "completion": turn.completion,
         "reason": reason,
-        "steps": [step_record(s) for s in engine.steps],
-        "log_prob": finite(path_log_prob(tuple(engine.steps))),
-        "branches": branch_records(engine),
+        "steps": [step_record(s) for s in turn.steps],
+        "log_prob": finite(path_log_prob(tuple(turn.steps))),
+        "branches": list(turn.branches),
     }
 
 
 def append_record(path: Path, record: dict) -> None:
-    """One line, one write, fsynced: a crash cannot corrupt earlier entries."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Append one record as one line, completely or not at all, fsynced.
+
+    A torn last line (a crash mid-write) is ended first, so this record starts a
+    line of its own; a short or failed write (disk full) is cut back off, so the
+    file never holds half a record and a later append cannot glue onto one."""
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        try:
+            written = 0
+            while written < len(line):
+                n = os.write(fd, line[written:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, "no space left on the device")
+                written += n
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # all or nothing
+            raise
     finally:
         os.close(fd)
 
 
 def read_session(path: Path) -> list[dict]:
-    """The last record of each turn, in first-seen order; torn or foreign lines are skipped."""
+    """The last record of each turn, in first-seen order; torn or foreign lines are
+    skipped (``read_session_counting`` says how many)."""
+    return read_session_counting(path)[0]
+
+
+def read_session_counting(path: Path) -> tuple[list[dict], int]:
+    """(turns, lines skipped as unreadable or foreign)."""
     turns: dict[str, dict] = {}
+    skipped = 0
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
+            if not line.strip():
+                continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
+                skipped += 1
                 continue
             if isinstance(record, dict) and isinstance(record.get("turn"), str) \
                     and isinstance(record.get("prompt"), str):
                 turns[record["turn"]] = record
-    return list(turns.values())
+            else:
+                skipped += 1
+    return list(turns.values()), skipped
 
 
 def export_markdown(turns: list[dict]) -> str:
@@ -152,16 +197,49 @@ class SessionRecorder:
     def start_turn(self) -> None:
         self.turn_id, self.dirty = new_turn_id(), False
 
-    def after_op(self, engine: Engine, reason: str) -> None:
+    def changed(self, reason: str) -> None:
+        """The turn changed (tokens streamed in, say) and is not saved yet."""
+        if self.turn_id is not None:
+            self.dirty, self.last_reason = True, reason
+
+    def after_op(self, turn: TurnState, reason: str) -> None:
         if self.turn_id is None or reason == "error":
             return
-        self.last_reason = reason
-        self.dirty = True
+        self.changed(reason)
         if reason in self.CONTINUOUS:
-            self.flush(engine)
+            self.flush(turn)
 
-    def flush(self, engine: Engine) -> None:
+    def flush(self, turn: TurnState) -> None:
+        """Write the turn if it changed; on failure it stays dirty for the next flush."""
         if self.dirty and self.turn_id is not None:
-            append_record(self.path, turn_record(self.turn_id, engine, self.model,
+            append_record(self.path, turn_record(self.turn_id, turn, self.model,
                                                  self.last_reason))
             self.dirty = False
+
+
+def create_exclusive(path: Path, text: str) -> None:
+    """Write a new file; never follow a planted symlink, never overwrite."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def export_transcript(session: Path, directory: Path) -> list[Path]:
+    """The session's turns as Markdown and JSON in ``directory``, under new names."""
+    turns = read_session(session)
+    stem = time.strftime("minigpt-transcript-%Y%m%d-%H%M%S")
+    for n in range(1000):
+        name = stem if n == 0 else f"{stem}-{n + 1}"
+        md, js = directory / f"{name}.md", directory / f"{name}.json"
+        try:
+            create_exclusive(md, export_markdown(turns))
+        except FileExistsError:
+            continue
+        try:
+            create_exclusive(js, json.dumps(turns, ensure_ascii=False, indent=1))
+        except FileExistsError:
+            md.unlink()
+            continue
+        return [md, js]
+    raise OSError(f"no free file name for {stem} in {directory}")

@@ -1,7 +1,13 @@
-"""What the engine yields and keeps: candidates, previews, steps, attention rows."""
+"""What the engine yields and keeps: candidates, previews, steps, attention rows, and
+the answers of its insight views (why, completions, scores).
+
+Plain records with no torch inside: the engine process sends them to the UI
+process, which must be able to unpickle them without importing torch.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -31,6 +37,7 @@ class Attention:
     position: int
     window_ids: tuple[int, ...]
     weights: tuple[tuple[tuple[float, ...], ...], ...]
+    window_text: tuple[str, ...] = ()  # display piece of each window token (‹e5 86› escapes)
 
 
 @dataclass(frozen=True)
@@ -45,3 +52,79 @@ class Step:
     forced: bool  # taken instead of sampled
     seconds: float
     context: int  # tokens the model conditioned on (≤ context_length)
+
+
+@dataclass(frozen=True)
+class WhyRow:
+    id: int
+    raw: float  # softmax(logits): the model alone, T = 1
+    tempered: float  # softmax(penalised logits / T); T = 0 is its limit, all mass on the argmax
+    kept: bool  # survives top-k / top-p
+    final: float  # renormalised over the kept tokens: the probability of being drawn
+    text: str = ""  # display piece (filled by the engine, which has the tokenizer)
+
+
+@dataclass(frozen=True)
+class Why:
+    rows: tuple[WhyRow, ...]  # the most likely tokens after the penalty, best first
+    raw_entropy: float  # nats, of the raw distribution
+    entropy: float  # nats, of the distribution sampling draws from
+    kept_count: int  # tokens top-k / top-p leave
+    vocab_size: int
+
+    @property
+    def effective_vocab(self) -> float:
+        """exp(H): as many equally likely tokens would have this entropy."""
+        return math.exp(self.entropy)
+
+    @property
+    def raw_effective_vocab(self) -> float:
+        return math.exp(self.raw_entropy)
+
+
+@dataclass(frozen=True)
+class Completion:
+    id: int  # the candidate
+    text: str | None  # the text once no byte is pending (U+FFFD: invalid here);
+    # None: still incomplete after the lookahead
+    joint: float  # P(candidate) × P(each lookahead token)
+    lookahead: tuple[int, ...]  # the greedy tokens appended
+
+
+@dataclass(frozen=True)
+class ScoredToken:
+    index: int  # position in the text's tokens (≥ 1)
+    id: int
+    text: str  # display: partial UTF-8 pieces as ‹e5 86›
+    partial: bool
+    log_prob: float  # natural log, kept as a log so tiny probabilities do not underflow
+    rank: int  # 1 = the model's top choice
+    context: int  # tokens the prediction conditioned on
+    piece: bytes = b""  # the token's bytes, for text streamed back into characters
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.log_prob)
+
+    @property
+    def surprisal_bits(self) -> float:
+        return -self.log_prob / math.log(2)
+
+
+@dataclass(frozen=True)
+class Score:
+    first_id: int  # the first token: context only, not scored
+    first: str  # its display text
+    tokens: tuple[ScoredToken, ...]
+    windows: int  # forward passes
+    exact: bool = False  # every token saw the last context_length tokens before it
+    first_piece: bytes = b""
+
+    @property
+    def mean_surprisal_bits(self) -> float:
+        return sum(t.surprisal_bits for t in self.tokens) / len(self.tokens)
+
+    @property
+    def perplexity(self) -> float:
+        """exp of the mean negative log-likelihood per scored token."""
+        return math.exp(-sum(t.log_prob for t in self.tokens) / len(self.tokens))

@@ -35,25 +35,84 @@ def tiny_loaded(tiny_ckpt):
     return load(tiny_ckpt, device="cpu")
 
 
+@pytest.fixture(scope="module")
+def engine_client():
+    """One engine process per test module: the apps of its tests take turns on it (each
+    sends its own Open, which reuses the loaded model), so spawning and importing torch
+    is paid once, not per test."""
+    from tui.client import EngineClient
+
+    client = EngineClient()
+    client.start()
+    yield client
+    client.stop(timeout=2.0)
+
+
 @pytest.fixture
-def make_tui(tiny_ckpt, monkeypatch):
-    """Build the app on the tiny checkpoint, loaded by its bare name (stable header text)."""
-    from minigpt.checkpoint import load
+def make_tui(tiny_ckpt, monkeypatch, engine_client):
+    """Build the app on the tiny checkpoint, opened by its bare name (stable header text),
+    on the module's engine process."""
     from minigpt.settings import SamplingSettings
     from tui.app import make_app
 
     monkeypatch.chdir(tiny_ckpt.parent)
-    loaded = load(tiny_ckpt.name, device="cpu")
 
     def factory(session_path=None, resumed=None, **settings):
         base = dict(temperature=0.0, max_new_tokens=12)
-        return make_app(loaded, SamplingSettings(**{**base, **settings}), session_path, resumed)
+        with monkeypatch.context() as m:  # the test may have moved elsewhere since
+            m.chdir(tiny_ckpt.parent)
+            return make_app(tiny_ckpt.name, SamplingSettings(**{**base, **settings}),
+                            session_path, resumed, device="cpu", client=engine_client)
 
     return factory
 
 
-async def settle(app, pilot):
-    """Let the engine worker finish and its messages land."""
-    for _ in range(3):
-        await app.workers.wait_for_complete()
+async def settle(app, pilot, timeout: float = 60.0):
+    """Wait until every op the app sent has been answered and its replies handled."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         await pilot.pause()
+        assert app.engine_state != "failed", f"the model did not load: {app.load_error}"
+        assert app.is_running, "the app has exited"
+        if app.idle:
+            await pilot.pause()
+            if app.idle:
+                return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the app never became idle (state {app.engine_state}, "
+                         f"answered {app.last_done} of {app.client.seq})")
+
+
+def mirror_engine(loaded, app):
+    """An engine in this process at the app's current path (its steps restored exactly),
+    to compute what the engine process should have answered."""
+    from minigpt.engine import Engine
+
+    engine = Engine.from_loaded(loaded, app.settings)
+    engine.reset(app.turn.prompt)
+    engine.switch_to(tuple(app.history))
+    return engine
+
+
+def assert_close(got, expected, abs_tol: float = 1e-5, where: str = "value"):
+    """Equal records, floats within ``abs_tol``: the engine process may use another
+    thread count than this one, so the last digits of float math may differ."""
+    import dataclasses
+    import math
+
+    if dataclasses.is_dataclass(expected) and not isinstance(expected, type):
+        assert type(got) is type(expected), f"{where}: {type(got)} vs {type(expected)}"
+        for f in dataclasses.fields(expected):
+            assert_close(getattr(got, f.name), getattr(expected, f.name), abs_tol,
+                         f"{where}.{f.name}")
+    elif isinstance(expected, (list, tuple)):
+        assert len(got) == len(expected), f"{where}: {len(got)} vs {len(expected)} items"
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_close(g, e, abs_tol, f"{where}[{i}]")
+    elif isinstance(expected, float) and not isinstance(got, bool):
+        assert math.isclose(got, expected, abs_tol=abs_tol), f"{where}: {got} vs {expected}"
+    else:
+        assert got == expected, f"{where}: {got!r} vs {expected!r}"

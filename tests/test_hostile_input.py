@@ -122,8 +122,8 @@ async def test_tui_generates_from_hostile_prompt_and_keeps_it(make_tui, name):
         prompt.focus()
         await pilot.press("enter")
         await settle(app, pilot)
-        assert len(app.engine.steps) == 3
-        assert app.engine.prompt == WORKING_PROMPTS[name]
+        assert len(app.history) == 3
+        assert app.turn.prompt == WORKING_PROMPTS[name]
 
 
 async def test_tui_keeps_a_prompt_it_cannot_use(make_tui):

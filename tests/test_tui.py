@@ -6,6 +6,7 @@ import pytest
 from textual.widgets import Input
 
 from conftest import settle
+from minigpt.engine import Engine
 from tui.screens import HelpScreen, ModelScreen
 from tui.widgets import CandidatesTable, StatusLine, Transcript
 
@@ -25,13 +26,17 @@ async def start(app, pilot, prompt="农夫山泉 "):
     await settle(app, pilot)
 
 
-async def test_enter_generates_from_prompt(make_tui):
+async def test_enter_generates_from_prompt(make_tui, tiny_loaded):
     app = make_tui(max_new_tokens=9)
     async with app.run_test() as pilot:
         await pilot.press(*"hello", "enter")
         await settle(app, pilot)
-        assert len(app.history) == 9 and app.engine.prompt == "hello"
-        assert app.query_one(Transcript).plain == "hello" + app.engine.completion
+        assert len(app.history) == 9 and app.turn.prompt == "hello"
+        # the engine process's tokens are the ones an engine in this process produces
+        engine = Engine.from_loaded(tiny_loaded, app.settings)
+        engine.reset("hello")
+        assert [s.chosen.id for s in engine.run()] == [s.chosen.id for s in app.history]
+        assert app.query_one(Transcript).plain == "hello" + engine.completion
         assert "max_new_tokens · 9 tokens" in status(app)
         assert table_ids(app) == [c.id for c in app.preview.candidates]
         assert app.query_one("#prompt", Input).value == "hello"  # the text stays
@@ -55,7 +60,7 @@ async def test_step_keys_generate_exactly_one_token(make_tui, key):
         await pilot.press("escape")  # nothing generated yet: starts from the prompt text
         await pilot.press(key)
         await settle(app, pilot)
-        assert len(app.history) == 1 and app.engine.prompt == "abc"
+        assert len(app.history) == 1 and app.turn.prompt == "abc"
         await pilot.press(key, key)
         await settle(app, pilot)
         assert len(app.history) == 3
@@ -72,7 +77,7 @@ async def test_number_keys_append_that_candidate(make_tui, rank):
         await settle(app, pilot)
         assert len(app.history) == 4
         assert app.history[-1].chosen.id == expected.id and app.history[-1].forced
-        assert app.engine.tokens[-1] == expected.id
+        assert app.position == len(app.turn.prompt_ids) + 4
 
 
 async def test_arrows_then_enter_append_highlighted(make_tui):
@@ -97,7 +102,7 @@ async def test_undo_keys_remove_last_token_and_show_its_candidates(make_tui, key
         await pilot.press(key)
         await settle(app, pilot)
         assert len(app.history) == 4
-        assert len(app.engine.tokens) == len(app.engine.prompt_ids) + 4
+        assert app.position == len(app.turn.prompt_ids) + 4
         assert table_ids(app) == [c.id for c in last.candidates]
         assert app.query_one(Transcript).plain == text_before[: len(text_before) - len(last.text)]
 
@@ -193,7 +198,7 @@ async def test_key_during_long_generation_takes_effect_before_it_ends(make_tui):
         await settle(app, pilot)
         assert not app.running and 5 <= len(app.history) < 100_000
         assert status(app).startswith("stopped")
-        assert len(app.history) == len(app.engine.steps)
+        assert app.position == len(app.turn.prompt_ids) + len(app.history)
 
 
 async def test_new_prompt_cancels_running_one(make_tui):
@@ -206,7 +211,7 @@ async def test_new_prompt_cancels_running_one(make_tui):
         app.settings = app.settings.with_(max_new_tokens=3)
         await pilot.press("enter")
         await settle(app, pilot)
-        assert app.engine.prompt == "second" and len(app.history) == 3
+        assert app.turn.prompt == "second" and len(app.history) == 3
         assert app.query_one(Transcript).current.prompt == "second"
 
 
@@ -218,7 +223,7 @@ async def test_ctrl_q_quits_mid_generation(make_tui):
         await pilot.press("ctrl+q")
         await asyncio.sleep(0.5)
     assert app.return_code == 0 or app.return_code is None
-    assert len(app.engine.steps) < 100_000
+    assert len(app.history) < 100_000
 
 
 async def test_invalid_knob_is_marked_and_not_applied(make_tui):
@@ -252,20 +257,6 @@ async def test_bad_prompt_shows_error_and_keeps_text(make_tui):
         assert "prompt is empty" in status(app)
         await pilot.press(*"still here")
         assert app.query_one("#prompt", Input).value == "still here"
-
-
-async def test_worker_exception_is_shown_and_app_stays_usable(make_tui, monkeypatch):
-    app = make_tui(max_new_tokens=3)
-    async with app.run_test() as pilot:
-        original = app.engine.step
-        monkeypatch.setattr(app.engine, "step", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
-        await start(app, pilot, "kept text")
-        assert "internal error: RuntimeError: boom" in status(app)
-        assert app.query_one("#prompt", Input).value == "kept text" and not app.running
-        monkeypatch.setattr(app.engine, "step", original)
-        await pilot.press("enter")
-        await settle(app, pilot)
-        assert len(app.history) == 3
 
 
 async def test_narrow_terminal_hides_sidebar(make_tui):

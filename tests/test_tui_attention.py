@@ -3,7 +3,7 @@
 import pytest
 from textual.widgets import Input
 
-from conftest import settle
+from conftest import mirror_engine, settle
 from tui.attention import AttentionStrip, head_weights
 
 
@@ -15,28 +15,27 @@ async def open_strip(app, pilot, prompt="农夫山泉 天然水"):
     await settle(app, pilot)
 
 
-async def test_a_shows_the_next_tokens_attention(make_tui):
+async def test_a_shows_the_next_tokens_attention(make_tui, tiny_loaded):
     app = make_tui(max_new_tokens=5)
     async with app.run_test(size=(120, 40)) as pilot:
         await open_strip(app, pilot)
         strip = app.query_one(AttentionStrip)
         assert strip.display
         title, layer, head, weights = strip.shown
-        expected = app.engine.attention(None)
+        expected = mirror_engine(tiny_loaded, app).attention(None)
         assert title == "step 6 · next token" and (layer, head) == (0, 0)
-        assert weights == pytest.approx(list(expected.weights[0][0]))
-        assert len(weights) == len(expected.window_ids) == app.loaded.context_length
+        assert weights == pytest.approx(list(expected.weights[0][0]), abs=1e-6)
+        assert len(weights) == len(expected.window_ids) == app.info.context_length
         await pilot.press("a")
         assert not strip.display
 
 
-async def test_heads_and_layers_change_without_the_worker(make_tui, monkeypatch):
+async def test_heads_and_layers_change_without_the_engine(make_tui):
     app = make_tui(max_new_tokens=5)
     async with app.run_test(size=(120, 40)) as pilot:
         await open_strip(app, pilot)
-        calls = []
-        monkeypatch.setattr(app.runner, "attend", lambda *a: calls.append(a))
-        attention = app.engine.attention(None)
+        ops_sent = app.client.seq
+        attention = app.attention[1]
         heads = len(attention.weights[0])
         strip = app.query_one(AttentionStrip)
         await pilot.press("full_stop")
@@ -55,10 +54,12 @@ async def test_heads_and_layers_change_without_the_worker(make_tui, monkeypatch)
         assert strip.shown[1] == len(attention.weights) - 1
         await pilot.press("comma")
         assert strip.shown[2] == heads
-        assert calls == []
+        assert app.client.seq == ops_sent  # redrawn from the rows already here
 
 
-async def test_browsed_steps_use_rows_kept_while_generating(make_tui, monkeypatch):
+async def test_browsed_steps_show_that_steps_rows(make_tui, tiny_loaded):
+    """(That the rows come from each step's own pass, with no model run when browsing,
+    is tested on the engine itself in test_attention.)"""
     app = make_tui(max_new_tokens=6)
     async with app.run_test(size=(120, 40)) as pilot:
         app.query_one("#transcript").focus()
@@ -68,15 +69,12 @@ async def test_browsed_steps_use_rows_kept_while_generating(make_tui, monkeypatc
         app.query_one("#prompt", Input).focus()
         await pilot.press("enter")
         await settle(app, pilot)
-        calls = []
-        real = app.engine.decoder.last_logits
-        monkeypatch.setattr(app.engine.decoder, "last_logits",
-                            lambda ids: calls.append(ids) or real(ids))
         await pilot.press("escape", "[", "[", "[")
         await settle(app, pilot)
         title, _, _, weights = app.query_one(AttentionStrip).shown
-        assert title == "step 4/6" and calls == []
-        assert weights == pytest.approx(list(app.engine.attention(4).weights[0][0]))
+        assert title == "step 4/6"
+        expected = mirror_engine(tiny_loaded, app).attention(4)
+        assert weights == pytest.approx(list(expected.weights[0][0]), abs=1e-6)
         assert len(weights) == app.history[3].context
 
 

@@ -4,7 +4,7 @@ import json
 
 from textual.widgets import Input, Tree
 
-from conftest import settle
+from conftest import mirror_engine, settle
 from minigpt.branches import path_ids, path_log_prob, path_text
 from minigpt.session import read_session
 from tui.branches import BranchScreen
@@ -16,13 +16,13 @@ async def two_paths(app, pilot):
     app.query_one("#prompt", Input).value = "农夫山泉 "
     await pilot.press("enter")
     await settle(app, pilot)
-    first = tuple(app.engine.steps)
+    first = tuple(app.history)
     await pilot.press("escape", "[", "[", "[", "[")  # browse back to step 3
     await pilot.press("2")  # rewinds to step 3 and takes its second candidate
     await settle(app, pilot)
     await pilot.press("space", "space")
     await settle(app, pilot)
-    return first, tuple(app.engine.steps)
+    return first, tuple(app.history)
 
 
 def labels(node):
@@ -32,12 +32,13 @@ def labels(node):
     return out
 
 
-async def test_t_lists_the_paths_and_enter_switches_exactly(make_tui):
+async def test_t_lists_the_paths_and_enter_switches_exactly(make_tui, tiny_loaded):
     app = make_tui(max_new_tokens=6)
     async with app.run_test(size=(120, 40)) as pilot:
         first, second = await two_paths(app, pilot)
         assert path_ids(first)[:2] == path_ids(second)[:2] and first[2] != second[2]
         await pilot.press("t")
+        await settle(app, pilot)
         screen = app.screen
         assert isinstance(screen, BranchScreen)
         tree = screen.query_one(Tree)
@@ -52,11 +53,12 @@ async def test_t_lists_the_paths_and_enter_switches_exactly(make_tui):
         await pilot.press("enter")
         await settle(app, pilot)
         assert not isinstance(app.screen, BranchScreen)
-        assert tuple(app.engine.steps) == first and app.history == list(first)
+        assert app.history == list(first)
+        assert app.position == len(app.turn.prompt_ids) + len(first)
         assert app.query_one(Transcript).plain == "农夫山泉 " + path_text(first)
         assert [c.id for c in app.preview.candidates] == \
-            [c.id for c in app.engine.peek().candidates]
-        assert app.engine.branches.alternatives(first) == [second]
+            [c.id for c in mirror_engine(tiny_loaded, app).peek().candidates]
+        assert [b["tokens"] for b in app.turn.branches] == [path_ids(second)]
 
 
 async def test_branches_are_saved_with_the_session_and_exported(make_tui, tmp_path,

@@ -110,5 +110,5 @@ async def test_resize_down_to_40x12_mid_generation_keeps_text(make_tui):
         await settle(app, pilot)
         turn = app.query_one(Transcript).current
         assert len(turn.segments) == 400
-        assert turn.plain == "hello" + app.runner.engine.completion
+        assert turn.plain == "hello" + app.turn.completion
         assert app.screen.size == (40, 12)

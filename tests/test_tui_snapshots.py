@@ -13,6 +13,7 @@ SIZES = [(80, 24), (120, 40)]
 async def explore(pilot):
     """Type a prompt, generate, go to the table, pick #2, browse one step back."""
     app = pilot.app
+    await settle(app, pilot)
     await pilot.press(*"农夫山泉 ", "enter")
     await settle(app, pilot)
     await pilot.press("escape", "2")
@@ -21,9 +22,14 @@ async def explore(pilot):
     await pilot.pause()
 
 
+async def ready(pilot):
+    """The model is loaded (the header shows its size)."""
+    await settle(pilot.app, pilot)
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_start_screen(snap_compare, make_tui, size):
-    assert snap_compare(make_tui(), terminal_size=size)
+    assert snap_compare(make_tui(), terminal_size=size, run_before=ready)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -43,7 +49,7 @@ def test_tinted_with_top_k(snap_compare, make_tui, size):
 
 
 def test_help_screen(snap_compare, make_tui):
-    assert snap_compare(make_tui(), terminal_size=(80, 24), press=["f1"])
+    assert snap_compare(make_tui(), terminal_size=(80, 24), run_before=ready, press=["f1"])
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -61,6 +67,7 @@ def test_why_panel(snap_compare, make_tui, size):
 def test_score_screen(snap_compare, make_tui, size):
     async def score(pilot):
         from textual.widgets import Input
+        await settle(pilot.app, pilot)
         pilot.app.query_one("#prompt", Input).value = "农夫山泉 天然水 550ml 瓶装\n可口可乐 零度"
         await pilot.press("f2")
         await settle(pilot.app, pilot)
@@ -73,6 +80,7 @@ def test_score_screen(snap_compare, make_tui, size):
 def test_complete_characters(snap_compare, make_tui, size):
     async def complete(pilot):
         from textual.widgets import Input
+        await settle(pilot.app, pilot)
         pilot.app.query_one("#prompt", Input).value = "蒙牛"  # a byte piece among the next five
         await pilot.press("escape", "space", "backspace")
         await settle(pilot.app, pilot)
@@ -84,23 +92,23 @@ def test_complete_characters(snap_compare, make_tui, size):
 
 
 @pytest.fixture
-def shipped_tui(monkeypatch):
-    """The shipped model, loaded by its relative path from the checkout (stable header)."""
+def shipped_tui(monkeypatch, engine_client):
+    """The shipped model, opened by its relative path from the checkout (stable header)."""
     from pathlib import Path
 
-    from minigpt.checkpoint import load
     from minigpt.settings import SamplingSettings
     from tui.app import make_app
 
     monkeypatch.chdir(Path(__file__).parent.parent)
-    loaded = load("model/model.ckpt", device="cpu")
-    return lambda **settings: make_app(loaded, SamplingSettings(**settings))
+    return lambda **settings: make_app("model/model.ckpt", SamplingSettings(**settings),
+                                       device="cpu", client=engine_client)
 
 
 def test_shipped_model_explained(snap_compare, shipped_tui):
     """For the README: a brand, one step, the byte pieces completed and the why panel."""
     async def explore(pilot):
         from textual.widgets import Input
+        await settle(pilot.app, pilot)
         pilot.app.query_one("#prompt", Input).value = "可口可乐 "
         await pilot.press("escape", "space", "backspace")
         await settle(pilot.app, pilot)
@@ -120,6 +128,7 @@ def test_branch_tree(snap_compare, make_tui, size):
         await pilot.press("[", "[", "3")  # back two more steps and another pick: a third path
         await settle(app, pilot)
         await pilot.press("t")
+        await settle(app, pilot)
         await pilot.pause()
 
     assert snap_compare(make_tui(max_new_tokens=10), terminal_size=size, run_before=branches)

@@ -3,7 +3,7 @@
 import pytest
 from textual.widgets import Input
 
-from conftest import settle
+from conftest import assert_close, mirror_engine, settle
 from minigpt.settings import SamplingSettings
 from tui.why import WhyPanel
 
@@ -19,7 +19,7 @@ def panel_text(app) -> str:
     return "\n".join(strip.text for strip in panel.render_lines(panel.region.reset_offset))
 
 
-async def test_w_toggles_the_panel_for_the_next_token(make_tui):
+async def test_w_toggles_the_panel_for_the_next_token(make_tui, tiny_loaded):
     app = make_tui(max_new_tokens=6, temperature=0.7, top_k=3)
     async with app.run_test(size=(120, 40)) as pilot:
         await start(app, pilot)
@@ -29,8 +29,10 @@ async def test_w_toggles_the_panel_for_the_next_token(make_tui):
         await settle(app, pilot)
         assert panel.display
         title, why, settings = panel.shown
-        expected = app.engine.explain(None, SamplingSettings(temperature=0.7, top_k=3))
-        assert why == expected and title == "step 7 · next token"
+        expected = mirror_engine(tiny_loaded, app).explain(
+            None, SamplingSettings(temperature=0.7, top_k=3))
+        assert_close(why, expected)
+        assert title == "step 7 · next token"
         assert [r.id for r in why.rows] == [c.id for c in app.preview.candidates]
         text = panel_text(app)
         assert f"{why.rows[0].final:.4f}" in text and "k 3 · p –" in text
@@ -40,29 +42,27 @@ async def test_w_toggles_the_panel_for_the_next_token(make_tui):
         assert not panel.display
 
 
-async def test_sidebar_knobs_redraw_it_at_once_without_the_model(make_tui, monkeypatch):
+async def test_sidebar_knobs_redraw_it_at_once(make_tui, tiny_loaded):
+    """(That the engine redraws from cached logits, running no model, is tested on the
+    engine itself in test_explain.)"""
     app = make_tui(max_new_tokens=4, temperature=1.0)
     async with app.run_test(size=(120, 40)) as pilot:
         await start(app, pilot)
         await pilot.press("escape", "w")
         await settle(app, pilot)
         before = app.query_one(WhyPanel).shown[1]
-        calls = []
-        real = app.engine.decoder.last_logits
-        monkeypatch.setattr(app.engine.decoder, "last_logits",
-                            lambda ids: calls.append(ids) or real(ids))
         knob = app.query_one("#knob-temperature", Input)
         knob.value = "0.3"
         await settle(app, pilot)
         title, after, settings = app.query_one(WhyPanel).shown
-        assert settings.temperature == 0.3 and calls == []
+        assert settings.temperature == 0.3
         assert [r.raw for r in after.rows] == [r.raw for r in before.rows]  # same logits
         assert after.rows[0].tempered > before.rows[0].tempered  # sharper at T 0.3
-        assert after == app.engine.explain(None, SamplingSettings(temperature=0.3,
-                                                                  max_new_tokens=4))
+        assert_close(after, mirror_engine(tiny_loaded, app).explain(
+            None, SamplingSettings(temperature=0.3, max_new_tokens=4)))
         app.query_one("#knob-top_p", Input).value = "0.5"
         await settle(app, pilot)
-        assert app.query_one(WhyPanel).shown[2].top_p == 0.5 and calls == []
+        assert app.query_one(WhyPanel).shown[2].top_p == 0.5
 
 
 async def test_browsing_past_steps_explains_that_step(make_tui):

@@ -1,4 +1,5 @@
-"""``minigpt-tui [CKPT] [knobs]``: load the model (with progress), then open the explorer."""
+"""``minigpt-tui [CKPT] [knobs]``: open the explorer at once; the engine process loads
+the model meanwhile (progress on the status line) and never blocks the screen."""
 
 from __future__ import annotations
 
@@ -42,21 +43,27 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as exc:
                 raise MiniGPTError(f"{args.session}: cannot read session ({exc.strerror})") \
                     from None
-        from rich.console import Console
-
-        from minigpt.checkpoint import load
-
-        path = args.ckpt or default_checkpoint()
-        with Console(stderr=True).status(f"loading {path} …"):
-            loaded = load(path, device=args.device, tokenizer=args.tokenizer)
-            from tui.app import make_app  # textual imports take a moment too
+        session = args.session or new_session_path()
+        if args.session is None:
+            session.parent.mkdir(parents=True, exist_ok=True)
+        elif not session.parent.is_dir():
+            raise MiniGPTError(f"{session}: the directory {session.parent} does not exist")
     except MiniGPTError as exc:
         print(f"minigpt-tui: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
-    make_app(loaded, settings, args.session or new_session_path(), resumed).run()
-    return 0
+    except OSError as exc:
+        print(f"minigpt-tui: error: cannot create {exc.filename}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    from tui.app import make_app  # the model loads in the engine process, not here
+
+    path = args.ckpt or default_checkpoint()
+    app = make_app(path, settings, session, resumed, device=args.device,
+                   tokenizer=args.tokenizer)
+    app.run()
+    if app.load_error:  # the model did not load: nothing to explore
+        print(f"minigpt-tui: error: {app.load_error}", file=sys.stderr)
+    return app.return_code or 0
 
 
 def run() -> None:

@@ -1,13 +1,15 @@
-"""minigpt-tui: a Textual app over ``minigpt.engine``.
+"""minigpt-tui: a Textual app over the engine process (``minigpt.host``).
 
-The app only consumes the engine: every operation runs in a thread worker
-(``runner.EngineRunner``) that posts batched messages; state lives in reactives.
+The app never imports torch: every operation is an op sent to the engine process
+(``tui.client``), whose replies come back in batches (``tui.replies``); state
+lives in reactives.
 """
 
 from __future__ import annotations
 
-import time
-from functools import partial
+import asyncio
+import os
+import signal
 from pathlib import Path
 
 from textual import on
@@ -16,40 +18,29 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Input, Label, Static
-from textual.worker import Worker, WorkerState, get_current_worker
 
-from minigpt.checkpoint import LoadedModel
-from minigpt.devices import leave_a_core_free
-from minigpt.engine import Engine, Preview, Step
-from minigpt.session import SessionRecorder
+from minigpt import protocol as p
+from minigpt.session import SessionRecorder, TurnState, export_transcript
 from minigpt.settings import SamplingSettings
+from minigpt.steps import Preview, Step
 
 from .attention import AttentionStrip
 from .branches import BranchScreen
+from .client import EngineClient
 from .commands import explorer_commands
 from .insights import InsightsMixin
 from .knobs import Sidebar
-from .messages import (Exported, RunFailed, RunFinished, StepsAdded, StepsUndone,
-                       TurnStarted)
-from .runner import EngineRunner, Export, Generate, Switch, Take, Undo
+from .messages import EngineExited, EngineReplies
+from .replies import RepliesMixin, human_count
 from .scoring import ScoreScreen
 from .screens import HelpScreen, ModelScreen
 from .widgets import CandidatesTable, KeyHints, StatusLine, Transcript
 from .why import WhyPanel
 
 NARROW_WIDTH = 70  # below this the sidebar hides
-# While tokens stream, the candidates table redraws at most this often: a DataTable
-# redraw costs the UI thread more than the rest of a frame, and nobody reads five
-# rows at 30 frames/s. The transcript keeps the full frame rate; the table catches up
-# when the run ends.
-TABLE_SECONDS = 1 / 8
 
 
-def human_count(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K" if n >= 1e3 else str(n)
-
-
-class MiniGPTApp(InsightsMixin, App):
+class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
     BINDINGS = [
@@ -65,6 +56,7 @@ class MiniGPTApp(InsightsMixin, App):
         Binding("f2", "score", "score text", id="score"),
         Binding("t", "branches", "branch tree", id="branches"),
         Binding("a", "toggle_attention", "attention strip", id="attention"),
+        Binding("r", "restart_engine", "restart engine", show=False, id="restart"),
         Binding("comma", "attention_head(-1)", "previous head", show=False, id="head-back"),
         Binding("full_stop", "attention_head(1)", "next head", show=False, id="head-next"),
         Binding("less_than_sign", "attention_layer(-1)", "previous layer", show=False,
@@ -74,8 +66,10 @@ class MiniGPTApp(InsightsMixin, App):
         Binding("ctrl+s", "export", "export transcript", id="export"),
     ]
 
+    engine_state: reactive[str] = reactive("loading")
+    """loading · ready · stopped (the process died) · failed (the model did not load)."""
     running: reactive[bool] = reactive(False)
-    """A worker is generating."""
+    """An engine op (generate, step, pick, undo, branch) has not answered OpDone yet."""
     settings: reactive[SamplingSettings] = reactive(SamplingSettings, always_update=True)
     """The knobs in force (the sidebar's last valid values)."""
     view_step: reactive[int | None] = reactive(None)
@@ -83,27 +77,51 @@ class MiniGPTApp(InsightsMixin, App):
     tint: reactive[bool] = reactive(False)
     """Colour the transcript's tokens by their probability."""
 
-    def __init__(self, loaded: LoadedModel, settings: SamplingSettings | None = None,
-                 session_path: Path | None = None, resumed: list[dict] | None = None):
+    def __init__(self, checkpoint: str | Path, settings: SamplingSettings | None = None,
+                 session_path: Path | None = None, resumed: list[dict] | None = None,
+                 device: str = "auto", tokenizer: str | None = None,
+                 client: EngineClient | None = None):
         super().__init__()
-        leave_a_core_free()  # the UI thread needs a core of its own
-        self.loaded = loaded
-        self.engine = Engine.from_loaded(loaded, settings)
-        recorder = SessionRecorder(session_path, str(loaded.path)) if session_path else None
-        self.runner = EngineRunner(self.engine, recorder)
+        self.checkpoint = str(checkpoint)  # as the user wrote it, for the header
+        # Absolute for the engine process, which may run in another directory (tests).
+        self.checkpoint_path = os.path.abspath(checkpoint)
+        self.device, self.tokenizer = device, tokenizer
+        self.owns_client = client is None
+        self.client = client or EngineClient()
+        self.recorder = SessionRecorder(session_path, self.checkpoint) if session_path else None
         self.resumed = resumed or []
         self.set_reactive(MiniGPTApp.settings, settings or SamplingSettings())
-        self.history: list[Step] = []  # the current turn's steps, as the UI has them
+        self.info: p.ModelInfo | None = None  # from Ready
+        self.loading_stage = "start"
+        self.turn = TurnState()  # the turn on screen, as the engine reported it
         self.preview: Preview | None = None
-        self.pending_ops = 0
+        self.position = 0  # tokens in the engine's sequence (prompt + generated)
+        self.pending = ""  # bytes waiting for their character, as ‹e5 86›
+        self.sampler_state: bytes | None = None
+        self.first_seq = self.client.seq + 1  # replies to older ops are another app's
+        self.last_engine_seq = 0  # the newest op that changes the sequence
+        self.last_run_seq = 0  # the newest op that generates until stopped
+        self.last_done = self.client.seq
+        self.restoring = False
+        self.load_error = ""  # why the model did not load, printed after the app closes
         self.table_shown_at = 0.0  # monotonic time of the last streamed table redraw
+        self.branch_request = 0
+        self.score_request = 0
+
+    @property
+    def history(self) -> list[Step]:
+        """The current turn's steps, as the engine reported them."""
+        return self.turn.steps
+
+    @property
+    def idle(self) -> bool:
+        """Every op sent has been answered (tests and benchmarks wait for this)."""
+        return self.engine_state != "loading" and self.last_done >= self.client.seq
 
     # --- layout ----------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        loaded = self.loaded
-        yield Static(f"minigpt-tui · {loaded.path} · {human_count(loaded.num_parameters)} "
-                     f"params · {loaded.device}", id="header", markup=False)
+        yield Static("", id="header", markup=False)
         with Horizontal(id="body"):
             yield Sidebar(self.settings, id="sidebar")
             with Vertical(id="main"):
@@ -112,99 +130,77 @@ class MiniGPTApp(InsightsMixin, App):
                 yield WhyPanel("", id="why", markup=False)
                 yield Label("", id="candidates-title", markup=False)
                 yield CandidatesTable(id="candidates")
-                yield StatusLine("ready · type a prompt and press enter", id="status",
-                                 markup=False)
+                yield StatusLine("loading model …", id="status", markup=False)
         with Horizontal(id="prompt-row"):
             yield Label("> ", id="prompt-mark")
-            yield Input(placeholder="prompt, e.g. 农夫山泉 ", id="prompt", compact=True)
+            prompt = Input(placeholder="prompt, e.g. 农夫山泉 ", id="prompt", compact=True)
+            prompt.cursor_blink = False  # nothing to repaint twice a second over SSH
+            yield prompt
         yield KeyHints(KeyHints.PROMPT, id="hints")
 
     def on_mount(self) -> None:
+        self.show_header()
         self.query_one("#prompt", Input).focus()
         transcript = self.query_one(Transcript)
         for record in self.resumed:
             transcript.add_past_turn(record)
         self.set_class(self.size.width < NARROW_WIDTH, "narrow")
+        self.client.attach(lambda replies: self.post_message(EngineReplies(replies)),
+                           lambda description: self.post_message(EngineExited(description)))
+        if not self.client.alive:
+            self.client.start()
+        self.open_model()
+        if self.owns_client:  # the real program (tests share one engine, and no signals)
+            loop = asyncio.get_running_loop()
+            for name in ("SIGHUP", "SIGTERM"):
+                if hasattr(signal, name):
+                    loop.add_signal_handler(getattr(signal, name), self.hang_up)
+
+    def open_model(self) -> None:
+        self.engine_state = "loading"
+        self.send(p.Open, path=self.checkpoint_path, device=self.device,
+                  tokenizer=self.tokenizer, settings=self.settings)
+
+    def show_header(self) -> None:
+        info = self.info
+        if info is None:
+            text = f"minigpt-tui · {self.checkpoint} · loading model … ({self.loading_stage})"
+        else:
+            text = (f"minigpt-tui · {self.checkpoint} · {human_count(info.parameters)} params "
+                    f"· {info.device}")
+        self.query_one("#header", Static).update(text)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_WIDTH, "narrow")
 
-    # --- worker ----------------------------------------------------------------
+    # --- ops -------------------------------------------------------------------
 
-    def submit(self, op) -> None:
-        """Run ``op`` in the engine worker; it cancels (within a token) what is running."""
-        self.runner.cancel()
+    def send(self, op_type, **fields) -> int | None:
+        try:
+            return self.client.send(op_type, **fields)
+        except (OSError, ValueError):
+            self.show_error("engine stopped — r restarts")
+            return None
+
+    def submit(self, op_type, **fields) -> None:
+        """Send an op that changes the sequence. It stops a run in progress (within a
+        token) but not the single steps, picks and undos queued before it."""
+        if self.engine_state in ("stopped", "failed"):
+            self.show_error("engine stopped — r restarts")
+            return
+        self.client.cancel_runs(self.last_run_seq)
+        seq = self.send(op_type, settings=self.settings, **fields)
+        if seq is None:
+            return
+        self.last_engine_seq = seq
+        if op_type is p.Generate and fields.get("count") != 1:
+            self.last_run_seq = seq
         self.running = True
-        self.pending_ops += 1
-        self.run_worker(partial(self._execute, op), thread=True, exclusive=True,
-                        group="engine", exit_on_error=False, name=type(op).__name__)
-
-    def _execute(self, op) -> None:
-        worker = get_current_worker()
-        self.runner.execute(op, self.post_message, lambda: worker.is_cancelled)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:  # a bug, not a user mistake: show it, stay alive
-            error = event.worker.error
-            self.show_error(f"internal error: {type(error).__name__}: {error}")
-            self.running = False
-
-    # --- messages from the worker ----------------------------------------------
-
-    def on_turn_started(self, message: TurnStarted) -> None:
-        self.history = []
-        self.preview = None
-        self.view_step = None
-        self.query_one(Transcript).start_turn(message.prompt)
-
-    def on_steps_added(self, message: StepsAdded) -> None:
-        self.history.extend(message.steps)
-        self.query_one(Transcript).add_steps(message.steps, self.engine_pending_display())
-        now = time.monotonic()
-        if self.view_step is None and now - self.table_shown_at >= TABLE_SECONDS:
-            self.table_shown_at = now
-            last = message.steps[-1]
-            self.show_candidates(f"step {last.index} · chose {last.chosen.text!r}",
-                                 last.candidates, last.chosen.id)
-        self.set_status(f"generating · {len(self.history)} tokens · "
-                        f"{message.tokens_per_second:.0f} tok/s · "
-                        f"{self.position_text(self.history[-1].position + 1)}")
-
-    def on_steps_undone(self, message: StepsUndone) -> None:
-        del self.history[len(self.history) - len(message.steps):]
-        self.query_one(Transcript).remove_steps(len(message.steps), self.engine_pending_display())
-
-    def on_run_finished(self, message: RunFinished) -> None:
-        self.pending_ops -= 1
-        if self.pending_ops > 0:
-            return  # a newer operation is queued behind this one
-        self.running = False
-        self.preview = message.preview
-        if self.view_step is not None and self.view_step > len(self.history):
-            self.view_step = None
-        self.refresh_candidates()
-        self.request_insights()
-        if message.reason == "error":
-            return  # the error stays on the status line
-        rate = f" · {message.tokens_per_second:.0f} tok/s" if message.tokens_per_second else ""
-        self.set_status(f"{message.reason} · {len(self.history)} tokens{rate} · "
-                        f"{self.position_text(message.position)}")
-
-    def on_run_failed(self, message: RunFailed) -> None:
-        self.show_error(message.message)
-
-    def on_exported(self, message: Exported) -> None:
-        names = " and ".join(str(p) for p in message.paths)
-        self.set_status(f"exported {names}")
-        self.notify(f"transcript written to {names}", markup=False)
 
     # --- helpers -----------------------------------------------------------------
 
-    def engine_pending_display(self) -> str:
-        return self.engine.pending_display  # a plain attribute read, no torch work
-
     def position_text(self, position: int) -> str:
-        C = self.loaded.context_length
+        C = self.info.context_length if self.info else 0
         return f"pos {position}/{C}" if position <= C else f"pos {position} (window {C})"
 
     def set_status(self, text: str) -> None:
@@ -283,14 +279,17 @@ class MiniGPTApp(InsightsMixin, App):
 
     @on(Input.Submitted, "#prompt")
     def prompt_submitted(self, event: Input.Submitted) -> None:
-        self.submit(Generate(event.value, None, self.settings))
+        self.generate(event.value)
+
+    def generate(self, prompt: str) -> None:
+        self.view_step = None
+        self.submit(p.Generate, prompt=prompt, count=None)
 
     def action_escape(self) -> None:
         if isinstance(self.screen, (HelpScreen, ModelScreen, ScoreScreen, BranchScreen)):
             self.screen.dismiss()
         elif self.running:
-            self.runner.cancel()
-            self.workers.cancel_group(self, "engine")
+            self.client.cancel_all()
         elif isinstance(self.focused, Input) and self.focused.id == "prompt":
             self.query_one(CandidatesTable).focus()
         else:
@@ -298,32 +297,32 @@ class MiniGPTApp(InsightsMixin, App):
 
     def action_step_one(self) -> None:
         self.view_step = None
-        self.submit(Generate(self.prompt_text(), 1, self.settings, only_if_fresh=True))
+        self.submit(p.Generate, prompt=self.prompt_text(), count=1, only_if_fresh=True)
 
     def action_continue_generation(self) -> None:
         self.view_step = None
-        self.submit(Generate(self.prompt_text(), None, self.settings, only_if_fresh=True))
+        self.submit(p.Generate, prompt=self.prompt_text(), count=None, only_if_fresh=True)
 
     def action_pick(self, rank: int) -> None:
         if self.view_step is not None:  # rewind to that step and take its candidate
-            step = self.history[self.view_step - 1]
-            candidates, keep = step.candidates, self.view_step - 1
-        elif self.preview is not None:
-            candidates, keep = self.preview.candidates, len(self.history)
+            candidates = self.history[self.view_step - 1].candidates
+            keep = self.view_step - 1
+        elif self.preview is not None or self.running:
+            candidates, keep = self.preview.candidates if self.preview else (), None
         else:
             self.set_status("nothing to pick yet: press space to start from the prompt")
             return
-        if rank > len(candidates):
+        if candidates and rank > len(candidates):
             return
         self.view_step = None
-        self.submit(Take(candidates[rank - 1].id, keep, self.settings))
+        self.submit(p.Take, rank=rank, keep_steps=keep)
 
     def action_undo(self) -> None:
         if not self.history and not self.running:
             self.set_status("nothing to undo")
             return
         self.view_step = None
-        self.submit(Undo(self.settings))
+        self.submit(p.Undo)
 
     def action_focus_prompt(self) -> None:
         self.query_one("#prompt", Input).focus()
@@ -346,18 +345,20 @@ class MiniGPTApp(InsightsMixin, App):
         if self.running:  # the stream rewrites the status line: say it in a toast
             self.notify("stop the run first (escape), then browse branches", markup=False)
             return
-        if not self.engine.started:
+        if not self.turn.prompt:
             self.set_status("no turn yet: branches appear when you undo or pick")
             return
-        current = tuple(self.history)
-        screen = BranchScreen(self.engine.prompt, current,
-                              self.engine.branches.alternatives(current))
-        self.push_screen(screen, self.switch_branch)
+        self.branch_request = self.send(p.ListBranches) or 0
+
+    def got_branches(self, reply: p.Branches) -> None:
+        if reply.seq == self.branch_request and not isinstance(self.screen, BranchScreen):
+            screen = BranchScreen(self.turn.prompt, tuple(self.history), list(reply.alternatives))
+            self.push_screen(screen, self.switch_branch)
 
     def switch_branch(self, path) -> None:
         if path is not None and path != tuple(self.history):
             self.view_step = None
-            self.submit(Switch(path, self.settings))
+            self.submit(p.Switch, path=path)
 
     def action_score(self) -> None:
         """Score the prompt's text, or the current turn's when the prompt is empty."""
@@ -365,29 +366,77 @@ class MiniGPTApp(InsightsMixin, App):
         if not text:
             turn = self.query_one(Transcript).current
             text = turn.plain if turn is not None else ""
-        self.push_screen(ScoreScreen(self.loaded, text))
+        self.push_screen(ScoreScreen(text, self.request_score))
+
+    def request_score(self, text: str, exact: bool) -> None:
+        self.score_request = self.send(p.ScoreText, text=text, exact=exact) or 0
+
+    def got_scored(self, reply: p.Scored) -> None:
+        if reply.seq == self.score_request and isinstance(self.screen, ScoreScreen):
+            self.screen.show_score(reply.score, reply.error)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
     def action_model(self) -> None:
-        self.push_screen(ModelScreen(self.loaded))
+        if self.info is None:
+            self.set_status("the model is still loading")
+            return
+        self.push_screen(ModelScreen({**self.info.report, "path": self.checkpoint}))
 
     def action_export(self) -> None:
-        self.run_worker(partial(self.runner.export, Export(Path.cwd()), self.post_message),
-                        thread=True, group="export", exit_on_error=False)
+        if self.recorder is None:
+            self.show_error("export failed: no session file to export")
+            return
+        try:
+            self.remember_turn()
+            paths = export_transcript(self.recorder.path, Path.cwd())
+        except OSError as exc:
+            self.show_error(f"export failed: {exc}")
+            return
+        names = " and ".join(str(path) for path in paths)
+        self.set_status(f"exported {names}")
+        self.notify(f"transcript written to {names}", markup=False)
+
+    def action_restart_engine(self) -> None:
+        if self.engine_state not in ("stopped", "failed"):
+            self.set_status("the engine is running (r restarts it only after it stopped)")
+            return
+        self.client.start()
+        self.open_model()
+        self.set_status("restarting the engine …")
+        if self.turn.prompt:
+            self.restoring = True
+            self.last_engine_seq = self.send(p.Restore, prompt=self.turn.prompt,
+                                             steps=tuple(self.history),
+                                             sampler_state=self.sampler_state,
+                                             settings=self.settings) or 0
+
+    def hang_up(self) -> None:
+        """SIGHUP (an SSH drop) or SIGTERM: save the turn, stop the engine, leave."""
+        self.client.cancel_all()
+        self.remember_turn("stopped")
+        self.client.stop(timeout=0.1)
+        self.exit(return_code=129)
 
     async def action_quit(self) -> None:
-        self.runner.cancel()  # the worker stops before its next token
-        self.workers.cancel_all()
-        self.runner.flush()  # save the current turn if stepping changed it
+        self.client.cancel_all()  # a run stops before its next token
+        self.remember_turn()  # save the current turn if stepping changed it
         self.exit()
+
+    def on_unmount(self) -> None:
+        if self.owns_client:
+            self.client.stop()
+        else:
+            self.client.cancel_all()  # a shared engine must not keep running our op
 
     def get_system_commands(self, screen) -> list[SystemCommand]:
         return [*super().get_system_commands(screen), *explorer_commands(self)]
 
 
-def make_app(loaded: LoadedModel, settings: SamplingSettings | None = None,
-             session_path: Path | None = None, resumed: list[dict] | None = None) -> MiniGPTApp:
+def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
+             session_path: Path | None = None, resumed: list[dict] | None = None,
+             device: str = "auto", tokenizer: str | None = None,
+             client: EngineClient | None = None) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
-    return MiniGPTApp(loaded, settings, session_path, resumed)
+    return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client)

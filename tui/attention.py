@@ -7,7 +7,6 @@ from rich.text import Text
 from textual.widgets import Static
 
 from minigpt.steps import Attention
-from minigpt.tokenizer import display_piece
 
 # Background by weight, in named ANSI colours so a 16-colour terminal shows it too.
 LEVELS = ((0.3, "black on bright_white"), (0.1, "white on red"), (0.03, "white on magenta"),
@@ -31,7 +30,7 @@ class AttentionStrip(Static):
 
     shown: tuple | None = None  # (title, layer, head, weights) on screen, for tests
 
-    def show(self, title: str, attention: Attention | None, layer: int, head: int, tokenizer,
+    def show(self, title: str, attention: Attention | None, layer: int, head: int,
              error: str = "") -> None:
         if attention is None:
             self.shown = (title, layer, head, None)
@@ -40,7 +39,7 @@ class AttentionStrip(Static):
         layers, heads = len(attention.weights), len(attention.weights[0])
         weights = head_weights(attention, layer, head)
         self.shown = (title, layer, head, weights)
-        pieces = [display_piece(tokenizer.token_bytes(i)) for i in attention.window_ids]
+        pieces = list(attention.window_text)
         which = f"mean of {heads} heads" if head >= heads else f"head {head + 1}/{heads}"
         top = sorted(range(len(weights)), key=weights.__getitem__, reverse=True)[:3]
         heading = Text.assemble(

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from textual.app import SystemCommand
 
-from .runner import Generate
 from .widgets import CandidatesTable
 
 
 def explorer_commands(app) -> list[SystemCommand]:
     return [
         SystemCommand("Generate", "Generate from the prompt text",
-                      lambda: app.submit(Generate(app.prompt_text(), None, app.settings))),
+                      lambda: app.generate(app.prompt_text())),
         SystemCommand("Stop", "Stop the running generation", app.action_escape),
         SystemCommand("Step one token", "Sample exactly one token", app.action_step_one),
         SystemCommand("Undo", "Remove the last token", app.action_undo),
@@ -30,6 +29,8 @@ def explorer_commands(app) -> list[SystemCommand]:
         SystemCommand("Model info", "Format, h_params, tensors", app.action_model),
         SystemCommand("Export transcript", "Write Markdown and JSON to the current "
                       "directory", app.action_export),
+        SystemCommand("Restart engine", "Start the engine again after it stopped; the turn "
+                      "comes back as it was", app.action_restart_engine),
         SystemCommand("Keys", "Show every key", app.action_help),
         SystemCommand("Candidates", "Focus the candidates table",
                       lambda: app.query_one(CandidatesTable).focus()),

@@ -1,20 +1,18 @@
 """Why-this-token and character completions, as requested by the explorer.
 
-Both are asked of the engine worker for the step the candidates table shows
-(``view_step``; None is the next token) and come back as messages; an answer to
-an older request (the knobs or the step changed since) is dropped. Neither
-cancels a running generation: the worker answers when the run ends.
+Each is an op to the engine process for the step the candidates table shows
+(``view_step``; None is the next token), answered by a reply; an answer to an
+older request (the knobs or the step changed since) is dropped. None cancels a
+running generation: the engine answers when the run ends.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
 from textual.reactive import reactive
 
+from minigpt.protocol import Attend, Attended, Complete, Completed, Explain, Explained
+
 from .attention import AttentionStrip
-from .messages import Attended, Completed, Explained
-from .runner import Attend, Complete, Explain
 from .why import WhyPanel
 
 # Below this many rows the why panel and the attention strip take turns, so the
@@ -23,8 +21,8 @@ ONE_PANEL_BELOW_ROWS = 34
 
 
 class InsightsMixin:
-    """Mixed into the app, which provides ``view_step``, ``settings``, ``history``,
-    ``engine`` and the ``runner``."""
+    """Mixed into the app, which provides ``view_step``, ``settings``, ``history``
+    and ``send`` (an op to the engine)."""
 
     why_shown: reactive[bool] = reactive(False)
     """The why-this-token panel is open."""
@@ -47,12 +45,6 @@ class InsightsMixin:
         self.request_completions()
         self.request_attention()
 
-    def ask_worker(self, run, op, group: str) -> None:
-        """Run ``run(op, post)`` in a thread worker of its own group (never the engine's,
-        so a running generation is not cancelled)."""
-        self.run_worker(partial(run, op, self.post_message), thread=True, group=group,
-                        exit_on_error=False)
-
     def step_title(self, index: int | None) -> str:
         return f"step {index}/{len(self.history)}" if index is not None else \
             f"step {len(self.history) + 1} · next token"
@@ -73,12 +65,11 @@ class InsightsMixin:
         keeping rows (the strip closed)."""
         if capture is None and not (self.attention_shown and self.is_mounted):
             return
-        self.attention_request += 1
-        op = Attend(self.attention_request, self.view_step, capture=capture is not False)
-        self.ask_worker(self.runner.attend, op, "attention")
+        self.attention_request = self.send(Attend, step_index=self.view_step,
+                                           capture=capture is not False) or 0
 
-    def on_attended(self, message: Attended) -> None:
-        if message.request == self.attention_request:
+    def got_attended(self, message: Attended) -> None:
+        if message.seq == self.attention_request:
             self.attention = (message.step_index, message.attention, message.error)
             self.draw_attention()
 
@@ -90,8 +81,7 @@ class InsightsMixin:
             self.set_reactive(type(self).attention_layer, self.attention_layer % layers)
             self.set_reactive(type(self).attention_head, self.attention_head % (heads + 1))
         self.query_one(AttentionStrip).show(self.step_title(step), attention,
-                                            self.attention_layer, self.attention_head,
-                                            self.engine.tokenizer, error)
+                                            self.attention_layer, self.attention_head, error)
 
     def watch_attention_layer(self) -> None:
         self.draw_attention()
@@ -108,11 +98,11 @@ class InsightsMixin:
     def action_attention_layer(self, delta: int) -> None:
         self.attention_layer += delta
 
-    def on_explained(self, message: Explained) -> None:
-        if message.request != self.why_request:
+    def got_explained(self, message: Explained) -> None:
+        if message.seq != self.why_request:
             return  # the knobs or the step changed since
-        self.query_one(WhyPanel).show(self.step_title(message.step_index), message.why, message.settings,
-                                      self.engine.tokenizer, message.error)
+        self.query_one(WhyPanel).show(self.step_title(message.step_index), message.why,
+                                      message.settings, message.error)
 
     def watch_why_shown(self, shown: bool) -> None:
         if shown and self.one_panel_at_a_time():
@@ -129,12 +119,11 @@ class InsightsMixin:
         lookahead); the table shows at once and fills the completions in when they come."""
         if not self.complete_shown or not self.is_mounted:
             return
-        self.complete_request += 1
-        op = Complete(self.complete_request, self.view_step, self.settings)
-        self.ask_worker(self.runner.complete, op, "complete")
+        self.complete_request = self.send(Complete, step_index=self.view_step,
+                                          settings=self.settings) or 0
 
-    def on_completed(self, message: Completed) -> None:
-        if message.request == self.complete_request:
+    def got_completed(self, message: Completed) -> None:
+        if message.seq == self.complete_request:
             self.completions = (message.step_index, {c.id: c for c in message.completions})
             self.refresh_candidates()
 
@@ -142,9 +131,8 @@ class InsightsMixin:
         """Ask the worker for the shown step's breakdown (cached logits: no model run)."""
         if not self.why_shown:
             return
-        self.why_request += 1
-        op = Explain(self.why_request, self.view_step, self.settings)
-        self.ask_worker(self.runner.explain, op, "why")
+        self.why_request = self.send(Explain, step_index=self.view_step,
+                                     settings=self.settings) or 0
 
     def action_toggle_complete(self) -> None:
         self.complete_shown = not self.complete_shown

@@ -69,8 +69,10 @@ class Sidebar(VerticalScroll):
         for knob in KNOBS:
             with Horizontal(classes="knob"):
                 yield Label(knob.label, classes="knob-label")
-                yield Input(show(getattr(self.settings, knob.field)), id=f"knob-{knob.field}",
-                            compact=True, select_on_focus=True, classes="knob-input")
+                field = Input(show(getattr(self.settings, knob.field)), id=f"knob-{knob.field}",
+                              compact=True, select_on_focus=True, classes="knob-input")
+                field.cursor_blink = False
+                yield field
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()

@@ -2,39 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from typing import Callable
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static, TextArea
 
-from minigpt.errors import MiniGPTError
-from minigpt.score import Score, score_text
+from minigpt.steps import Score
 from minigpt.tokenizer import StreamDecoder
 
 from .widgets import prob_style
 
 
-@dataclass
-class Scored(Message):
-    """The scoring worker's answer: a result, or the one-line reason there is none."""
+def significant(x: float, digits: int = 4) -> str:
+    """``x`` to ``digits`` significant digits (479,600 · 12.35 · 0.001235): more would
+    only show float noise that differs between machines."""
+    if x == 0 or not math.isfinite(x):
+        return str(x)
+    decimals = digits - 1 - math.floor(math.log10(abs(x)))
+    return f"{round(x, decimals):,.{max(0, decimals)}f}"
 
-    score: Score | None
-    error: str = ""
 
-
-def tinted_text(score: Score, tokenizer) -> Text:
+def tinted_text(score: Score) -> Text:
     """The scored text with each token coloured by its probability (pieces buffered
     into whole characters, as in the transcript)."""
     stream = StreamDecoder()
-    text = Text(stream.feed(tokenizer.token_bytes(score.first_id)))
+    text = Text(stream.feed(score.first_piece))
     for token in score.tokens:
-        text.append(stream.feed(tokenizer.token_bytes(token.id)), style=prob_style(token.prob))
+        text.append(stream.feed(token.piece), style=prob_style(token.prob))
     return text
 
 
@@ -43,9 +42,11 @@ class ScoreScreen(ModalScreen):
                 Binding("f2", "score", "score", priority=True, id="rescore"),
                 Binding("f3", "toggle_exact", "exact windows", priority=True, id="exact")]
 
-    def __init__(self, loaded, text: str):
+    def __init__(self, text: str, request: Callable[[str, bool], None]):
+        """``request(text, exact)`` asks the engine; the app hands the answer to
+        ``show_score``."""
         super().__init__()
-        self.loaded = loaded
+        self.request = request
         self.initial_text = text
         self.score: Score | None = None
         self.exact = False  # every token from its own window of the last context_length
@@ -78,32 +79,22 @@ class ScoreScreen(ModalScreen):
 
     def action_score(self) -> None:
         self.query_one("#score-summary", Static).update("scoring…")
-        self.run_score(self.query_one(TextArea).text, self.exact)
+        self.request(self.query_one(TextArea).text, self.exact)
 
-    @work(thread=True, exclusive=True, group="score", exit_on_error=False)
-    def run_score(self, text: str, exact: bool) -> None:
-        loaded = self.loaded
-        try:
-            score = score_text(loaded.model, loaded.tokenizer, text, loaded.vocab_size,
-                               loaded.context_length, exact=exact)
-            self.post_message(Scored(score))
-        except MiniGPTError as exc:
-            self.post_message(Scored(None, str(exc)))
-
-    def on_scored(self, message: Scored) -> None:
+    def show_score(self, score: Score | None, error: str = "") -> None:
         summary = self.query_one("#score-summary", Static)
         table = self.query_one(DataTable)
         table.clear()
-        self.score = message.score
-        if message.score is None:
-            summary.update(f"✗ {message.error}")
+        self.score = score
+        if score is None:
+            summary.update(f"✗ {error}")
             self.query_one("#score-tinted", Static).update("")
             return
-        score = message.score
-        summary.update(f"perplexity {score.perplexity:,.2f} · {score.mean_surprisal_bits:.2f} "
+        summary.update(f"perplexity {significant(score.perplexity)} · "
+                       f"{score.mean_surprisal_bits:.2f} "
                        f"bits/token · {len(score.tokens)} tokens scored (the first is context "
                        f"only) · {score.windows} forward pass(es)")
-        self.query_one("#score-tinted", Static).update(tinted_text(score, self.loaded.tokenizer))
+        self.query_one("#score-tinted", Static).update(tinted_text(score))
         for t in score.tokens:
             style = "dim" if t.rank > 5 else ""
             table.add_row(*(Text(cell, style=style, no_wrap=True, overflow="ellipsis") for cell in

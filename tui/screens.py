@@ -9,8 +9,6 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from minigpt.render import inspect_report
-
 KEYS = [
     ("prompt", "enter", "generate from the prompt text, streaming"),
     ("anywhere", "escape", "stop a running generation; idle in the prompt: go to the candidates"),
@@ -29,6 +27,7 @@ KEYS = [
     ("anywhere", "t", "branch tree: every path undo and picks left; enter switches to one"),
     ("anywhere", "f2", "score text: every token's probability, rank, surprisal; perplexity"),
     ("anywhere", "m", "model: format, h_params, tensors"),
+    ("candidates", "r", "restart the engine after it stopped (the turn comes back as it was)"),
     ("anywhere", "ctrl+s", "export the transcript: Markdown + JSON in the current directory"),
     ("anywhere", "f1", "this help"),
     ("anywhere", "ctrl+p", "command palette"),
@@ -51,9 +50,10 @@ class HelpScreen(ModalScreen):
 class ModelScreen(ModalScreen):
     BINDINGS = [Binding("escape,m,q", "dismiss", "close", id="close-model")]
 
-    def __init__(self, loaded):
+    def __init__(self, report: dict):
+        """``report``: ``minigpt.render.inspect_report`` of the model, from the engine."""
         super().__init__()
-        self.report = inspect_report(loaded)
+        self.report = report
 
     def compose(self) -> ComposeResult:
         r = self.report

@@ -7,9 +7,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from minigpt.explain import Why
 from minigpt.settings import SamplingSettings
-from minigpt.tokenizer import display_piece
+from minigpt.steps import Why
 
 
 def knobs_text(s: SamplingSettings) -> str:
@@ -24,7 +23,7 @@ class WhyPanel(Static):
 
     shown: tuple[str, Why | None, SamplingSettings] | None = None  # what is on screen
 
-    def show(self, title: str, why: Why | None, settings: SamplingSettings, tokenizer,
+    def show(self, title: str, why: Why | None, settings: SamplingSettings,
              error: str = "") -> None:
         self.shown = (title, why, settings)
         heading = Text.assemble((f"why {title}", "bold"), (f" · {knobs_text(settings)}", "dim"))
@@ -36,7 +35,7 @@ class WhyPanel(Static):
             table.add_column(name, justify="left" if name == "token" else "right",
                              no_wrap=True, max_width=14 if name == "token" else None)
         for rank, row in enumerate(why.rows, 1):
-            piece = repr(display_piece(tokenizer.token_bytes(row.id)))
+            piece = repr(row.text)
             table.add_row(str(rank), piece, str(row.id), f"{row.raw:.4f}", f"{row.tempered:.4f}",
                           "✓" if row.kept else "✗", f"{row.final:.4f}",
                           style="" if row.kept else "dim")

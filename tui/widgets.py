@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from minigpt.engine import Candidate, Step
+from minigpt.steps import Candidate, Step
 
 BAR_WIDTH = 10
 

@@ -1,0 +1,271 @@
+"""The engine host: the engine in a process of its own, running the explorer's ops.
+
+The explorer (``tui``) never imports torch. It starts this module's ``serve`` in a
+child process (``multiprocessing``, spawn context) and speaks ``minigpt.protocol``
+over a pipe: ops run in order, one at a time; steps come back batched to about 30
+per second; a run stops within one token of being cancelled. A bug in an op is
+answered with a one-line ``RunFailed``; a crash (segfault, CUDA assert, OOM kill)
+ends only this process, and the explorer says so and can start another.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections import deque
+
+from . import protocol as p
+from .errors import MiniGPTError
+
+FRAME_SECONDS = 1 / 30
+
+
+def serve(conn, cancel, log_path: str | None = None) -> None:
+    """Child-process entry point: answer ops from ``conn`` until Shutdown or EOF."""
+    # The explorer decides when this process ends: a ctrl+c or hang-up sent to the
+    # terminal's process group must not kill the engine under it.
+    for name in ("SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+    _quiet_stdio(log_path)  # nothing may write over the explorer's screen
+    try:
+        Host(conn, *cancel).loop()
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the explorer is gone: so are we
+
+
+def _quiet_stdio(log_path: str | None) -> None:
+    """Send this process's stdout and stderr (torch's warnings, a fatal error's dump)
+    to ``log_path``, where the explorer reads the last line if this process dies."""
+    import faulthandler
+
+    fd = os.open(log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    for stream, target in ((sys.stdout, 1), (sys.stderr, 2)):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        os.dup2(fd, target)
+    os.close(fd)
+    faulthandler.enable(file=sys.stderr)
+
+
+class Host:
+    def __init__(self, conn, stop_runs, stop_all):
+        self.conn = conn
+        self.stop_runs, self.stop_all = stop_runs, stop_all  # shared ints (protocol doc)
+        self.queue: deque[p.Op] = deque()
+        self.loaded = None  # (key, LoadedModel): a new Open of the same file reuses it
+        self.engine = None
+        self.handlers = {
+            p.Open: self.open, p.Generate: self.engine_op, p.Take: self.engine_op,
+            p.Undo: self.engine_op, p.Switch: self.engine_op, p.Restore: self.engine_op,
+            p.Explain: self.explain, p.Complete: self.complete, p.Attend: self.attend,
+            p.ScoreText: self.score, p.ListBranches: self.branches,
+            p.Shutdown: lambda op: None,
+        }
+
+    def send(self, reply: p.Reply) -> None:
+        self.conn.send(reply)
+
+    def next_op(self) -> p.Op:
+        while self.conn.poll():  # everything already sent, to see superseded requests
+            self.queue.append(self.conn.recv())
+        return self.queue.popleft() if self.queue else self.conn.recv()
+
+    def superseded(self, op: p.Op) -> bool:
+        """A queued insight request with a newer one of its kind behind it: the explorer
+        would drop its answer anyway. (Attend's capture switch is kept by the newer one.)"""
+        return isinstance(op, p.INSIGHTS) and any(type(later) is type(op) for later in self.queue)
+
+    def loop(self) -> None:
+        while True:
+            op = self.next_op()
+            if not self.superseded(op):
+                try:
+                    self.handlers[type(op)](op)
+                except (EOFError, BrokenPipeError, ConnectionResetError):
+                    raise
+                except MiniGPTError as exc:
+                    self.send(p.RunFailed(op.seq, str(exc)))
+                except Exception as exc:  # a bug: say it in one line, keep serving
+                    self.send(p.RunFailed(op.seq, f"internal error: {type(exc).__name__}: {exc}"))
+            self.send(p.OpDone(op.seq))
+            if isinstance(op, p.Shutdown):
+                return
+
+    def cancelled(self, op: p.Generate) -> bool:
+        """Checked before every token. A single step is stopped only by "stop all"
+        (escape), so keys pressed behind a cancelled run still take effect."""
+        limit = self.stop_all.value if op.count == 1 else max(self.stop_all.value,
+                                                             self.stop_runs.value)
+        return op.seq <= limit
+
+    # --- loading -------------------------------------------------------------
+
+    def open(self, op: p.Open) -> None:
+        self.send(p.Loading(op.seq, "import torch"))
+        try:
+            from .checkpoint import load
+            from .devices import leave_a_core_free
+            from .engine import Engine
+            from .render import inspect_report
+
+            leave_a_core_free()  # the explorer's process needs a core of its own
+            key = (op.path, op.device, op.tokenizer)
+            if self.loaded is None or self.loaded[0] != key:
+                self.loaded = None  # free the old model before loading another
+                loaded = load(op.path, device=op.device, tokenizer=op.tokenizer,
+                              progress=lambda stage: self.send(p.Loading(op.seq, stage)))
+                self.loaded = (key, loaded)
+            loaded = self.loaded[1]
+            self.engine = Engine.from_loaded(loaded, op.settings)
+        except MiniGPTError as exc:
+            self.send(p.LoadFailed(op.seq, str(exc)))
+            return
+        report = inspect_report(loaded)
+        self.send(p.Ready(op.seq, p.ModelInfo(
+            path=str(loaded.path), format=loaded.format, parameters=loaded.num_parameters,
+            device=str(loaded.device), context_length=loaded.context_length,
+            vocab_size=loaded.vocab_size, report=report)))
+
+    def require_engine(self):
+        if self.engine is None:
+            raise MiniGPTError("no model is loaded")
+        return self.engine
+
+    # --- ops that change the sequence ---------------------------------------
+
+    def engine_op(self, op) -> None:
+        engine = self.require_engine()
+        started = time.perf_counter()
+        produced, reason = 0, "stopped"
+        try:
+            engine.set_settings(op.settings)
+            if isinstance(op, p.Generate):
+                produced, reason = self.generate(op, started)
+            elif isinstance(op, p.Take):
+                if op.keep_steps is not None:
+                    self.rewind(op, op.keep_steps)
+                candidates = engine.peek().candidates
+                if not 1 <= op.rank <= len(candidates):
+                    raise MiniGPTError(f"no candidate {op.rank} here: {len(candidates)} shown")
+                step = engine.step(candidates[op.rank - 1].id)
+                self.send(p.StepsAdded(op.seq, (step,), 0.0, engine.pending_display))
+                reason = "picked"
+            elif isinstance(op, p.Switch):
+                undone, added = engine.switch_to(op.path)
+                if undone:
+                    self.send(p.StepsUndone(op.seq, tuple(undone), engine.pending_display))
+                if added:
+                    self.send(p.StepsAdded(op.seq, tuple(added), 0.0, engine.pending_display))
+                reason = "branch"
+            elif isinstance(op, p.Restore):
+                engine.reset(op.prompt, op.settings)
+                engine.switch_to(op.steps)  # the explorer already shows these steps
+                if op.sampler_state is not None:
+                    engine.restore_sampler(op.sampler_state)
+                reason = "restored"
+            elif isinstance(op, p.Undo):
+                self.rewind(op, len(engine.steps) - 1)
+                reason = "undo"
+        except MiniGPTError as exc:
+            self.send(p.RunFailed(op.seq, str(exc)))
+            reason = "error"
+        elapsed = time.perf_counter() - started
+        self.finish(op, reason, produced / elapsed if produced and elapsed > 0 else 0.0)
+
+    def finish(self, op, reason: str, rate: float) -> None:
+        from .session import branch_records
+
+        engine = self.engine
+        current = tuple(engine.steps)
+        branches = tuple(branch_records(current, engine.branches.alternatives(current)))
+        self.send(p.RunFinished(op.seq, reason, self.preview(), len(engine.tokens), rate,
+                                engine.settings, engine.sampler_state(), branches))
+
+    def preview(self):
+        try:
+            return self.engine.peek() if self.engine.started else None
+        except MiniGPTError:  # e.g. NaN logits: already reported
+            return None
+
+    def rewind(self, op, keep_steps: int) -> None:
+        engine = self.engine
+        undone = []
+        while len(engine.steps) > max(0, keep_steps):
+            undone.append(engine.undo())
+        if undone:
+            self.send(p.StepsUndone(op.seq, tuple(undone), engine.pending_display))
+
+    def generate(self, op: p.Generate, started: float) -> tuple[int, str]:
+        engine = self.engine
+        if self.cancelled(op):  # stopped before it began: not even a new turn
+            return 0, "stopped"
+        if op.prompt is not None and (not engine.steps or not op.only_if_fresh):
+            engine.reset(op.prompt, op.settings)
+            self.send(p.TurnStarted(op.seq, op.prompt, tuple(engine.prompt_ids)))
+        total = engine.remaining if op.count is None else op.count
+        batch, produced, last_post = [], 0, time.perf_counter()
+        while produced < total and not self.cancelled(op):
+            batch.append(engine.step())
+            produced += 1
+            now = time.perf_counter()
+            if now - last_post >= FRAME_SECONDS:
+                self.send(p.StepsAdded(op.seq, tuple(batch), produced / (now - started),
+                                       engine.pending_display))
+                batch, last_post = [], now
+        if batch:
+            rate = produced / max(time.perf_counter() - started, 1e-9)
+            self.send(p.StepsAdded(op.seq, tuple(batch), rate, engine.pending_display))
+        if produced < total:
+            return produced, "stopped"
+        if op.count is None:
+            return produced, "max_new_tokens"
+        return produced, "step" if op.count == 1 else "done"
+
+    # --- ops that only read ---------------------------------------------------
+
+    def explain(self, op: p.Explain) -> None:
+        try:
+            why = self.require_engine().explain(op.step_index, op.settings)
+            self.send(p.Explained(op.seq, op.step_index, why, op.settings))
+        except MiniGPTError as exc:
+            self.send(p.Explained(op.seq, op.step_index, None, op.settings, str(exc)))
+
+    def complete(self, op: p.Complete) -> None:
+        try:
+            completions = self.require_engine().complete_candidates(op.step_index, op.settings)
+        except MiniGPTError:
+            completions = []  # nothing to complete yet; the table says why elsewhere
+        self.send(p.Completed(op.seq, op.step_index, tuple(completions)))
+
+    def attend(self, op: p.Attend) -> None:
+        engine = self.require_engine()
+        engine.capture_attention = op.capture
+        if not op.capture:
+            return
+        try:
+            self.send(p.Attended(op.seq, op.step_index, engine.attention(op.step_index)))
+        except MiniGPTError as exc:
+            self.send(p.Attended(op.seq, op.step_index, None, str(exc)))
+
+    def score(self, op: p.ScoreText) -> None:
+        from .score import score_text
+
+        loaded = self.loaded[1] if self.loaded else None
+        try:
+            if loaded is None:
+                raise MiniGPTError("no model is loaded")
+            score = score_text(loaded.model, loaded.tokenizer, op.text, loaded.vocab_size,
+                               loaded.context_length, exact=op.exact)
+            self.send(p.Scored(op.seq, score))
+        except MiniGPTError as exc:
+            self.send(p.Scored(op.seq, None, str(exc)))
+
+    def branches(self, op: p.ListBranches) -> None:
+        engine = self.require_engine()
+        current = tuple(engine.steps)
+        self.send(p.Branches(op.seq, tuple(engine.branches.alternatives(current))))

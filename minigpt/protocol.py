@@ -1,0 +1,247 @@
+"""The engine host's protocol: ops the explorer sends, replies the engine process sends back.
+
+Small, picklable records of plain values (no torch, no textual), so either side can
+unpickle them without importing the other's stack and a later transport (the same
+host over ``ssh gpu-box``) is one new class. Every op carries a sequence number
+``seq`` that grows by one per op; the host runs ops in that order, one at a time,
+and answers every op with exactly one ``OpDone(seq)`` as its last reply — also when
+it fails, is cancelled, or was superseded. That is what the explorer's idle/running
+state comes from.
+
+Cancel is out of band, through two shared integers: a ``Generate`` run whose
+``seq`` is at or below ``stop_runs`` stops before its next token, and so does any
+``Generate`` (single steps too) at or below ``stop_all`` (escape). Later ops are
+untouched, so cancelling a run never eats the keys pressed after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .settings import SamplingSettings
+from .steps import Attention, Completion, Preview, Score, Step, Why
+
+PROTOCOL_VERSION = 1
+
+
+# --- ops: explorer → engine ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Op:
+    seq: int
+
+
+@dataclass(frozen=True)
+class Open(Op):
+    """Load ``path`` (or reuse it when already loaded) and start a fresh engine."""
+
+    path: str
+    device: str = "auto"
+    tokenizer: str | None = None
+    settings: SamplingSettings = field(default_factory=SamplingSettings)
+
+
+@dataclass(frozen=True)
+class Generate(Op):
+    """Start a new turn from ``prompt`` (when given), then sample ``count`` tokens
+    (None: until max_new_tokens)."""
+
+    prompt: str | None
+    count: int | None
+    settings: SamplingSettings
+    only_if_fresh: bool = False  # use the prompt only when nothing is generated yet
+
+
+@dataclass(frozen=True)
+class Take(Op):
+    """Rewind to ``keep_steps`` generated tokens (None: stay at the end), then append the
+    candidate of rank ``rank`` there. By rank, not token id: picked right after an undo
+    that has not come back yet, it still means the candidates the undo brought back."""
+
+    rank: int
+    keep_steps: int | None
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
+class Undo(Op):
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
+class Switch(Op):
+    """Make a branch (or a prefix of one) the current path, exactly as it was."""
+
+    path: tuple[Step, ...]
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
+class Restore(Op):
+    """After an engine restart: the turn the explorer shows, restored exactly (the same
+    steps and candidates, nothing re-sampled) with the sampler where it was."""
+
+    prompt: str
+    steps: tuple[Step, ...]
+    sampler_state: bytes | None
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
+class Explain(Op):
+    """Why-this-token for a past step (1-based) or, with None, the next token."""
+
+    step_index: int | None
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
+class Complete(Op):
+    """Character completions of a past step's (or the next token's) partial candidates."""
+
+    step_index: int | None
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
+class Attend(Op):
+    """Attention rows of a past step (1-based) or the next token; ``capture`` keeps
+    rows from each later step's own pass (the strip is open) or stops keeping them."""
+
+    step_index: int | None
+    capture: bool
+
+
+@dataclass(frozen=True)
+class ScoreText(Op):
+    text: str
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class ListBranches(Op):
+    """The paths this turn abandoned (for the branch tree)."""
+
+
+@dataclass(frozen=True)
+class Shutdown(Op):
+    """Finish: the host exits after this op."""
+
+
+# Ops that only read the engine; a newer one of the same kind makes an older, still
+# queued one pointless (the explorer shows only the answer to its latest request).
+INSIGHTS = (Explain, Complete, Attend)
+
+
+# --- replies: engine → explorer --------------------------------------------------
+
+@dataclass(frozen=True)
+class Reply:
+    seq: int  # the op this answers
+
+
+@dataclass(frozen=True)
+class Loading(Reply):
+    stage: str  # "start", "import torch", "read", "build", "to device"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: str
+    format: str
+    parameters: int
+    device: str
+    context_length: int
+    vocab_size: int
+    report: dict  # ``render.inspect_report``, every value JSON-able
+
+
+@dataclass(frozen=True)
+class Ready(Reply):
+    info: ModelInfo
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class LoadFailed(Reply):
+    message: str  # one line
+
+
+@dataclass(frozen=True)
+class TurnStarted(Reply):
+    prompt: str
+    prompt_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StepsAdded(Reply):
+    """Steps since the last frame (batched to about 30 per second)."""
+
+    steps: tuple[Step, ...]
+    tokens_per_second: float
+    pending: str  # bytes still waiting for their character, as ‹e5 86› (or "")
+
+
+@dataclass(frozen=True)
+class StepsUndone(Reply):
+    """Tokens removed from the end, newest first."""
+
+    steps: tuple[Step, ...]
+    pending: str
+
+
+@dataclass(frozen=True)
+class RunFinished(Reply):
+    """An engine op ended; ``preview`` holds the next token's candidates."""
+
+    reason: str  # "max_new_tokens", "stopped", "step", "undo", "picked", "error", ...
+    preview: Preview | None
+    position: int  # tokens in the sequence
+    tokens_per_second: float
+    settings: SamplingSettings
+    sampler_state: bytes | None  # lets a restarted engine continue the same random stream
+    branches: tuple[dict, ...]  # ``session.branch_records`` of the turn
+
+
+@dataclass(frozen=True)
+class RunFailed(Reply):
+    """A user-facing problem (bad prompt, NaN logits) or an unexpected error."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Explained(Reply):
+    step_index: int | None  # None: the next token
+    why: Why | None
+    settings: SamplingSettings
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Completed(Reply):
+    step_index: int | None
+    completions: tuple[Completion, ...]
+
+
+@dataclass(frozen=True)
+class Attended(Reply):
+    step_index: int | None
+    attention: Attention | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Scored(Reply):
+    score: Score | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Branches(Reply):
+    alternatives: tuple[tuple[Step, ...], ...]
+
+
+@dataclass(frozen=True)
+class OpDone(Reply):
+    """The last reply to every op."""

@@ -1,0 +1,163 @@
+"""What the explorer does with each reply from the engine process.
+
+Replies arrive in op order, batched (``EngineReplies``). The explorer's state —
+loading, idle, running, stopped — follows from them alone: an engine op is
+running until its ``OpDone`` has come back, and every op gets one.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cached_property
+
+from minigpt import protocol as p
+from minigpt.session import TurnState
+
+from .messages import EngineExited, EngineReplies
+from .widgets import CandidatesTable, Transcript
+
+# While tokens stream, the candidates table redraws at most this often: a DataTable
+# redraw costs the UI thread more than the rest of a frame, and nobody reads five
+# rows at 30 frames/s. The transcript keeps the full frame rate; the table catches up
+# when the run ends.
+TABLE_SECONDS = 1 / 8
+
+
+def human_count(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K" if n >= 1e3 else str(n)
+
+
+class RepliesMixin:
+    """Mixed into the app: one handler per reply type."""
+
+    def on_engine_replies(self, message: EngineReplies) -> None:
+        handlers = self.reply_handlers
+        for reply in message.replies:
+            if reply.seq < self.first_seq:
+                continue  # an earlier app's op (tests share one engine process)
+            handler = handlers.get(type(reply))
+            if handler is not None:
+                handler(reply)
+
+    @cached_property
+    def reply_handlers(self) -> dict:
+        return {
+            p.Loading: self.got_loading, p.Ready: self.got_ready,
+            p.LoadFailed: self.got_load_failed, p.TurnStarted: self.got_turn_started, p.StepsAdded: self.got_steps_added,
+            p.StepsUndone: self.got_steps_undone, p.RunFinished: self.got_run_finished,
+            p.RunFailed: self.got_run_failed, p.Explained: self.got_explained,
+            p.Completed: self.got_completed, p.Attended: self.got_attended,
+            p.Scored: self.got_scored, p.Branches: self.got_branches, p.OpDone: self.got_op_done,
+        }
+
+    # --- the engine's life ---------------------------------------------------------
+
+    def got_loading(self, reply: p.Loading) -> None:
+        self.loading_stage = reply.stage
+        self.show_header()
+        queued = " · enter runs when it is ready" if self.running else ""
+        self.set_status(f"loading model … ({reply.stage}){queued}")
+
+    def got_ready(self, reply: p.Ready) -> None:
+        self.info = reply.info
+        self.engine_state = "ready"
+        self.show_header()
+        if self.restoring:
+            self.restoring = False
+            self.set_status("engine restarted · the turn is back where it was")
+        elif not self.running:
+            self.set_status("ready · type a prompt and press enter")
+
+    def got_load_failed(self, reply: p.LoadFailed) -> None:
+        self.engine_state = "failed"
+        if self.info is None:  # the first load: nothing to explore, say why and leave
+            self.load_error = reply.message
+            self.exit(return_code=2)
+        else:
+            self.show_error(f"engine restart failed: {reply.message}")
+
+    def on_engine_exited(self, message: EngineExited) -> None:
+        self.engine_state = "stopped"
+        self.last_done = self.client.seq  # nothing queued will be answered
+        self.running = False
+        self.remember_turn("stopped")
+        self.show_error(f"engine stopped: {message.description} — r restarts")
+        if self.focused is None or self.focused.id == "prompt":
+            self.query_one(CandidatesTable).focus()  # so that r restarts, not types
+
+    def got_op_done(self, reply: p.OpDone) -> None:
+        self.last_done = max(self.last_done, reply.seq)
+        self.running = self.last_done < self.last_engine_seq
+
+    # --- the turn ------------------------------------------------------------------
+
+    def got_turn_started(self, reply: p.TurnStarted) -> None:
+        self.remember_turn()  # the previous turn, if it changed since it was saved
+        self.turn = TurnState(reply.prompt, reply.prompt_ids, self.settings)
+        self.preview = None
+        self.pending = ""
+        self.view_step = None
+        if self.recorder is not None:
+            self.recorder.start_turn()
+        self.query_one(Transcript).start_turn(reply.prompt)
+
+    def got_steps_added(self, reply: p.StepsAdded) -> None:
+        self.history.extend(reply.steps)
+        self.pending = reply.pending
+        if self.recorder is not None:
+            self.recorder.changed("stopped")  # a hang-up now still saves this much
+        self.query_one(Transcript).add_steps(reply.steps, reply.pending)
+        now = time.monotonic()
+        if self.view_step is None and now - self.table_shown_at >= TABLE_SECONDS:
+            self.table_shown_at = now
+            last = reply.steps[-1]
+            self.show_candidates(f"step {last.index} · chose {last.chosen.text!r}",
+                                 last.candidates, last.chosen.id)
+        if self.running:
+            self.set_status(f"generating · {len(self.history)} tokens · "
+                            f"{reply.tokens_per_second:.0f} tok/s · "
+                            f"{self.position_text(self.history[-1].position + 1)}")
+
+    def got_steps_undone(self, reply: p.StepsUndone) -> None:
+        del self.history[len(self.history) - len(reply.steps):]
+        self.pending = reply.pending
+        self.query_one(Transcript).remove_steps(len(reply.steps), reply.pending)
+
+    def got_run_finished(self, reply: p.RunFinished) -> None:
+        self.preview = reply.preview
+        self.position = reply.position
+        self.turn.settings = reply.settings
+        self.turn.branches = list(reply.branches)
+        self.sampler_state = reply.sampler_state
+        self.remember_turn(reply.reason, after_op=True)
+        if reply.seq < self.last_engine_seq:
+            return  # a newer op is queued behind this one: it will say how it went
+        if self.view_step is not None and self.view_step > len(self.history):
+            self.view_step = None
+        self.refresh_candidates()
+        self.request_insights()
+        if reply.reason == "error":
+            return  # the error stays on the status line
+        rate = f" · {reply.tokens_per_second:.0f} tok/s" if reply.tokens_per_second else ""
+        if reply.reason != "restored":
+            self.set_status(f"{reply.reason} · {len(self.history)} tokens{rate} · "
+                            f"{self.position_text(reply.position)}")
+
+    def got_run_failed(self, reply: p.RunFailed) -> None:
+        self.show_error(reply.message)
+
+    def remember_turn(self, reason: str | None = None, after_op: bool = False) -> None:
+        """Save the turn to the session file (after an op, or on the way out). A failed
+        save is one line on the status bar; the turn stays in memory and is written
+        at the next save."""
+        if self.recorder is None or not self.turn.prompt:
+            return
+        try:
+            if after_op:
+                self.recorder.after_op(self.turn, reason)
+            else:
+                if reason is not None:
+                    self.recorder.changed(reason)
+                self.recorder.flush(self.turn)
+        except OSError as exc:
+            self.show_error(f"could not write the session file: {exc.strerror or exc}")
