@@ -34,6 +34,9 @@ def serve(conn, cancel, log_path: str | None = None) -> None:
         Host(conn, *cancel).loop()
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the explorer is gone: so are we
+    # Nothing is left to save here (the explorer keeps the session), and tearing torch
+    # down takes longer than the explorer wants to wait on quit.
+    os._exit(0)
 
 
 def _quiet_stdio(log_path: str | None) -> None:

@@ -1,6 +1,8 @@
 """Drive the real ``minigpt-tui`` in tmux (send-keys, capture-pane) and read the screen."""
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -94,12 +96,12 @@ def long_run(tiny_ckpt, tmp_path):
     tmux("kill-session", "-t", SESSION)
 
 
-def test_ctrl_q_mid_generation_exits_within_a_second(long_run):
+def test_ctrl_q_mid_generation_exits_within_half_a_second(long_run):
     started = time.time()
     tmux("send-keys", "-t", SESSION, "C-q")
     text = wait_for(lambda s: "EXITED 0" in s, timeout=10)
     exited = float(text.split("EXITED 0 AT")[1].split()[0])  # the shell's clock, not our polling
-    assert exited - started < 1.0, f"{exited - started:.2f} s"
+    assert exited - started < 0.5, f"{exited - started:.2f} s"
 
 
 def test_resizing_mid_generation_keeps_running_and_keeps_text(long_run):
@@ -160,3 +162,101 @@ def test_new_views_in_a_real_terminal(tui_session):
     wait_for(lambda s: "Score my text" not in s)
     tmux("send-keys", "-t", SESSION, "C-q")
     wait_for(lambda s: "minigpt-tui ·" not in s, timeout=10)
+
+
+def ui_pid() -> int:
+    return int(tmux("display", "-p", "-t", SESSION, "#{pane_pid}").strip())
+
+
+def explorer_pid() -> int:
+    """The minigpt-tui process (the pane's shell runs it as a child)."""
+    shell = ui_pid()
+    out = subprocess.run(["pgrep", "-P", str(shell), "-f", "minigpt-tui"], capture_output=True,
+                         text=True).stdout.split()
+    return int(out[0])
+
+
+def engine_pid(ui: int) -> int:
+    """The engine process: the explorer's child that maps libtorch."""
+    children = subprocess.run(["pgrep", "-P", str(ui)], capture_output=True,
+                              text=True).stdout.split()
+    for child in children:
+        if "libtorch" in Path(f"/proc/{child}/maps").read_text():
+            return int(child)
+    raise AssertionError("no engine process")
+
+
+def test_first_frame_comes_before_torch_could_import(tiny_ckpt):
+    """The explorer draws before torch is even imported; torch lives in a child only."""
+    torch_import = subprocess.run(
+        [sys.executable, "-c", "import time; t = time.perf_counter(); import torch; "
+                               "print(time.perf_counter() - t)"],
+        capture_output=True, text=True, check=True)
+    import_seconds = float(torch_import.stdout.split()[-1])
+    exe = Path(sys.executable).with_name("minigpt-tui")
+    started = time.monotonic()
+    start(f"{exe} {tiny_ckpt} --device cpu")
+    wait_for(lambda s: "minigpt-tui ·" in s, timeout=30)
+    first_frame = time.monotonic() - started
+    assert first_frame < import_seconds, f"{first_frame:.2f} s vs import torch {import_seconds:.2f} s"
+    wait_for(lambda s: "params" in s)
+    ui = explorer_pid()
+    assert "libtorch" not in Path(f"/proc/{ui}/maps").read_text()
+    engine_pid(ui)  # one child maps it
+    tmux("send-keys", "-t", SESSION, "C-q")
+    wait_for(lambda s: "EXITED 0" in s, timeout=10)
+
+
+def test_held_space_bar_and_quick_undos(tui_session):
+    """15 spaces 30 ms apart give 15 tokens, then idle; two quick undos, two fewer."""
+    wait_for(lambda s: "type a prompt" in s)
+    tmux("send-keys", "-t", SESSION, "-l", "hello")
+    tmux("send-keys", "-t", SESSION, "Enter")
+    wait_for(lambda s: "max_new_tokens · 6 tokens" in s)
+    tmux("send-keys", "-t", SESSION, "Escape")
+    time.sleep(0.3)
+    for _ in range(15):
+        tmux("send-keys", "-t", SESSION, "Space")
+        time.sleep(0.03)
+    text = wait_for(lambda s: "step · 21 tokens" in s)
+    assert "esc stop" not in text  # idle: the table's keys, not the running ones
+    tmux("send-keys", "-t", SESSION, "u")
+    tmux("send-keys", "-t", SESSION, "u")
+    text = wait_for(lambda s: "undo · 19 tokens" in s)
+    time.sleep(0.5)
+    assert "undo · 19 tokens" in screen() and "esc stop" not in screen()
+
+
+def test_killed_engine_leaves_the_explorer_up_and_r_restarts(long_run):
+    ui = explorer_pid()
+    os.kill(engine_pid(ui), signal.SIGKILL)
+    text = wait_for(lambda s: "engine stopped: killed by signal 9" in s)
+    assert "EXITED" not in text and "hello" in text
+    tmux("send-keys", "-t", SESSION, "r")
+    wait_for(lambda s: "engine restarted" in s)
+    tmux("send-keys", "-t", SESSION, "Space")
+    wait_for(lambda s: "step · " in s)
+    tmux("send-keys", "-t", SESSION, "C-q")
+    wait_for(lambda s: "EXITED 0" in s, timeout=10)
+
+
+@pytest.mark.parametrize("how", ["SIGHUP", "SIGTERM", "pty closed"])
+def test_hang_up_saves_the_running_turn_and_restores_the_terminal(long_run, how):
+    ui = explorer_pid()
+    engine = engine_pid(ui)
+    time.sleep(0.5)
+    if how == "pty closed":  # an SSH drop: the terminal goes away and SIGHUP follows
+        tmux("kill-session", "-t", SESSION)
+    else:
+        os.kill(ui, getattr(signal, how))
+        text = wait_for(lambda s: "EXITED" in s, timeout=10)
+        assert "Traceback" not in text
+        modes = tmux("display", "-p", "-t", SESSION, "#{alternate_on} #{mouse_any_flag}")
+        assert modes.split() == ["0", "0"]  # no alt-screen, no mouse reporting left on
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{engine}").exists():
+        time.sleep(0.05)
+    assert not Path(f"/proc/{engine}").exists(), "the engine outlived the explorer"
+    import json
+    record = json.loads(long_run.read_text(encoding="utf-8").splitlines()[-1])
+    assert record["prompt"] == "hello" and len(record["tokens"]) > 0

@@ -121,7 +121,7 @@ class EngineClient:
         self.stop_all.value = max(self.stop_all.value, self.seq)
         self.stop_runs.value = max(self.stop_runs.value, self.seq)
 
-    def stop(self, timeout: float = 0.25) -> None:
+    def stop(self, timeout: float = 0.1) -> None:
         """Ask the engine to finish, wait at most ``timeout``, then kill it."""
         process = self.process
         if process is None:
