@@ -254,8 +254,10 @@ def test_hang_up_saves_the_running_turn_and_restores_the_terminal(long_run, how)
         modes = tmux("display", "-p", "-t", SESSION, "#{alternate_on} #{mouse_any_flag}")
         assert modes.split() == ["0", "0"]  # no alt-screen, no mouse reporting left on
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{engine}").exists():
+    while time.monotonic() < deadline and (Path(f"/proc/{engine}").exists()
+                                           or Path(f"/proc/{ui}").exists()):
         time.sleep(0.05)
+    assert not Path(f"/proc/{ui}").exists(), "the explorer did not exit"
     assert not Path(f"/proc/{engine}").exists(), "the engine outlived the explorer"
     import json
     record = json.loads(long_run.read_text(encoding="utf-8").splitlines()[-1])

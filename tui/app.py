@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 from pathlib import Path
 
 from textual import on
@@ -34,7 +35,7 @@ from .messages import EngineExited, EngineReplies
 from .replies import RepliesMixin, human_count
 from .scoring import ScoreScreen
 from .screens import HelpScreen, ModelScreen
-from .widgets import CandidatesTable, KeyHints, StatusLine, Transcript
+from .widgets import CandidatesTable, KeyHints, OneLine, StatusLine, Transcript
 from .why import WhyPanel
 
 NARROW_WIDTH = 70  # below this the sidebar hides
@@ -121,14 +122,14 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     # --- layout ----------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="header", markup=False)
+        yield OneLine("", id="header", markup=False)
         with Horizontal(id="body"):
             yield Sidebar(self.settings, id="sidebar")
             with Vertical(id="main"):
                 yield Transcript(id="transcript")
                 yield AttentionStrip("", id="attention")
                 yield WhyPanel("", id="why", markup=False)
-                yield Label("", id="candidates-title", markup=False)
+                yield OneLine("", id="candidates-title", markup=False)
                 yield CandidatesTable(id="candidates")
                 yield StatusLine("loading model …", id="status", markup=False)
         with Horizontal(id="prompt-row"):
@@ -154,7 +155,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
             loop = asyncio.get_running_loop()
             for name in ("SIGHUP", "SIGTERM"):
                 if hasattr(signal, name):
-                    loop.add_signal_handler(getattr(signal, name), self.hang_up)
+                    number = getattr(signal, name)
+                    loop.add_signal_handler(number, self.hang_up, 128 + number)
 
     def open_model(self) -> None:
         self.engine_state = "loading"
@@ -168,7 +170,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         else:
             text = (f"minigpt-tui · {self.checkpoint} · {human_count(info.parameters)} params "
                     f"· {info.device}")
-        self.query_one("#header", Static).update(text)
+        self.query_one("#header", OneLine).update(text)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_WIDTH, "narrow")
@@ -215,7 +217,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         self.notify(text, severity="error", timeout=6, markup=False)
 
     def show_candidates(self, title: str, candidates, chosen_id: int | None) -> None:
-        self.query_one("#candidates-title", Label).update(title)
+        self.query_one("#candidates-title", OneLine).update(title)
         step, completions = self.completions
         shown = completions if self.complete_shown and step == self.view_step else None
         self.query_one(CandidatesTable).show(candidates, chosen_id, shown)
@@ -412,12 +414,18 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
                                              sampler_state=self.sampler_state,
                                              settings=self.settings) or 0
 
-    def hang_up(self) -> None:
+    def hang_up(self, code: int) -> None:
         """SIGHUP (an SSH drop) or SIGTERM: save the turn, stop the engine, leave."""
         self.client.cancel_all()
         self.remember_turn("stopped")
-        self.client.stop(timeout=0.1)
-        self.exit(return_code=129)
+        self.client.stop()
+        # With the terminal gone, restoring it can block for good (Textual's writer
+        # thread waits on a tty that no longer exists): everything is saved, so make sure
+        # the process ends anyway.
+        watchdog = threading.Timer(1.0, os._exit, args=(code,))
+        watchdog.daemon = True
+        watchdog.start()
+        self.exit(return_code=code)
 
     async def action_quit(self) -> None:
         self.client.cancel_all()  # a run stops before its next token

@@ -16,10 +16,10 @@ from minigpt.session import TurnState
 from .messages import EngineExited, EngineReplies
 from .widgets import CandidatesTable, Transcript
 
-# While tokens stream, the candidates table redraws at most this often: a DataTable
-# redraw costs the UI thread more than the rest of a frame, and nobody reads five
-# rows at 30 frames/s. The transcript keeps the full frame rate; the table catches up
-# when the run ends.
+# While tokens stream, the candidates table and the status line redraw at most this
+# often: a DataTable redraw costs the UI thread more than the rest of a frame, and
+# nobody reads five rows or a token count at 30 frames/s. The transcript keeps the
+# full frame rate; both catch up when the run ends.
 TABLE_SECONDS = 1 / 8
 
 
@@ -108,8 +108,10 @@ class RepliesMixin:
             self.recorder.changed("stopped")  # a hang-up now still saves this much
         self.query_one(Transcript).add_steps(reply.steps, reply.pending)
         now = time.monotonic()
-        if self.view_step is None and now - self.table_shown_at >= TABLE_SECONDS:
-            self.table_shown_at = now
+        if now - self.table_shown_at < TABLE_SECONDS:
+            return
+        self.table_shown_at = now
+        if self.view_step is None:
             last = reply.steps[-1]
             self.show_candidates(f"step {last.index} · chose {last.chosen.text!r}",
                                  last.candidates, last.chosen.id)

@@ -39,6 +39,17 @@ class TurnPart(Static):
     def render(self) -> Text:
         return self.turn.render_steps(self)
 
+    def grown(self) -> bool:
+        """Repaint after steps were added; True when the height changed. Only then is a
+        layout pass needed (it costs a streaming frame more than everything else); most
+        frames add text within the last line."""
+        width = self.content_region.width
+        if width and self.get_content_height(self.size, self.size, width) == self.size.height:
+            self.refresh()
+            return False
+        self.refresh(layout=True)
+        return True
+
 
 class Turn(Vertical):
     """One prompt and its continuation, held as parts that each hold whole lines."""
@@ -79,12 +90,13 @@ class Turn(Vertical):
             text.right_crop(1)  # the next part starts on the next line
         return text
 
-    def extend(self, segments: list[tuple[str, float]], pending: str) -> None:
+    def extend(self, segments: list[tuple[str, float]], pending: str) -> bool:
+        """Add steps; True when the turn grew taller (so a follower must scroll)."""
         self.segments.extend(segments)
         self.pending = pending
         live = self.live
         live.end = len(self.segments)
-        live.refresh(layout=True)
+        taller = live.grown()
         # Seal the live part at the first line break after PART_STEPS steps. Steps already
         # searched are not searched again, so a long line without breaks stays O(1) a frame.
         while live.end - live.start >= PART_STEPS:
@@ -100,6 +112,8 @@ class Turn(Vertical):
             self.parts.append(live)
             if self.is_mounted:
                 self.mount(live)
+            taller = True
+        return taller
 
     def truncate(self, length: int, pending: str) -> None:
         del self.segments[length:]
@@ -133,22 +147,30 @@ class Transcript(VerticalScroll):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.tint = False
+        self.pinned = True  # follows the tail; scrolling up unpins, reaching the end pins
 
     @property
     def current(self) -> Turn | None:
         last = self.children[-1] if self.children else None
         return last if isinstance(last, Turn) else None
 
-    def _following(self) -> bool:
-        return self.scroll_y >= self.max_scroll_y - 1
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if new_value >= self.max_scroll_y - 1:
+            self.pinned = True
+        elif new_value < old_value:  # only a reader scrolls up; we only scroll down
+            self.pinned = False
 
-    def _follow(self, follow: bool) -> None:
-        if follow:
-            self.call_after_refresh(self.scroll_end, animate=False)
+    def _follow(self, grew: bool) -> None:
+        """Scroll to the end (after the layout) when pinned and the end moved, or is not
+        reached yet; a frame that added no line scrolls nothing."""
+        if self.pinned and (grew or self.scroll_y < self.max_scroll_y):
+            self.scroll_end(animate=False)
 
     def start_turn(self, prompt: str) -> None:
         self.mount(Turn(prompt, tint=self.tint))
-        self.call_after_refresh(self.scroll_end, animate=False)
+        self.pinned = True  # a new prompt follows its answer
+        self._follow(True)
 
     def add_past_turn(self, record: dict) -> None:
         """A turn read back from a session file."""
@@ -163,16 +185,13 @@ class Transcript(VerticalScroll):
     def add_steps(self, steps: list[Step], pending: str) -> None:
         turn = self.current
         if turn is not None:
-            follow = self._following()
-            turn.extend([(s.text, s.chosen.prob) for s in steps], pending)
-            self._follow(follow)
+            self._follow(turn.extend([(s.text, s.chosen.prob) for s in steps], pending))
 
     def remove_steps(self, count: int, pending: str) -> None:
         turn = self.current
         if turn is not None:
-            follow = self._following()
             turn.truncate(len(turn.segments) - count, pending)
-            self._follow(follow)
+            self._follow(True)
 
     def set_highlight(self, index: int | None) -> None:
         turn = self.current
@@ -246,7 +265,16 @@ def completion_text(completion) -> str:
     return f"→{completion.text.strip() or completion.text} {completion.joint:.4f}".replace(" 0.", " .")
 
 
-class StatusLine(Static):
+class OneLine(Static):
+    """A one-row line of text. Its size never depends on its text (the CSS fixes it), so
+    an update repaints it without a layout pass over the whole screen, which streaming
+    would otherwise pay on every frame."""
+
+    def update(self, content="", *, layout: bool = False) -> None:
+        super().update(content, layout=layout)
+
+
+class StatusLine(OneLine):
     """Tokens generated, speed, position in the context window, why it stopped."""
 
 

@@ -1,0 +1,139 @@
+"""The engine host's loop, in this process over a real pipe: ordered ops, one OpDone
+each, cancellation that spares later keys, bugs answered in one line."""
+
+import multiprocessing
+import threading
+
+import pytest
+
+from minigpt import protocol as p
+from minigpt.host import Host
+from minigpt.settings import SamplingSettings
+
+SETTINGS = SamplingSettings(temperature=0, max_new_tokens=100_000)
+
+
+class HostHarness:
+    def __init__(self, path):
+        self.ours, theirs = multiprocessing.Pipe()
+        self.stop_runs = multiprocessing.RawValue("q", 0)
+        self.stop_all = multiprocessing.RawValue("q", 0)
+        self.host = Host(theirs, self.stop_runs, self.stop_all)
+        self.thread = threading.Thread(target=self.host.loop, daemon=True)
+        self.seq = 0
+        self.send(p.Open, path=str(path), device="cpu", settings=SETTINGS)
+        self.thread.start()
+
+    def send(self, op_type, **fields) -> int:
+        self.seq += 1
+        self.ours.send(op_type(self.seq, **fields))
+        return self.seq
+
+    def replies_until(self, seq: int) -> list:
+        out = []
+        while True:
+            assert self.ours.poll(60), "the host did not answer"
+            reply = self.ours.recv()
+            out.append(reply)
+            if isinstance(reply, p.OpDone) and reply.seq == seq:
+                return out
+
+    def close(self):
+        self.send(p.Shutdown)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def harness(tiny_ckpt):
+    h = HostHarness(tiny_ckpt)
+    yield h
+    h.close()
+
+
+def steps_of(replies, seq=None):
+    return [s for r in replies if isinstance(r, p.StepsAdded) and (seq is None or r.seq == seq)
+            for s in r.steps]
+
+
+def test_every_op_gets_one_op_done_in_order(harness):
+    seqs = [harness.send(p.Generate, prompt="hello", count=3, settings=SETTINGS),
+            harness.send(p.Undo, settings=SETTINGS),
+            harness.send(p.Take, rank=2, keep_steps=None, settings=SETTINGS),
+            harness.send(p.Explain, step_index=None, settings=SETTINGS),
+            harness.send(p.ListBranches)]
+    replies = harness.replies_until(seqs[-1])
+    done = [r.seq for r in replies if isinstance(r, p.OpDone)]
+    assert done == [1, *seqs]  # the Open first
+    assert isinstance(replies[0], p.Loading) and any(isinstance(r, p.Ready) for r in replies)
+    finished = [r for r in replies if isinstance(r, p.RunFinished)]
+    assert [r.reason for r in finished] == ["done", "undo", "picked"]
+    assert finished[-1].position == len(harness.host.engine.tokens)
+    assert len(steps_of(replies)) == 4  # 3, then 1 picked (the undo sends StepsUndone)
+
+
+def test_a_bug_in_an_op_is_one_line_and_the_host_serves_on(harness, monkeypatch):
+    seq = harness.send(p.Generate, prompt="hello", count=1, settings=SETTINGS)
+    harness.replies_until(seq)
+    engine = harness.host.engine
+    monkeypatch.setattr(engine, "step", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    seq = harness.send(p.Generate, prompt=None, count=1, settings=SETTINGS)
+    replies = harness.replies_until(seq)
+    [failed] = [r for r in replies if isinstance(r, p.RunFailed)]
+    assert failed.message == "internal error: RuntimeError: boom"
+    monkeypatch.undo()
+    seq = harness.send(p.Generate, prompt=None, count=2, settings=SETTINGS)
+    assert len(steps_of(harness.replies_until(seq))) == 2
+
+
+def test_cancelling_a_run_spares_the_steps_sent_after_it(harness):
+    run = harness.send(p.Generate, prompt="hello", count=None, settings=SETTINGS)
+    steps = [harness.send(p.Generate, prompt=None, count=1, settings=SETTINGS)
+             for _ in range(3)]
+    while not steps_of([harness.ours.recv()], run):  # the run is going
+        pass
+    harness.stop_runs.value = run  # what a key pressed during the run sends
+    replies = harness.replies_until(steps[-1])
+    finished = {r.seq: r.reason for r in replies if isinstance(r, p.RunFinished)}
+    assert finished[run] == "stopped"
+    assert [finished[s] for s in steps] == ["step"] * 3
+    assert all(len(steps_of(replies, s)) == 1 for s in steps)
+
+
+def test_stop_all_stops_queued_single_steps_too(harness):
+    run = harness.send(p.Generate, prompt="hello", count=None, settings=SETTINGS)
+    steps = [harness.send(p.Generate, prompt=None, count=1, settings=SETTINGS)
+             for _ in range(3)]
+    while not steps_of([harness.ours.recv()], run):
+        pass
+    harness.stop_all.value = steps[-1]  # escape
+    replies = harness.replies_until(steps[-1])
+    finished = {r.seq: r.reason for r in replies if isinstance(r, p.RunFinished)}
+    assert [finished[s] for s in (run, *steps)] == ["stopped"] * 4
+    assert not any(steps_of(replies, s) for s in steps)
+
+
+def test_an_insight_request_behind_a_newer_one_is_skipped_but_answered(harness):
+    run = harness.send(p.Generate, prompt="hello", count=None, settings=SETTINGS)
+    while not steps_of([harness.ours.recv()], run):  # the engine is busy: requests queue
+        pass
+    first = harness.send(p.Explain, step_index=1, settings=SETTINGS)
+    second = harness.send(p.Explain, step_index=2, settings=SETTINGS)
+    harness.stop_runs.value = run
+    replies = harness.replies_until(second)
+    assert [r.seq for r in replies if isinstance(r, p.Explained)] == [second]
+    assert [r.seq for r in replies if isinstance(r, p.OpDone)] == [run, first, second]
+
+
+def test_an_unloadable_model_fails_in_one_line_and_ops_are_still_answered(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    h = HostHarness(bad)
+    try:
+        seq = h.send(p.Generate, prompt="hello", count=1, settings=SETTINGS)
+        replies = h.replies_until(seq)
+        [failed] = [r for r in replies if isinstance(r, p.LoadFailed)]
+        assert "bad.ckpt" in failed.message and "\n" not in failed.message
+        assert any(isinstance(r, p.RunFailed) and "no model is loaded" in r.message
+                   for r in replies)
+    finally:
+        h.close()
