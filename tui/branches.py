@@ -17,7 +17,8 @@ def label(path: Path, start: int, current: bool) -> Text:
     """A node: the text its steps add, then Σ log p and length of the path so far."""
     added = path_text(path[start:]).replace("\n", "↵") or "…"
     text = Text(("● " if current else "") + added, style="bold" if current else "")
-    text.append(f"  Σ log p {path_log_prob(path):.2f} · {len(path)} tokens", style="dim")
+    count = f"{len(path)} token" if len(path) == 1 else f"{len(path)} tokens"
+    text.append(f"  Σ log p {path_log_prob(path):.2f} · {count}", style="dim")
     return text
 
 

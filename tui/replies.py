@@ -23,6 +23,11 @@ from .widgets import CandidatesTable, Transcript
 TABLE_SECONDS = 1 / 8
 
 
+def tokens(n: int) -> str:
+    """'1 token', '12 tokens'."""
+    return f"{n} token" if n == 1 else f"{n} tokens"
+
+
 def human_count(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K" if n >= 1e3 else str(n)
 
@@ -116,7 +121,7 @@ class RepliesMixin:
             self.show_candidates(f"step {last.index} · chose {last.chosen.text!r}",
                                  last.candidates, last.chosen.id)
         if self.running:
-            self.set_status(f"generating · {len(self.history)} tokens · "
+            self.set_status(f"generating · {tokens(len(self.history))} · "
                             f"{reply.tokens_per_second:.0f} tok/s · "
                             f"{self.position_text(self.history[-1].position + 1)}")
 
@@ -142,7 +147,7 @@ class RepliesMixin:
             return  # the error stays on the status line
         rate = f" · {reply.tokens_per_second:.0f} tok/s" if reply.tokens_per_second else ""
         if reply.reason != "restored":
-            self.set_status(f"{reply.reason} · {len(self.history)} tokens{rate} · "
+            self.set_status(f"{reply.reason} · {tokens(len(self.history))}{rate} · "
                             f"{self.position_text(reply.position)}")
 
     def got_run_failed(self, reply: p.RunFailed) -> None:

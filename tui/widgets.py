@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.widgets import DataTable, Static
+from textual import events
+from textual.widgets import DataTable, Input, Static
 
 from minigpt.steps import Candidate, Step
 
@@ -272,6 +273,21 @@ class OneLine(Static):
 
     def update(self, content="", *, layout: bool = False) -> None:
         super().update(content, layout=layout)
+
+
+class PromptInput(Input):
+    """The prompt: one line, so a pasted text's lines are joined with spaces (Textual's
+    Input would keep only the first)."""
+
+    def _on_paste(self, event: events.Paste) -> None:
+        event.stop()
+        text = " ".join(line for line in event.text.splitlines() if line)
+        if text:
+            selection = self.selection
+            if selection.is_empty:
+                self.insert_text_at_cursor(text)
+            else:
+                self.replace(text, *selection)
 
 
 class StatusLine(OneLine):

@@ -1,0 +1,49 @@
+"""Bracketed pastes holding escape sequences and control characters arrive as text."""
+
+from textual import events
+
+from tui.paste import PASTE_END, PASTE_START, PasteFilter, PasteSafeParser, clean_paste
+
+HOSTILE = "农夫\x01\x07\x1b[31mRED\x1b[0m\t山泉 end"
+
+
+def parse(parser, *chunks):
+    out = []
+    for chunk in chunks:
+        if chunk:  # the driver never feeds "" (it means end of input)
+            out += list(parser.feed(chunk))
+    return out
+
+
+def test_a_hostile_paste_is_one_paste_event_in_order():
+    events_ = parse(PasteSafeParser(), PASTE_START + HOSTILE + PASTE_END)
+    assert [type(e) for e in events_] == [events.Paste]
+    assert events_[0].text == "农夫RED 山泉 end"
+
+
+def test_textual_alone_turns_it_into_key_presses():
+    """The upstream behaviour this works around (if it changes, the filter can go)."""
+    from textual._xterm_parser import XTermParser
+    keys = [e for e in parse(XTermParser(), PASTE_START + HOSTILE + PASTE_END)
+            if isinstance(e, events.Key)]
+    assert keys
+
+
+def test_markers_and_escapes_split_across_reads():
+    whole = PASTE_START + HOSTILE + PASTE_END + "x"
+    for cut in range(1, len(whole)):
+        for cut2 in (cut, min(len(whole), cut + 3)):
+            events_ = parse(PasteSafeParser(), whole[:cut], whole[cut:cut2], whole[cut2:])
+            pastes = [e.text for e in events_ if isinstance(e, events.Paste)]
+            keys = [e.key for e in events_ if isinstance(e, events.Key)]
+            assert pastes == ["农夫RED 山泉 end"] and keys == ["x"], (cut, cut2, events_)
+
+
+def test_outside_pastes_nothing_changes():
+    f = PasteFilter()
+    assert f("abc\x1b[A\x01") == "abc\x1b[A\x01"
+    assert f("\x1b") == "\x1b"  # the escape key is never held back
+
+
+def test_clean_paste():
+    assert clean_paste("a\x1b]0;title\x07b\x1b[1;31mc\x1bMd\x00\te\r\nf") == "abcd e\nf"
