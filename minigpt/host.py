@@ -207,7 +207,7 @@ class Host:
         engine = self.engine
         if self.cancelled(op):  # stopped before it began: not even a new turn
             return 0, "stopped"
-        if op.prompt is not None and (not engine.steps or not op.only_if_fresh):
+        if op.prompt is not None:
             engine.reset(op.prompt, op.settings)
             self.send(p.TurnStarted(op.seq, op.prompt, tuple(engine.prompt_ids)))
         total = engine.remaining if op.count is None else op.count

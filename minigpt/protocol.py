@@ -43,13 +43,12 @@ class Open(Op):
 
 @dataclass(frozen=True)
 class Generate(Op):
-    """Start a new turn from ``prompt`` (when given), then sample ``count`` tokens
-    (None: until max_new_tokens)."""
+    """Start a new turn from ``prompt`` (None: go on with the current turn), then sample
+    ``count`` tokens (None: until max_new_tokens)."""
 
     prompt: str | None
     count: int | None
     settings: SamplingSettings
-    only_if_fresh: bool = False  # use the prompt only when nothing is generated yet
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ async def test_before_a_prompt_the_strip_says_so(make_tui):
         await pilot.press("a")
         await settle(app, pilot)
         assert app.query_one(AttentionStrip).shown[3] is None
-        assert "give a prompt first" in str(app.query_one(AttentionStrip).render())
+        assert "give a prompt first" in app.query_one(AttentionStrip).text
 
 
 @pytest.mark.parametrize("size,both", [((80, 24), False), ((120, 40), True)])

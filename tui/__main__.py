@@ -28,6 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_session_path(path: Path) -> None:
+    """Refuse, before anything runs, a session file that could not be written: a
+    missing directory (never created silently), a FIFO or device, no permission."""
+    if not path.parent.is_dir():
+        raise MiniGPTError(f"{path}: the directory {path.parent} does not exist")
+    if path.exists() and not path.is_file():
+        raise MiniGPTError(f"{path}: not a regular file (a session is a JSON-lines file)")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise MiniGPTError(f"{path}: cannot write there (permission denied)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -36,18 +47,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         settings = settings_from(args)
-        resumed = []
-        if args.session is not None and args.session.exists():
-            try:
-                resumed = read_session(args.session)
-            except OSError as exc:
-                raise MiniGPTError(f"{args.session}: cannot read session ({exc.strerror})") \
-                    from None
         session = args.session or new_session_path()
         if args.session is None:
             session.parent.mkdir(parents=True, exist_ok=True)
-        elif not session.parent.is_dir():
-            raise MiniGPTError(f"{session}: the directory {session.parent} does not exist")
+        check_session_path(session)
+        resumed = []
+        if session.exists():
+            try:
+                resumed = read_session(session)
+            except OSError as exc:
+                raise MiniGPTError(f"{session}: cannot read session ({exc.strerror})") from None
     except MiniGPTError as exc:
         print(f"minigpt-tui: error: {exc}", file=sys.stderr)
         return 2

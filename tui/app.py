@@ -30,12 +30,13 @@ from .branches import BranchScreen
 from .client import EngineClient
 from .commands import explorer_commands
 from .insights import InsightsMixin
-from .knobs import Sidebar
+from .knobs import Sidebar, kept_value
 from .messages import EngineExited, EngineReplies
 from .replies import RepliesMixin, human_count
 from .scoring import ScoreScreen
-from .screens import HelpScreen, ModelScreen
-from .widgets import CandidatesTable, KeyHints, OneLine, PromptInput, StatusLine, Transcript
+from .screens import HelpScreen, KnobScreen, ModelScreen
+from .hints import KeyHints, where
+from .widgets import CandidatesTable, OneLine, PromptInput, StatusLine, Transcript
 from .why import WhyPanel
 
 NARROW_WIDTH = 70  # below this the sidebar hides
@@ -108,6 +109,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         self.table_shown_at = 0.0  # monotonic time of the last streamed table redraw
         self.branch_request = 0
         self.score_request = 0
+        self.new_turn_note = False  # a stepping key started a new turn from an edited prompt
 
     @property
     def history(self) -> list[Step]:
@@ -127,7 +129,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
             yield Sidebar(self.settings, id="sidebar")
             with Vertical(id="main"):
                 yield Transcript(id="transcript")
-                yield AttentionStrip("", id="attention")
+                yield AttentionStrip(id="attention")
                 yield WhyPanel("", id="why", markup=False)
                 yield OneLine("", id="candidates-title", markup=False)
                 yield CandidatesTable(id="candidates")
@@ -137,7 +139,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
             prompt = PromptInput(placeholder="prompt, e.g. 农夫山泉 ", id="prompt", compact=True)
             prompt.cursor_blink = False  # nothing to repaint twice a second over SSH
             yield prompt
-        yield KeyHints(KeyHints.PROMPT, id="hints")
+        yield KeyHints(id="hints")
 
     def on_mount(self) -> None:
         self.show_header()
@@ -146,8 +148,12 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         for record in self.resumed:
             transcript.add_past_turn(record)
         self.set_class(self.size.width < NARROW_WIDTH, "narrow")
+        self.fit_panels()  # also shows the newest turn of a reopened session
+        # Hints follow focus wherever it moves (modals closing, tab, the palette) and
+        # whichever screen is on top.
+        self.watch(self.screen, "focused", self.update_hints, init=False)
         self.client.attach(lambda replies: self.post_message(EngineReplies(replies)),
-                           lambda description: self.post_message(EngineExited(description)))
+                           lambda *why: self.post_message(EngineExited(*why)))
         if not self.client.alive:
             self.client.start()
         self.open_model()
@@ -174,6 +180,13 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_WIDTH, "narrow")
+        self.screen_rows = event.size.height  # self.size may not have caught up yet
+        self.fit_panels()
+
+    def keep_in_view(self) -> None:
+        """After the layout settles: the browsed step, or the live end, stays on screen."""
+        index = None if self.view_step is None else self.view_step - 1
+        self.call_after_refresh(self.query_one(Transcript).keep_in_view, index)
 
     # --- ops -------------------------------------------------------------------
 
@@ -249,6 +262,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         if self.is_mounted:
             self.refresh_candidates()
             self.request_insights()
+            self.keep_in_view()
 
     def watch_tint(self, tint: bool) -> None:
         self.query_one(Transcript).set_tint(tint)
@@ -256,14 +270,22 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     def on_descendant_focus(self) -> None:
         self.update_hints()
 
-    def update_hints(self) -> None:
-        hints = self.query_one(KeyHints)
-        if self.running:
-            hints.update(KeyHints.RUNNING)
-        elif isinstance(self.focused, CandidatesTable):
-            hints.update(KeyHints.TABLE)
-        else:
-            hints.update(KeyHints.PROMPT)
+    def update_hints(self, *_) -> None:
+        for hints in self.screen_stack[0].query(KeyHints) if self.screen_stack else ():
+            hints.show(where(self, self.focused))
+
+    def watch_engine_state(self) -> None:
+        self.update_hints()
+
+    def push_screen(self, *args, **kwargs):
+        result = super().push_screen(*args, **kwargs)
+        self.call_after_refresh(self.update_hints)
+        return result
+
+    def pop_screen(self):
+        result = super().pop_screen()
+        self.call_after_refresh(self.update_hints)  # focus returns to where it was
+        return result
 
     @on(Sidebar.Changed)
     def sidebar_changed(self, event: Sidebar.Changed) -> None:
@@ -275,7 +297,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     def sidebar_invalid(self, event: Sidebar.Invalid) -> None:
         status = self.query_one(StatusLine)
         status.add_class("error")
-        status.update(f"✗ {event.label}: {event.error} · last good value kept")
+        status.update(f"✗ {event.error} · {kept_value(self.settings, event.label)} kept")
 
     # --- actions -----------------------------------------------------------------
 
@@ -288,22 +310,41 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         self.submit(p.Generate, prompt=prompt, count=None)
 
     def action_escape(self) -> None:
-        if isinstance(self.screen, (HelpScreen, ModelScreen, ScoreScreen, BranchScreen)):
+        if isinstance(self.screen, (HelpScreen, ModelScreen, ScoreScreen, BranchScreen,
+                                    KnobScreen)):
             self.screen.dismiss()
         elif self.running:
             self.client.cancel_all()
+            self.query_one(CandidatesTable).focus()  # where the stepping keys live
         elif isinstance(self.focused, Input) and self.focused.id == "prompt":
             self.query_one(CandidatesTable).focus()
         else:
             self.view_step = None
 
+    def stepping_prompt(self) -> str | None:
+        """What a stepping key (space, g) starts from: the prompt as shown when it differs
+        from the current turn's (a new turn, as enter would start), else None (go on)."""
+        text = self.prompt_text()
+        if text != self.turn.prompt and (text or not self.turn.prompt):
+            return text
+        return None
+
     def action_step_one(self) -> None:
-        self.view_step = None
-        self.submit(p.Generate, prompt=self.prompt_text(), count=1, only_if_fresh=True)
+        self.step_or_go(1)
 
     def action_continue_generation(self) -> None:
+        self.step_or_go(None)
+
+    def step_or_go(self, count: int | None) -> None:
+        prompt = self.stepping_prompt()
+        limit = self.settings.max_new_tokens
+        if count is None and prompt is None and len(self.history) >= limit and not self.running:
+            self.set_status(f"max_new_tokens ({limit}) reached: raise max_new in the sidebar "
+                            "or with ctrl+p › Set max_new_tokens")
+            return
         self.view_step = None
-        self.submit(p.Generate, prompt=self.prompt_text(), count=None, only_if_fresh=True)
+        self.new_turn_note = prompt is not None and bool(self.turn.prompt)
+        self.submit(p.Generate, prompt=prompt, count=count)
 
     def action_pick(self, rank: int) -> None:
         if self.view_step is not None:  # rewind to that step and take its candidate
@@ -376,6 +417,19 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     def got_scored(self, reply: p.Scored) -> None:
         if reply.seq == self.score_request and isinstance(self.screen, ScoreScreen):
             self.screen.show_score(reply.score, reply.error)
+
+    def action_set_knob(self, field: str) -> None:
+        from .knobs import KNOBS
+
+        knob = next(k for k in KNOBS if k.field == field)
+        self.push_screen(KnobScreen(knob, self.settings), self.knob_set)
+
+    def knob_set(self, settings: SamplingSettings | None) -> None:
+        if settings is not None and settings != self.settings:
+            self.query_one(Sidebar).set_value(settings)
+            self.settings = settings
+            self.set_status("settings applied from the next token")
+            self.request_insights()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sys
 import tempfile
 import threading
@@ -21,20 +20,13 @@ from minigpt import protocol as p
 MAX_BATCH = 512  # replies handed to the app at once
 
 
-def describe_exit(code: int | None, log_path: str | None) -> str:
-    """'killed by signal 9 (SIGKILL)', 'exited with code 1: RuntimeError: …'."""
+def describe_exit(code: int | None) -> str:
+    """'killed by signal 9', 'exited with code 1'."""
     if code is None:
-        what = "stopped answering"
-    elif code < 0:
-        try:
-            name = f" ({signal.Signals(-code).name})"
-        except ValueError:
-            name = ""
-        what = f"killed by signal {-code}{name}"
-    else:
-        what = f"exited with code {code}"
-    last = last_line(log_path)
-    return f"{what}: {last}" if last else what
+        return "stopped answering"
+    if code < 0:
+        return f"killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def last_line(path: str | None, limit: int = 4096) -> str:
@@ -55,7 +47,8 @@ class EngineClient:
     """One engine process at a time; ``start`` again after it died starts a new one.
 
     ``deliver(replies)`` is called on the reader thread with each batch of replies;
-    ``on_exit(description)`` when the process ended without being asked to."""
+    ``on_exit(description, detail)`` when the process ended without being asked to
+    (``detail``: the last line it wrote to its log, e.g. a CUDA error)."""
 
     def __init__(self) -> None:
         self.context = multiprocessing.get_context("spawn")
@@ -67,7 +60,7 @@ class EngineClient:
         self.process = None
         self.conn = None
         self.deliver: Callable[[list[p.Reply]], None] = lambda replies: None
-        self.on_exit: Callable[[str], None] = lambda description: None
+        self.on_exit: Callable[[str, str], None] = lambda description, detail: None
         self.stopping = False
         self.lock = threading.Lock()  # sends come from the UI thread and from signal paths
         self.log_path: str | None = None
@@ -158,4 +151,4 @@ class EngineClient:
             self.conn = None
         process.join(2.0)
         if not self.stopping and process is self.process:
-            self.on_exit(describe_exit(process.exitcode, self.log_path))
+            self.on_exit(describe_exit(process.exitcode), last_line(self.log_path))

@@ -1,38 +1,45 @@
-"""The command palette's explorer actions (ctrl+p)."""
+"""The command palette's explorer actions (ctrl+p), each with the key that does it."""
 
 from __future__ import annotations
 
 from textual.app import SystemCommand
 
+from .knobs import KNOBS
 from .widgets import CandidatesTable
+
+KNOB_NAMES = {"max_new_tokens": "max_new_tokens", "repetition_penalty": "repetition penalty"}
 
 
 def explorer_commands(app) -> list[SystemCommand]:
-    return [
-        SystemCommand("Generate", "Generate from the prompt text",
-                      lambda: app.generate(app.prompt_text())),
-        SystemCommand("Stop", "Stop the running generation", app.action_escape),
-        SystemCommand("Step one token", "Sample exactly one token", app.action_step_one),
-        SystemCommand("Undo", "Remove the last token", app.action_undo),
-        SystemCommand("Continue", "Keep generating", app.action_continue_generation),
-        SystemCommand("Tint by probability", "Toggle token colours", app.action_toggle_tint),
-        SystemCommand("Why this token", "Toggle the probability breakdown",
-                      app.action_toggle_why),
-        SystemCommand("Complete characters", "Show what byte-piece candidates become",
-                      app.action_toggle_complete),
-        SystemCommand("Attention strip", "Where the last position looked",
-                      app.action_toggle_attention),
-        SystemCommand("Branches", "The paths this turn took, abandoned ones included",
-                      app.action_branches),
-        SystemCommand("Score text", "Probability, rank, surprisal of every token; "
-                      "perplexity", app.action_score),
-        SystemCommand("Model info", "Format, h_params, tensors", app.action_model),
-        SystemCommand("Export transcript", "Write Markdown and JSON to the current "
-                      "directory", app.action_export),
-        SystemCommand("Restart engine", "Start the engine again after it stopped; the turn "
-                      "comes back as it was", app.action_restart_engine),
-        SystemCommand("Keys", "Show every key", app.action_help),
-        SystemCommand("Candidates", "Focus the candidates table",
-                      lambda: app.query_one(CandidatesTable).focus()),
-        SystemCommand("Prompt", "Focus the prompt", app.action_focus_prompt),
+    table = [  # title, key, what it does, action
+        ("Generate", "enter", "generate from the prompt text", lambda: app.generate(
+            app.prompt_text())),
+        ("Stop", "esc", "stop the running generation", app.action_escape),
+        ("Step one token", "space", "sample exactly one token", app.action_step_one),
+        ("Undo", "⌫", "remove the last token", app.action_undo),
+        ("Continue", "g", "keep generating", app.action_continue_generation),
+        ("Tint by probability", "p", "toggle token colours", app.action_toggle_tint),
+        ("Why this token", "w", "toggle the probability breakdown", app.action_toggle_why),
+        ("Complete characters", "c", "show what byte-piece candidates become",
+         app.action_toggle_complete),
+        ("Attention strip", "a", "where the last position looked",
+         app.action_toggle_attention),
+        ("Branches", "t", "the paths this turn took, abandoned ones included",
+         app.action_branches),
+        ("Score text", "f2", "probability, rank, surprisal of every token; perplexity",
+         app.action_score),
+        ("Model info", "m", "format, h_params, tensors", app.action_model),
+        ("Export transcript", "ctrl+s", "write Markdown and JSON to the current directory",
+         app.action_export),
+        ("Restart engine", "r", "start the engine again after it stopped; the turn comes "
+         "back as it was", app.action_restart_engine),
+        ("Keys", "f1", "show every key", app.action_help),
+        ("Candidates", "esc", "focus the candidates table",
+         lambda: app.query_one(CandidatesTable).focus()),
+        ("Prompt", "i", "focus the prompt", app.action_focus_prompt),
     ]
+    knobs = [(f"Set {KNOB_NAMES.get(k.field, k.label)}", "sidebar",
+              f"now {getattr(app.settings, k.field)}; {k.expects}",
+              lambda k=k: app.action_set_knob(k.field)) for k in KNOBS]
+    return [SystemCommand(title, f"{key} · {does}", action)
+            for title, key, does, action in table + knobs]

@@ -18,6 +18,12 @@ from .why import WhyPanel
 # Below this many rows the why panel and the attention strip take turns, so the
 # transcript, the table and the status line keep their rows (80×24 included).
 ONE_PANEL_BELOW_ROWS = 34
+# Rows the main column always keeps: the transcript's, and the candidates' (five, or
+# three on a small screen, plus their header). Panels get what is left, or fold.
+MIN_TRANSCRIPT_ROWS = 3
+FULL_TABLE_BELOW_ROWS = 23  # screens shorter than this show three candidates
+WHY_ROWS, ATTENTION_ROWS = 10, 7  # natural heights, top border included
+MIN_PANEL_ROWS = 4
 
 
 class InsightsMixin:
@@ -37,6 +43,7 @@ class InsightsMixin:
     why_request = 0  # the latest request of each kind; older answers are dropped
     complete_request = 0
     attention_request = 0
+    panels_folded = False  # panels are open but the window has no room for them
     completions: tuple = (None, {})  # (step shown, id -> Completion)
     attention: tuple = (None, None, "")  # (step shown, Attention, error)
 
@@ -51,13 +58,44 @@ class InsightsMixin:
 
     # --- attention strip ---------------------------------------------------------
 
+    screen_rows = 0  # the terminal's height, as the last resize said
+
     def one_panel_at_a_time(self) -> bool:
-        return self.size.height < ONE_PANEL_BELOW_ROWS
+        return (self.screen_rows or self.size.height) < ONE_PANEL_BELOW_ROWS
+
+    def fit_panels(self) -> None:
+        """Share the main column's rows (on every resize and panel toggle): the status
+        line and at least three candidates always stay; panels shrink, then fold."""
+        if not self.is_mounted:
+            return
+        height = self.screen_rows or self.size.height
+        if self.why_shown and self.attention_shown and self.one_panel_at_a_time():
+            self.attention_shown = False  # calls back here
+            return
+        table_rows = 5 if height >= FULL_TABLE_BELOW_ROWS else 3
+        self.query_one("#candidates").styles.height = table_rows + 1
+        body = height - 3  # header, prompt, key hints
+        room = body - (1 + table_rows + 1 + 1) - MIN_TRANSCRIPT_ROWS  # title, table, status
+        why, strip = self.query_one(WhyPanel), self.query_one(AttentionStrip)
+        wanted = [(panel, rows) for panel, rows, shown in
+                  ((why, WHY_ROWS, self.why_shown), (strip, ATTENTION_ROWS, self.attention_shown))
+                  if shown]
+        folded = bool(wanted) and room < MIN_PANEL_ROWS * len(wanted)
+        for panel, shown in ((why, self.why_shown), (strip, self.attention_shown)):
+            panel.display = shown and not folded
+        for panel, rows in wanted:
+            rows = min(rows, room // len(wanted))
+            if panel is strip:
+                panel.styles.height = rows  # its tokens scroll inside
+            else:
+                panel.styles.max_height = rows
+        self.panels_folded = folded
+        self.keep_in_view()
 
     def watch_attention_shown(self, shown: bool) -> None:
         if shown and self.one_panel_at_a_time():
             self.why_shown = False
-        self.query_one(AttentionStrip).display = shown
+        self.fit_panels()
         self.request_attention(capture=shown)
 
     def request_attention(self, capture: bool | None = None) -> None:
@@ -107,7 +145,7 @@ class InsightsMixin:
     def watch_why_shown(self, shown: bool) -> None:
         if shown and self.one_panel_at_a_time():
             self.attention_shown = False
-        self.query_one(WhyPanel).display = shown
+        self.fit_panels()
         self.request_why()
 
     def watch_complete_shown(self, shown: bool) -> None:

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.widgets import Input, Label
 
 from minigpt.errors import SettingsError
-from minigpt.settings import SamplingSettings
+from minigpt.settings import MAX_NEW_TOKENS_LIMIT, SamplingSettings
 
 UNSET = ("", "-", "—", "none", "off")
 
@@ -32,20 +32,37 @@ class Knob:
     field: str  # SamplingSettings attribute
     label: str
     parse: Callable[[str], object]
+    expects: str  # what a valid value looks like, said when one is not
 
 
 KNOBS = (
-    Knob("temperature", "temperature", float),
-    Knob("top_k", "top_k", parse_optional_int),
-    Knob("top_p", "top_p", parse_optional_float),
-    Knob("max_new_tokens", "max_new", int),
-    Knob("seed", "seed", parse_optional_int),
-    Knob("repetition_penalty", "rep_penalty", float),
+    Knob("temperature", "temperature", float, "a number 0…1000 (0 = greedy)"),
+    Knob("top_k", "top_k", parse_optional_int, "a whole number ≥ 1, or — for off"),
+    Knob("top_p", "top_p", parse_optional_float, "a number in (0, 1], or — for off"),
+    Knob("max_new_tokens", "max_new", int,
+         f"a whole number 0…{MAX_NEW_TOKENS_LIMIT:,}"),
+    Knob("seed", "seed", parse_optional_int, "a whole number ≥ 0, or — for random"),
+    Knob("repetition_penalty", "rep_penalty", float, "a number > 0 (1 = off)"),
 )
 
 
 def show(value: object) -> str:
     return "—" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def kept_value(settings: SamplingSettings, label: str) -> str:
+    """The value in force for the knob labelled ``label``, as the sidebar shows it."""
+    knob = next(k for k in KNOBS if k.label == label)
+    return show(getattr(settings, knob.field))
+
+
+def parse_knob(knob: Knob, text: str, settings: SamplingSettings) -> SamplingSettings:
+    """Settings with ``knob`` set from ``text``; ``SettingsError`` says, briefly, what a
+    valid value looks like."""
+    try:
+        return settings.with_(**{knob.field: knob.parse(text)})
+    except (ValueError, OverflowError, SettingsError):
+        raise SettingsError(f"{knob.label} wants {knob.expects}") from None
 
 
 class Sidebar(VerticalScroll):
@@ -78,17 +95,33 @@ class Sidebar(VerticalScroll):
         event.stop()
         knob = next(k for k in KNOBS if f"knob-{k.field}" == event.input.id)
         try:
-            value = knob.parse(event.value)
-            settings = self.settings.with_(**{knob.field: value})
-        except (ValueError, OverflowError, SettingsError) as exc:
+            settings = parse_knob(knob, event.value, self.settings)
+        except SettingsError as exc:
             event.input.add_class("invalid")
-            message = str(exc) if isinstance(exc, SettingsError) else f"not a number: {event.value!r}"
-            self.post_message(self.Invalid(knob.label, message))
+            self.post_message(self.Invalid(knob.label, str(exc)))
             return
         event.input.remove_class("invalid")
         if settings != self.settings:
             self.settings = settings
             self.post_message(self.Changed(settings))
+
+    def on_descendant_blur(self, event) -> None:
+        """Leaving a knob shows the value in force: invalid text goes, a cleared
+        optional knob shows — again."""
+        field = event.widget
+        knob = next((k for k in KNOBS if f"knob-{k.field}" == field.id), None)
+        if knob is not None:
+            field.value = show(getattr(self.settings, knob.field))
+            field.remove_class("invalid")
+
+    def set_value(self, settings: SamplingSettings) -> None:
+        """Show ``settings`` (changed elsewhere, e.g. from the command palette)."""
+        self.settings = settings
+        for knob in KNOBS:
+            field = self.query_one(f"#knob-{knob.field}", Input)
+            with field.prevent(Input.Changed):
+                field.value = show(getattr(settings, knob.field))
+            field.remove_class("invalid")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -20,4 +20,5 @@ class EngineReplies(Message):
 class EngineExited(Message):
     """The engine process ended without being asked to (killed, crashed)."""
 
-    description: str  # "killed by signal 9 (SIGKILL)"
+    description: str  # "killed by signal 9"
+    detail: str = ""  # the last line the engine wrote (a CUDA error, say), or ""

@@ -87,6 +87,9 @@ class RepliesMixin:
         self.running = False
         self.remember_turn("stopped")
         self.show_error(f"engine stopped: {message.description} — r restarts")
+        if message.detail:
+            self.notify(f"the engine's last words: {message.detail}", severity="error",
+                        timeout=10, markup=False)
         if self.focused is None or self.focused.id == "prompt":
             self.query_one(CandidatesTable).focus()  # so that r restarts, not types
 
@@ -145,10 +148,15 @@ class RepliesMixin:
         self.request_insights()
         if reply.reason == "error":
             return  # the error stays on the status line
-        rate = f" · {reply.tokens_per_second:.0f} tok/s" if reply.tokens_per_second else ""
-        if reply.reason != "restored":
-            self.set_status(f"{reply.reason} · {tokens(len(self.history))}{rate} · "
-                            f"{self.position_text(reply.position)}")
+        if reply.reason == "restored":
+            return
+        parts = [reply.reason, tokens(len(self.history))]
+        if self.new_turn_note:
+            parts.append("new turn from the edited prompt")
+            self.new_turn_note = False
+        if reply.tokens_per_second:
+            parts.append(f"{reply.tokens_per_second:.0f} tok/s")
+        self.set_status(" · ".join([*parts, self.position_text(reply.position)]))
 
     def got_run_failed(self, reply: p.RunFailed) -> None:
         self.show_error(reply.message)

@@ -18,6 +18,9 @@ from minigpt.tokenizer import StreamDecoder
 from .widgets import prob_style
 
 
+SMALL_BELOW_ROWS = 32
+
+
 def significant(x: float, digits: int = 4) -> str:
     """``x`` to ``digits`` significant digits (479,600 · 12.35 · 0.001235): more would
     only show float noise that differs between machines."""
@@ -67,6 +70,9 @@ class ScoreScreen(ModalScreen):
         self.query_one(TextArea).focus()
         self.action_score()
 
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.height < SMALL_BELOW_ROWS, "small")
+
     def title_text(self) -> str:
         windows = "exact per token (f3: one pass each)" if self.exact else \
             "one pass each (f3: exact)"
@@ -91,9 +97,9 @@ class ScoreScreen(ModalScreen):
             self.query_one("#score-tinted", Static).update("")
             return
         summary.update(f"perplexity {significant(score.perplexity)} · "
-                       f"{score.mean_surprisal_bits:.2f} "
-                       f"bits/token · {len(score.tokens)} tokens scored (the first is context "
-                       f"only) · {score.windows} forward pass(es)")
+                       f"{score.mean_surprisal_bits:.2f} bits/token · {len(score.tokens)} "
+                       f"scored (the first token is context) · "
+                       f"{score.windows} pass{'es' if score.windows != 1 else ''}")
         self.query_one("#score-tinted", Static).update(tinted_text(score))
         for t in score.tokens:
             style = "dim" if t.rank > 5 else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
@@ -71,3 +71,40 @@ class ModelScreen(ModalScreen):
                 yield Static(f"[dim]inferred: {note}[/dim]")
             yield Static(hp)
             yield Static(tensors)
+
+
+class KnobScreen(ModalScreen):
+    """Set one sampling knob from the command palette (the sidebar folds away on
+    narrow screens). Enter applies a valid value; escape leaves the knob as it was."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "close", id="close-knob")]
+
+    def __init__(self, knob, settings):
+        super().__init__()
+        self.knob = knob
+        self.settings = settings
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Input
+
+        from .knobs import show
+
+        with Vertical(id="knob-body", classes="modal-body"):
+            yield Static(f"[bold]Set {self.knob.label}[/bold] · {self.knob.expects} · enter "
+                         "applies · escape closes", classes="modal-title")
+            field = Input(show(getattr(self.settings, self.knob.field)), id="knob-value",
+                          select_on_focus=True)
+            field.cursor_blink = False
+            yield field
+            yield Static("", id="knob-error", markup=False)
+
+    def on_input_submitted(self, event) -> None:
+        from minigpt.errors import SettingsError
+
+        from .knobs import parse_knob
+
+        event.stop()
+        try:
+            self.dismiss(parse_knob(self.knob, event.value, self.settings))
+        except SettingsError as exc:
+            self.query_one("#knob-error", Static).update(f"✗ {exc}")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from rich.text import Text
+from textual.geometry import Region
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual import events
@@ -72,18 +74,22 @@ class Turn(Vertical):
     def live(self) -> TurnPart:
         return self.parts[-1]
 
-    def render_steps(self, part: TurnPart) -> Text:
+    def render_steps(self, part: TurnPart, until: int | None = None) -> Text:
+        """The part's text (``until``: only the steps before that index)."""
         text = Text()
         if part.start == 0:
             text.append("› ", style="bold cyan")
             text.append(self.prompt, style="bold")
-        for index in range(part.start, part.end):
+        end = part.end if until is None else min(part.end, until)
+        for index in range(part.start, end):
             piece, prob = self.segments[index]
             style = prob_style(prob) if self.tint else ""
             if index == self.highlight:
                 style = f"{style} reverse".strip()
                 piece = piece or "▯"  # a byte piece that completes nothing yet
             text.append(piece, style=style)
+        if until is not None:
+            return text
         if part is self.live:
             if self.pending:
                 text.append(self.pending, style="dim")
@@ -149,6 +155,7 @@ class Transcript(VerticalScroll):
         super().__init__(**kwargs)
         self.tint = False
         self.pinned = True  # follows the tail; scrolling up unpins, reaching the end pins
+        self.in_view: int | None = None  # the step kept in view (None: the live end)
 
     @property
     def current(self) -> Turn | None:
@@ -161,6 +168,10 @@ class Transcript(VerticalScroll):
             self.pinned = True
         elif new_value < old_value:  # only a reader scrolls up; we only scroll down
             self.pinned = False
+
+    def on_resize(self) -> None:
+        # Text re-wraps at the new width after this layout: find the step again then.
+        self.call_after_refresh(self.keep_in_view, self.in_view)
 
     def _follow(self, grew: bool) -> None:
         """Scroll to the end (after the layout) when pinned and the end moved, or is not
@@ -198,6 +209,27 @@ class Transcript(VerticalScroll):
         turn = self.current
         if turn is not None and turn.highlight != index:
             turn.set_highlight(index)
+
+    def keep_in_view(self, index: int | None) -> None:
+        """Show step ``index`` of the current turn (0-based), or with None the live end
+        if the reader has not scrolled away from it. Called after anything that changes
+        the transcript's height: panels opening or closing, a resize, a reopen."""
+        self.in_view = index
+        turn = self.current
+        if index is None or turn is None:
+            if self.pinned:
+                self.scroll_end(animate=False, immediate=True)
+            return
+        part = next((p for p in turn.parts if p.start <= index < max(p.end, p.start + 1)),
+                    turn.live)
+        width = part.content_region.width
+        if not width:
+            return
+        # Lines of the part up to the step, wrapped as the part wraps them.
+        head = turn.render_steps(part, until=index + 1)
+        line = max(0, len(head.wrap(self.app.console, width)) - 1)
+        y = part.virtual_region.y + line
+        self.scroll_to_region(Region(0, y, 1, 1), animate=False, immediate=True)
 
     def set_tint(self, tint: bool) -> None:
         self.tint = tint
@@ -290,13 +322,27 @@ class PromptInput(Input):
                 self.replace(text, *selection)
 
 
+def fit_status(text: str, width: int) -> str:
+    """``text`` in ``width`` cells: first the speed goes, then words shorten, then the
+    end is cut with an ellipsis."""
+    if width <= 0 or cell_len(text) <= width:
+        return text
+    parts = [part for part in text.split(" · ") if not part.endswith("tok/s")]
+    text = " · ".join(parts).replace("(window ", "(win ")
+    if cell_len(text) <= width:
+        return text
+    cut = Text(text)
+    cut.truncate(width, overflow="ellipsis")
+    return cut.plain
+
+
 class StatusLine(OneLine):
-    """Tokens generated, speed, position in the context window, why it stopped."""
+    """Tokens generated, speed, position in the context window, why it stopped; fitted
+    to its width rather than cut."""
 
+    def update(self, content="", *, layout: bool = False) -> None:
+        self.full_text = str(content)
+        super().update(fit_status(self.full_text, self.content_region.width), layout=layout)
 
-class KeyHints(Static):
-    """The footer: the keys that matter where the focus is."""
-
-    PROMPT = "enter generate · esc explore · f1 help · ctrl+p commands · ctrl+q quit"
-    RUNNING = "esc stop · ⌫ stop+undo · ctrl+q quit"
-    TABLE = "space step · 1-5 pick · ⌫ undo · g go · [ ] past · w why · c chars · i prompt"
+    def on_resize(self) -> None:
+        super().update(fit_status(getattr(self, "full_text", ""), self.content_region.width))
