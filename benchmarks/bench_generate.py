@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 
-import torch
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # we never use numpy
 
-from minigpt.devices import resolve_device
+import torch  # noqa: E402
+
+from minigpt.devices import resolve_device  # noqa: E402
 from minigpt.engine import Engine
 from minigpt.model import Model
 from minigpt.settings import SamplingSettings

@@ -262,3 +262,69 @@ def test_hang_up_saves_the_running_turn_and_restores_the_terminal(long_run, how)
     import json
     record = json.loads(long_run.read_text(encoding="utf-8").splitlines()[-1])
     assert record["prompt"] == "hello" and len(record["tokens"]) > 0
+
+
+def test_a_hostile_paste_lands_in_the_prompt_in_order(tui_session, tmp_path):
+    wait_for(lambda s: "type a prompt" in s)
+    paste = tmp_path / "paste.txt"
+    paste.write_bytes("农夫\x01\x07\x1b[31mRED\x1b[0m\t山泉 end".encode())
+    tmux("load-buffer", str(paste))
+    for _ in range(2):
+        tmux("paste-buffer", "-p", "-t", SESSION)  # bracketed, as terminals paste
+        time.sleep(0.3)
+    text = wait_for(lambda s: "农夫RED 山泉 end农夫RED 山泉 end" in s)
+    assert "temperature 0 " in text.replace("  ", " ") or "temperature0" in text.replace(" ", "")
+    assert "RED 山泉 end" not in text.split("\n")[1]  # nothing typed into a knob
+
+
+def test_small_window_keeps_status_quit_and_candidates(tui_session):
+    tmux("resize-window", "-t", SESSION, "-x", "120", "-y", "40")
+    wait_for(lambda s: "type a prompt" in s)
+    tmux("send-keys", "-t", SESSION, "-l", "hello")
+    tmux("send-keys", "-t", SESSION, "Enter")
+    wait_for(lambda s: "max_new_tokens · 6 tokens" in s)
+    tmux("send-keys", "-t", SESSION, "Escape")
+    time.sleep(0.3)  # ESC then a key at once reads as alt+key
+    tmux("send-keys", "-t", SESSION, "w")
+    tmux("send-keys", "-t", SESSION, "a")
+    wait_for(lambda s: "why step" in s and "attention ·" in s)
+    tmux("resize-window", "-t", SESSION, "-x", "60", "-y", "20")
+    text = wait_for(lambda s: "ctrl+q quit" in s and "max_new_tokens" in s)
+    rows = [line for line in text.splitlines() if line.strip()[:2] in ("1 ", "2 ", "3 ")]
+    assert len(rows) >= 3, text
+    tmux("send-keys", "-t", SESSION, "C-q")
+
+
+@pytest.mark.parametrize("session", ["/nonexistent_dir/s.jsonl", "fifo"])
+def test_an_unusable_session_path_is_refused_at_start(tiny_ckpt, tmp_path, session):
+    if session == "fifo":
+        session = str(tmp_path / "fifo")
+        os.mkfifo(session)
+    exe = Path(sys.executable).with_name("minigpt-tui")
+    start(f"{exe} {tiny_ckpt} --session {session}")
+    text = wait_for(lambda s: "EXITED" in s)
+    assert "EXITED 2" in text and "minigpt-tui: error:" in text and "Traceback" not in text
+    assert not Path("/nonexistent_dir").exists()
+
+
+def test_no_replacement_character_on_screen_on_the_shipped_model():
+    """Chinese byte pieces: live, finished, after undo and in the branch tree, the screen
+    shows ‹e8 b6› escapes, never U+FFFD."""
+    exe = Path(sys.executable).with_name("minigpt-tui")
+    model = Path(__file__).parent.parent / "model" / "model.ckpt"
+    start(f"{exe} {model} --device cpu --temperature 1.5 --max-new-tokens 120 --seed 3")
+    wait_for(lambda s: "params" in s)
+    tmux("send-keys", "-t", SESSION, "-l", "东方树叶 ")
+    tmux("send-keys", "-t", SESSION, "Enter")
+    seen = [wait_for(lambda s: "max_new_tokens · 120 tokens" in s)]
+    tmux("send-keys", "-t", SESSION, "Escape")
+    time.sleep(0.3)
+    for key in ("BSpace", "BSpace", "BSpace", "3", "BSpace"):
+        tmux("send-keys", "-t", SESSION, key)
+        time.sleep(0.3)
+        seen.append(screen())
+    tmux("send-keys", "-t", SESSION, "t")
+    seen.append(wait_for(lambda s: "Branches" in s))
+    assert not any("\ufffd" in s for s in seen)
+    tmux("send-keys", "-t", SESSION, "Escape")
+    tmux("send-keys", "-t", SESSION, "C-q")
