@@ -15,6 +15,7 @@ from . import __version__
 from .errors import MiniGPTError, PromptError
 from .paths import default_checkpoint
 from .settings import SamplingSettings
+from .tokenizer import printable
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         return handlers[args.command](args)
     except MiniGPTError as exc:
-        print(f"minigpt: error: {exc}", file=sys.stderr)
+        print(f"minigpt: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("minigpt: interrupted", file=sys.stderr)

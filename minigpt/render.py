@@ -9,8 +9,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .engine import Engine
+from typing import TYPE_CHECKING
+
 from .steps import Candidate, Step
+from .tokenizer import printable
+
+if TYPE_CHECKING:  # torch-free at run time: the explorer's process renders reports too
+    from .engine import Engine
 
 
 def candidate_json(c: Candidate) -> dict:
@@ -31,15 +36,19 @@ class GenerateRenderer:
     def __init__(self, json_mode: bool):
         self.json_mode = json_mode
         self.err = Console(stderr=True, highlight=False)
+        self.tty = sys.stdout.isatty()
 
     def start(self, prompt: str) -> None:
         if not self.json_mode:
-            sys.stdout.write(prompt)
+            sys.stdout.write(printable(prompt, keep="\n\t") if self.tty else prompt)
             sys.stdout.flush()
 
     def step(self, step: Step) -> None:
         if not self.json_mode and step.text:
-            sys.stdout.write(step.text)
+            text = step.text
+            if self.tty:  # a model can emit ESC: never hand a terminal an escape sequence
+                text = printable(text, keep="\n\t")
+            sys.stdout.write(text)
             sys.stdout.flush()
 
     def finish(self, engine: Engine, seconds: float) -> None:
@@ -92,7 +101,7 @@ class TraceRenderer:
         rank = f"rank {step.chosen_rank}" if step.chosen_rank else "outside top-5"
         self.out.print(Text.assemble(("chosen ", "dim"), (repr(chosen.text), "bold"),
                                      (f" p={chosen.prob:.4f} ({rank})", "dim")))
-        self.out.print(Text.assemble(("text ", "dim"), text), end="\n\n")
+        self.out.print(Text.assemble(("text ", "dim"), printable(text, keep="\n\t")), end="\n\n")
 
     def finish(self, engine: Engine) -> None:
         if not self.json_mode:
@@ -124,21 +133,29 @@ def inspect_report(loaded) -> dict:
     }
 
 
-def print_inspect(report: dict) -> None:
-    out = Console(highlight=False)
-    out.print(f"[bold]{report['path']}[/bold] · {report['format']}")
-    out.print(f"{report['parameters']:,} trainable parameters · tokenizer "
-              f"{report['tokenizer']} · device {report['device']}")
-    for note in report["inferred"]:
-        out.print(f"[dim]inferred: {note}[/dim]")
+def inspect_renderables(report: dict) -> list:
+    """The report as Rich renderables, for ``inspect`` and the explorer's model screen.
+    Every string in it comes from a file: shown as text (never Rich markup), control
+    characters made visible."""
     hp = Table("h_param", "value", box=None, pad_edge=False)
     for key, value in report["h_params"].items():
-        hp.add_row(key, str(value))
-    out.print(hp)
+        hp.add_row(Text(printable(key)), Text(printable(value)))
     tensors = Table("tensor", "shape", "dtype", box=None, pad_edge=False)
     for t in report["tensors"]:
-        tensors.add_row(t["name"], str(t["shape"]), t["dtype"])
-    out.print(tensors)
+        tensors.add_row(Text(printable(t["name"])), Text(str(t["shape"])), Text(t["dtype"]))
+    return [
+        Text.assemble((printable(report["path"]), "bold"), f" · {printable(report['format'])}"),
+        Text(f"{report['parameters']:,} trainable parameters · tokenizer "
+             f"{printable(report['tokenizer'])} · device {report['device']}"),
+        *(Text(f"inferred: {printable(note)}", style="dim") for note in report["inferred"]),
+        hp, tensors,
+    ]
+
+
+def print_inspect(report: dict) -> None:
+    out = Console(highlight=False)
+    for renderable in inspect_renderables(report):
+        out.print(renderable)
 
 
 def score_json(score) -> dict:

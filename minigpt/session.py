@@ -193,6 +193,12 @@ class SessionRecorder:
         self.turn_id: str | None = None
         self.dirty = False
         self.last_reason = ""
+        self.unsaved: list[dict] = []  # records a failed write left, oldest first
+
+    @property
+    def behind(self) -> bool:
+        """Some turn's latest state is not in the file yet."""
+        return self.dirty or bool(self.unsaved)
 
     def start_turn(self) -> None:
         self.turn_id, self.dirty = new_turn_id(), False
@@ -210,11 +216,17 @@ class SessionRecorder:
             self.flush(turn)
 
     def flush(self, turn: TurnState) -> None:
-        """Write the turn if it changed; on failure it stays dirty for the next flush."""
+        """Write the turn if it changed, after any records an earlier failure left.
+        Raises ``OSError`` when the disk refuses; what was not written stays queued (in
+        memory) for the next flush, so a later turn never pushes an unsaved one out."""
         if self.dirty and self.turn_id is not None:
-            append_record(self.path, turn_record(self.turn_id, turn, self.model,
-                                                 self.last_reason))
+            record = turn_record(self.turn_id, turn, self.model, self.last_reason)
+            # A newer record of the same turn replaces a queued one: readers keep the last.
+            self.unsaved = [r for r in self.unsaved if r["turn"] != self.turn_id] + [record]
             self.dirty = False
+        while self.unsaved:
+            append_record(self.path, self.unsaved[0])
+            self.unsaved.pop(0)
 
 
 def create_exclusive(path: Path, text: str) -> None:

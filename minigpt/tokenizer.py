@@ -104,10 +104,19 @@ class StreamDecoder:
 _VISIBLE_CONTROLS = {"\n": "↵", "\r": "␍", "\t": "⇥"}
 
 
-def _visible(text: str) -> str:
+def printable(text: str, keep: str = "") -> str:
+    """``text`` safe to show on a terminal: control characters (ESC included, so no
+    escape sequence from a file or a model reaches the terminal) as visible ``‹1b›``
+    escapes, line breaks and tabs as ↵ ⇥ — except the characters in ``keep``."""
+    return _visible(str(text), keep)
+
+
+def _visible(text: str, keep: str = "") -> str:
     out = []
     for ch in text:
-        if ch in _VISIBLE_CONTROLS:
+        if ch in keep:
+            out.append(ch)
+        elif ch in _VISIBLE_CONTROLS:
             out.append(_VISIBLE_CONTROLS[ch])
         elif ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
             out.append(f"‹{ord(ch):02x}›")

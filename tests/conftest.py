@@ -116,3 +116,17 @@ def assert_close(got, expected, abs_tol: float = 1e-5, where: str = "value"):
         assert math.isclose(got, expected, abs_tol=abs_tol), f"{where}: {got} vs {expected}"
     else:
         assert got == expected, f"{where}: {got!r} vs {expected!r}"
+
+
+def screen_text(app) -> str:
+    """The app's screen as plain text rows (what a terminal would show)."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows: dict[float, list] = {}
+    for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>',
+                         svg):
+        rows.setdefault(float(m[2]), []).append((float(m[1]), html.unescape(m[3])))
+    return "\n".join("".join(t for _, t in sorted(r)).replace("\xa0", " ")
+                     for _, r in sorted(rows.items()))

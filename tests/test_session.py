@@ -95,3 +95,65 @@ async def test_export_writes_markdown_and_json(make_tui, tmp_path, monkeypatch):
     assert turns[0]["prompt"] == "农夫" and len(turns[0]["steps"]) == 3
     text = md.read_text()
     assert "**Prompt:** 农夫" in text and "| 3 |" in text
+
+
+def test_a_torn_last_line_costs_only_itself(tmp_path):
+    """A crash mid-write leaves half a line: the next records start on a line of their
+    own, so they stay readable, and reading says how many lines it skipped."""
+    from minigpt.session import read_session_counting
+    path = tmp_path / "s.jsonl"
+    append_record(path, {"turn": "old1", "prompt": "old", "tokens": [1]})
+    with open(path, "a") as f:
+        f.write('{"turn": "torn", "prompt": "half wri')
+    append_record(path, {"turn": "a", "prompt": "A", "tokens": [2]})
+    append_record(path, {"turn": "b", "prompt": "B", "tokens": [3]})
+    turns, skipped = read_session_counting(path)
+    assert [t["turn"] for t in turns] == ["old1", "a", "b"] and skipped == 1
+
+
+def test_a_short_write_is_cut_back_and_retried_later(tmp_path, monkeypatch):
+    """Disk full: a record is written completely or not at all; the failure is raised
+    (one line for the status bar), the turn stays queued and is written when space
+    returns, before newer turns, nothing glued to a fragment."""
+    from minigpt import session as s
+    path = tmp_path / "s.jsonl"
+    append_record(path, {"turn": "before", "prompt": "p"})
+    size = path.stat().st_size
+    real_write = os.write
+    full = {"on": True}
+
+    def short_write(fd, data):  # what a filling disk does: a short count, then ENOSPC
+        if full["on"]:
+            if full.get("wrote"):
+                raise OSError(28, "No space left on device")
+            full["wrote"] = True
+            return real_write(fd, data[:min(4096, len(data) // 2)])
+        return real_write(fd, data)
+
+    def enospc(fd, data):
+        if full["on"]:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    for fake in (short_write, enospc):
+        monkeypatch.setattr(s.os, "write", fake)
+        full["on"] = True
+        recorder = s.SessionRecorder(path, "m")
+        turn = s.TurnState("a long prompt " * 500)
+        recorder.start_turn()
+        recorder.changed("stopped")
+        try:
+            recorder.flush(turn)
+        except OSError:
+            pass
+        assert path.stat().st_size == size  # nothing half-written
+        assert recorder.behind and len(recorder.unsaved) == 1
+        first = recorder.turn_id
+        recorder.start_turn()  # a new turn meanwhile: the unsaved one is not dropped
+        recorder.changed("stopped")
+        full["on"] = False  # space again
+        recorder.flush(s.TurnState("next"))
+        assert not recorder.behind
+        turns = read_session(path)
+        assert [t["turn"] for t in turns][-2:] == [first, recorder.turn_id]
+        size = path.stat().st_size

@@ -11,7 +11,8 @@ from pathlib import Path
 from minigpt.cli import OneLineParser, add_device_options, add_sampling_options, settings_from
 from minigpt.errors import MiniGPTError
 from minigpt.paths import default_checkpoint
-from minigpt.session import new_session_path, read_session
+from minigpt.tokenizer import printable
+from minigpt.session import new_session_path, read_session_counting
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,17 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.session is None:
             session.parent.mkdir(parents=True, exist_ok=True)
         check_session_path(session)
-        resumed = []
+        resumed, skipped = [], 0
         if session.exists():
             try:
-                resumed = read_session(session)
+                resumed, skipped = read_session_counting(session)
             except OSError as exc:
                 raise MiniGPTError(f"{session}: cannot read session ({exc.strerror})") from None
     except MiniGPTError as exc:
-        print(f"minigpt-tui: error: {exc}", file=sys.stderr)
+        print(f"minigpt-tui: error: {printable(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"minigpt-tui: error: cannot create {exc.filename}: {exc.strerror}",
+        print(f"minigpt-tui: error: cannot create {printable(exc.filename)}: {exc.strerror}",
               file=sys.stderr)
         return 2
     from tui import paste
@@ -71,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
 
     path = args.ckpt or default_checkpoint()
     app = make_app(path, settings, session, resumed, device=args.device,
-                   tokenizer=args.tokenizer)
+                   tokenizer=args.tokenizer, skipped_lines=skipped)
     app.run()
     if app.load_error:  # the model did not load: nothing to explore
-        print(f"minigpt-tui: error: {app.load_error}", file=sys.stderr)
+        print(f"minigpt-tui: error: {printable(app.load_error)}", file=sys.stderr)
     return app.return_code or 0
 
 

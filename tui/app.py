@@ -24,6 +24,7 @@ from minigpt import protocol as p
 from minigpt.session import SessionRecorder, TurnState, export_transcript
 from minigpt.settings import SamplingSettings
 from minigpt.steps import Preview, Step
+from minigpt.tokenizer import printable
 
 from .attention import AttentionStrip
 from .branches import BranchScreen
@@ -82,8 +83,9 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     def __init__(self, checkpoint: str | Path, settings: SamplingSettings | None = None,
                  session_path: Path | None = None, resumed: list[dict] | None = None,
                  device: str = "auto", tokenizer: str | None = None,
-                 client: EngineClient | None = None):
+                 client: EngineClient | None = None, skipped_lines: int = 0):
         super().__init__()
+        self.skipped_lines = skipped_lines  # unreadable lines of the reopened session
         self.checkpoint = str(checkpoint)  # as the user wrote it, for the header
         # Absolute for the engine process, which may run in another directory (tests).
         self.checkpoint_path = os.path.abspath(checkpoint)
@@ -172,10 +174,11 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     def show_header(self) -> None:
         info = self.info
         if info is None:
-            text = f"minigpt-tui · {self.checkpoint} · loading model … ({self.loading_stage})"
+            text = f"minigpt-tui · {printable(self.checkpoint)} · loading model … " \
+                   f"({self.loading_stage})"
         else:
-            text = (f"minigpt-tui · {self.checkpoint} · {human_count(info.parameters)} params "
-                    f"· {info.device}")
+            text = (f"minigpt-tui · {printable(self.checkpoint)} · "
+                    f"{human_count(info.parameters)} params · {info.device}")
         self.query_one("#header", OneLine).update(text)
 
     def on_resize(self, event) -> None:
@@ -221,9 +224,12 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     def set_status(self, text: str) -> None:
         status = self.query_one(StatusLine)
         status.remove_class("error")
-        status.update(text)
+        status.update(printable(text))
 
     def show_error(self, text: str) -> None:
+        """One line on the status bar (the whole message in a toast). Messages may quote
+        paths and values from files: shown as text, control characters made visible."""
+        text = printable(text)
         status = self.query_one(StatusLine)
         status.add_class("error")
         status.update(f"✗ {text}")
@@ -499,6 +505,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
 def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              session_path: Path | None = None, resumed: list[dict] | None = None,
              device: str = "auto", tokenizer: str | None = None,
-             client: EngineClient | None = None) -> MiniGPTApp:
+             client: EngineClient | None = None, skipped_lines: int = 0) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
-    return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client)
+    return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
+                      skipped_lines)

@@ -11,11 +11,12 @@ from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
 from minigpt.branches import Path, common_steps, path_log_prob, path_text
+from minigpt.tokenizer import printable
 
 
 def label(path: Path, start: int, current: bool) -> Text:
     """A node: the text its steps add, then Σ log p and length of the path so far."""
-    added = path_text(path[start:]).replace("\n", "↵") or "…"
+    added = printable(path_text(path[start:])) or "…"
     text = Text(("● " if current else "") + added, style="bold" if current else "")
     count = f"{len(path)} token" if len(path) == 1 else f"{len(path)} tokens"
     text.append(f"  Σ log p {path_log_prob(path):.2f} · {count}", style="dim")
@@ -38,7 +39,8 @@ class BranchScreen(ModalScreen[Path | None]):
         with Vertical(id="branch-body", classes="modal-body"):
             yield Static(f"[bold]Branches[/bold] · {len(self.paths) - 1} abandoned · enter "
                          "switches · escape closes", classes="modal-title")
-            tree: Tree[Path] = Tree(Text("› " + self.prompt), data=(), id="branch-tree")
+            tree: Tree[Path] = Tree(Text("› " + printable(self.prompt)), data=(),
+                                    id="branch-tree")
             tree.show_root = True
             self.grow(tree.root, self.paths, 0)
             tree.root.expand_all()

@@ -70,6 +70,10 @@ class RepliesMixin:
         if self.restoring:
             self.restoring = False
             self.set_status("engine restarted · the turn is back where it was")
+        elif self.skipped_lines:
+            lines = "line" if self.skipped_lines == 1 else "lines"
+            self.show_error(f"{self.skipped_lines} unreadable {lines} of the session file "
+                            "skipped (a crash mid-write?); the rest is here")
         elif not self.running:
             self.set_status("ready · type a prompt and press enter")
 

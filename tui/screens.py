@@ -9,6 +9,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from minigpt.render import inspect_renderables
+
 KEYS = [
     ("prompt", "enter", "generate from the prompt text, streaming"),
     ("anywhere", "escape", "stop a running generation; idle in the prompt: go to the candidates"),
@@ -56,21 +58,10 @@ class ModelScreen(ModalScreen):
         self.report = report
 
     def compose(self) -> ComposeResult:
-        r = self.report
-        hp = Table("h_param", "value", box=None, pad_edge=False)
-        for key, value in r["h_params"].items():
-            hp.add_row(key, str(value))
-        tensors = Table("tensor", "shape", "dtype", box=None, pad_edge=False)
-        for t in r["tensors"]:
-            tensors.add_row(t["name"], str(t["shape"]), t["dtype"])
         with VerticalScroll(id="model-body", classes="modal-body"):
-            yield Static(f"[bold]{r['path']}[/bold] · escape closes", classes="modal-title")
-            yield Static(f"format: {r['format']}\n{r['parameters']:,} trainable parameters · "
-                         f"tokenizer {r['tokenizer']} · device {r['device']}")
-            for note in r["inferred"]:
-                yield Static(f"[dim]inferred: {note}[/dim]")
-            yield Static(hp)
-            yield Static(tensors)
+            yield Static("[bold]Model[/bold] · escape closes", classes="modal-title")
+            for renderable in inspect_renderables(self.report):
+                yield Static(renderable)
 
 
 class KnobScreen(ModalScreen):

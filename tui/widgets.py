@@ -11,6 +11,7 @@ from textual import events
 from textual.widgets import DataTable, Input, Static
 
 from minigpt.steps import Candidate, Step
+from minigpt.tokenizer import printable
 
 BAR_WIDTH = 10
 
@@ -87,7 +88,7 @@ class Turn(Vertical):
             if index == self.highlight:
                 style = f"{style} reverse".strip()
                 piece = piece or "▯"  # a byte piece that completes nothing yet
-            text.append(piece, style=style)
+            text.append(printable(piece, keep="\n\t"), style=style)
         if until is not None:
             return text
         if part is self.live:
