@@ -20,6 +20,7 @@ import torch
 from .devices import resolve_device
 from .errors import CheckpointError, MiniGPTError
 from .formats import detect_format
+from .paths import require_regular_file
 from .tokenizer import Tokenizer
 from .vocab import resolve_tokenizer
 
@@ -70,22 +71,24 @@ def read_checkpoint(path: str | os.PathLike) -> object:
     """The safe ``torch.load``; every failure becomes one ``CheckpointError`` line."""
     check_torch_version()
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+        inside = [path / name for name in ("ckpt.pt", "model.ckpt") if (path / name).is_file()]
+        hint = f": did you mean {inside[0]}?" if inside else ""
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file{hint}")
+    require_regular_file(path, "checkpoint file", CheckpointError)
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from exc
     if size == 0:
         raise CheckpointError(f"{path}: the file is empty")
+    check_archive_sizes(path, size)
     try:
         with warnings.catch_warnings():
             # torch warns about unusual pickle protocols before it fails: the error we
             # raise says it in one line.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         needs = outside_globals(path)
@@ -95,6 +98,9 @@ def read_checkpoint(path: str | os.PathLike) -> object:
                 f"{path}: refused for safety: it needs arbitrary pickled Python objects"
                 f"{named}, which could run code; only tensors and plain containers are loaded"
             ) from exc
+        if is_vocabulary_pickle(path):
+            raise CheckpointError(f"{path}: this is a nanoGPT vocabulary (meta.pkl), not a "
+                                  "checkpoint: pass it with --tokenizer") from exc
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from exc
     except PermissionError as exc:
         raise CheckpointError(f"{path}: permission denied") from exc
@@ -106,6 +112,59 @@ def read_checkpoint(path: str | os.PathLike) -> object:
             f"{path}: not a readable PyTorch checkpoint (damaged or truncated file: "
             f"{_first_line(exc)})"
         ) from exc
+    check_tensor_storage(obj, path)
+    return obj
+
+
+# torch writes archive members uncompressed, so a checkpoint's members add up to about
+# its own size; more is a zip bomb (or damage), refused before anything is inflated.
+ARCHIVE_SLACK_BYTES = 64 << 20
+
+
+def check_archive_sizes(path: Path, size: int) -> None:
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except Exception:  # a damaged archive: torch.load says so in its own words
+        return
+    if declared > 2 * size + ARCHIVE_SLACK_BYTES:
+        raise CheckpointError(f"{path}: refused: its archive declares {declared:,} bytes "
+                              f"inside a {size:,}-byte file (a zip bomb, or damage)")
+
+
+def check_tensor_storage(obj, path: Path) -> None:
+    """Refuse tensors whose shape claims more elements than their storage holds
+    (stride 0, overlapping strides): loaded, they would be materialised at their full
+    size, so a few kilobytes could claim gigabytes."""
+    stack, seen = [obj], 0
+    while stack and seen < 100_000:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, torch.Tensor) and item.numel():
+            if item.untyped_storage().nbytes() < item.numel() * item.element_size():
+                raise CheckpointError(
+                    f"{path}: refused: a tensor of shape {list(item.shape)} is backed by "
+                    f"{item.untyped_storage().nbytes():,} bytes (stride 0 or overlapping): "
+                    "real weights hold every element")
+
+
+def is_vocabulary_pickle(path: Path) -> bool:
+    """A nanoGPT meta.pkl (a plain dict with stoi/itos), read without running anything."""
+    from .vocab import read_meta_pkl
+
+    if path.stat().st_size > 64 << 20:
+        return False
+    try:
+        read_meta_pkl(path)
+        return True
+    except Exception:
+        return False
 
 
 SAFE_MODULES = ("torch", "collections")  # what a plain checkpoint's pickle names
@@ -114,13 +173,17 @@ SAFE_MODULES = ("torch", "collections")  # what a plain checkpoint's pickle name
 def outside_globals(path: Path, limit: int = 1 << 20) -> list[str]:
     """Globals a pickle names outside torch and collections, read with ``pickletools``
     (which parses opcodes and executes nothing). Looks inside torch's zip format too."""
-    try:
+    try:  # a bounded prefix only: the file (or the inflated member) may be huge
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-                data = archive.read(name)[:limit] if name else b""
+                data = b""
+                if name:
+                    with archive.open(name) as member:
+                        data = member.read(limit)
         else:
-            data = path.read_bytes()[:limit]
+            with open(path, "rb") as f:
+                data = f.read(limit)
     except Exception:  # a damaged archive of any kind: this is only a diagnosis
         return []
     found: list[str] = []

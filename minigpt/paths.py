@@ -22,3 +22,17 @@ def default_checkpoint() -> Path:
     except ModuleNotFoundError:
         pass
     return local  # the loader reports it missing, naming the expected path
+
+
+def require_regular_file(path: Path, what: str, error=None) -> None:
+    """Refuse, in one line, anything that is not a readable regular file: a missing
+    path, a directory, a FIFO or a device (reading those hangs or never ends)."""
+    from .errors import MiniGPTError
+
+    error = error or MiniGPTError
+    if not path.exists():
+        raise error(f"{path}: no such file")
+    if path.is_dir():
+        raise error(f"{path}: is a directory, not a {what}")
+    if not path.is_file():
+        raise error(f"{path}: not a regular file (a FIFO or a device?), not a {what}")

@@ -20,6 +20,7 @@ import torch
 from .devices import keep_freed_memory, resolve_device
 from .errors import MiniGPTError, SettingsError
 from .model import Model
+from .paths import require_regular_file
 from .tokenizer import cl100k
 
 
@@ -68,11 +69,10 @@ class Progress:
 def read_corpus(data_path: Path, config: TrainConfig) -> list[int]:
     """The file's cl100k token ids; checks the settings and that there is enough text."""
     config.validate()
+    require_regular_file(data_path, "text file")
     try:
         text = data_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MiniGPTError(f"{data_path}: no such file") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+    except (UnicodeDecodeError, PermissionError) as exc:
         raise MiniGPTError(f"{data_path}: not a readable UTF-8 text file ({exc})") from None
     tokens = cl100k().encode(text)
     C = config.context_length
@@ -138,18 +138,55 @@ def train(tokens: list[int], config: TrainConfig,
     return model.cpu().eval(), h_params
 
 
+def check_out(out: Path) -> None:
+    """Before training: ``--out`` must be a file we can write (a finished model must
+    never be thrown away for a bad path)."""
+    if out.is_dir():
+        raise SettingsError(f"--out {out}: is a directory; name the checkpoint file, "
+                            f"e.g. {out / 'model.ckpt'}")
+    if out.exists() and not out.is_file():
+        raise SettingsError(f"--out {out}: not a regular file")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the directories save will create start here
+    if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise SettingsError(f"--out {out}: cannot write there (permission denied)")
+
+
 def save_checkpoint(model: Model, h_params: dict, out: Path, dtype: str = "float32") -> None:
-    """Book format, written atomically (temporary file, then rename)."""
+    """Book format, written atomically: a temporary file, fsynced, then renamed, so a
+    crash leaves the old file or the new one, and no temporary file behind."""
     state = model.state_dict()
     if dtype == "float16":
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        torch.save({"model_state_dict": state, "h_params": h_params}, tmp)
+        with open(tmp, "wb") as f:
+            torch.save({"model_state_dict": state, "h_params": h_params}, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_somewhere(model: Model, h_params: dict, out: Path, dtype: str) -> Path:
+    """Save to ``out``; if that fails after all (the disk filled, the directory went),
+    next to it, then in the temporary directory. Returns where it went; raises a
+    one-line error only when every place failed."""
+    import tempfile
+
+    fallbacks = [out.with_name(f"{out.stem}.rescued-{os.getpid()}{out.suffix}"),
+                 Path(tempfile.gettempdir()) / f"minigpt-rescued-{os.getpid()}.ckpt"]
+    errors = []
+    for place in (out, *fallbacks):
+        try:
+            save_checkpoint(model, h_params, place, dtype)
+            return place
+        except OSError as exc:
+            errors.append(f"{place}: {exc.strerror or exc}")
+    raise MiniGPTError("could not save the trained model anywhere: " + "; ".join(errors))
 
 
 def add_train_parser(sub) -> None:
@@ -175,6 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     fields = {k: getattr(args, k) for k in asdict(TrainConfig()) if hasattr(args, k)}
     config = TrainConfig(**fields)
     tokens = read_corpus(args.data, config)  # errors before the progress bar appears
+    check_out(args.out)
     console = Console(stderr=True)
     started = time.perf_counter()
     columns = (TextColumn("step {task.completed}/{task.total}"), BarColumn(),
@@ -198,9 +236,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.stop()
             console.print(f"interrupted: no checkpoint written ({args.out} is unchanged)")
             return 130
-    save_checkpoint(model, h_params, args.out, config.dtype)
-    size = args.out.stat().st_size / 2**20
-    console.print(f"saved {args.out} ({size:.1f} MiB) · train loss {h_params['final_train_loss']}"
+    saved = save_somewhere(model, h_params, args.out, config.dtype)
+    if saved != args.out:
+        console.print(f"could not write {args.out}: saved the model to {saved} instead",
+                      soft_wrap=True, markup=False)
+    size = saved.stat().st_size / 2**20
+    console.print(f"saved {saved} ({size:.1f} MiB) · train loss {h_params['final_train_loss']}"
                   f" · valid loss {h_params['final_valid_loss']} · "
                   f"{time.perf_counter() - started:.0f} s")
     return 0

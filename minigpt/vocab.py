@@ -12,6 +12,7 @@ import pickle
 from pathlib import Path
 
 from .errors import PromptError, TokenizerError
+from .paths import require_regular_file
 from .tokenizer import TiktokenTokenizer, Tokenizer, cl100k
 
 GPT2_SIZES = (50257, 50304)
@@ -44,7 +45,13 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refused {module}.{name}")
 
 
+MAX_META_BYTES = 64 << 20
+
+
 def read_meta_pkl(path: Path) -> CharTokenizer:
+    require_regular_file(path, "meta.pkl", TokenizerError)
+    if path.stat().st_size > MAX_META_BYTES:
+        raise TokenizerError(f"{path}: too large for a meta.pkl ({path.stat().st_size:,} bytes)")
     try:
         meta = _PlainUnpickler(io.BytesIO(path.read_bytes())).load()
     except pickle.UnpicklingError as exc:
@@ -58,6 +65,9 @@ def read_meta_pkl(path: Path) -> CharTokenizer:
             and all(isinstance(k, str) and isinstance(v, int) for k, v in stoi.items())
             and all(isinstance(k, int) and isinstance(v, str) for k, v in itos.items())):
         raise TokenizerError(f"{path}: meta.pkl needs 'stoi' (str→int) and 'itos' (int→str)")
+    bad = [i for i in (*stoi.values(), *itos) if i < 0]
+    if bad:
+        raise TokenizerError(f"{path}: meta.pkl holds negative token ids (e.g. {bad[0]})")
     return CharTokenizer(stoi, itos, f"char ({path.name}, {len(itos)} symbols)")
 
 
@@ -65,6 +75,7 @@ def read_tiktoken_file(path: Path) -> TiktokenTokenizer:
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
+    require_regular_file(path, ".tiktoken vocabulary", TokenizerError)
     try:
         ranks = load_tiktoken_bpe(str(path))
     except Exception as exc:  # tiktoken raises plain errors for malformed files
@@ -99,8 +110,8 @@ def resolve_tokenizer(spec: str | None, default: str, vocab_size: int, ckpt: Pat
     if spec:
         path = Path(spec)
         if path.suffix == ".pkl":
-            return read_meta_pkl(path)
-        if path.suffix == ".tiktoken" or path.is_file():
+            return check_ids(read_meta_pkl(path), vocab_size)
+        if path.suffix == ".tiktoken" or path.exists():  # a FIFO too: refused, not read
             return read_tiktoken_file(path)
         found = offline_encoding(spec)
         if found is None:
@@ -111,15 +122,28 @@ def resolve_tokenizer(spec: str | None, default: str, vocab_size: int, ckpt: Pat
         return cl100k()
     for meta in _meta_candidates(ckpt, dataset):
         if meta.is_file():
-            return read_meta_pkl(meta)
+            return check_ids(read_meta_pkl(meta), vocab_size)
     if vocab_size in GPT2_SIZES:
         gpt2 = offline_encoding("gpt2") or offline_encoding("r50k_base")
         if gpt2 is not None:
             return gpt2
         raise TokenizerError("this nanoGPT checkpoint uses the gpt2 vocabulary, which is not "
-                             "installed offline: pass --tokenizer gpt2.tiktoken (or a meta.pkl)")
+                             "installed offline: pass --tokenizer r50k_base.tiktoken (the gpt2 "
+                             "file, fetched once where there is network from "
+                             "https://openaipublic.blob.core.windows.net/encodings/"
+                             "r50k_base.tiktoken) or the dataset's meta.pkl")
     raise TokenizerError(f"no vocabulary for this nanoGPT checkpoint ({vocab_size} tokens): "
                          "put its meta.pkl next to it or pass --tokenizer FILE")
+
+
+def check_ids(tokenizer: CharTokenizer, vocab_size: int) -> CharTokenizer:
+    """A character vocabulary must fit the model: an id past its embedding would read
+    the wrong row (or fail mid-generation)."""
+    top = max([*tokenizer.stoi.values(), *tokenizer.itos], default=-1)
+    if top >= vocab_size:
+        raise TokenizerError(f"{tokenizer.name}: token id {top} is outside this model's "
+                             f"vocabulary of {vocab_size}")
+    return tokenizer
 
 
 def _meta_candidates(ckpt: Path, dataset: str | None) -> list[Path]:

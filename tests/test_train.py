@@ -113,3 +113,41 @@ def test_missing_data_file_is_one_line_error(tmp_path, capsys):
     code = main(["train", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "m.ckpt")])
     err = capsys.readouterr().err
     assert code == 2 and "no such file" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo corpus"])
+def test_bad_out_or_corpus_is_refused_before_training(corpus, tmp_path, capsys, monkeypatch,
+                                                     kind):
+    import os
+    trained = []
+    monkeypatch.setattr(train_module, "train", lambda *a: trained.append(1))
+    data, out = corpus, tmp_path
+    if kind == "fifo corpus":
+        data, out = tmp_path / "fifo", tmp_path / "m.ckpt"
+        os.mkfifo(data)
+    assert main(["train", str(data), "--out", str(out), *tiny_args()]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not trained
+    assert ("is a directory" if kind == "directory" else "not a regular file") in err
+
+
+def test_a_failed_save_keeps_the_model_next_to_it(corpus, tmp_path, capsys, monkeypatch):
+    """The disk fills while saving: the trained model goes to a fallback path, said in one
+    line, and no temporary file is left behind."""
+    out = tmp_path / "model.ckpt"
+    real_save = torch.save
+    calls = []
+
+    def full_disk(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(train_module.torch, "save", full_disk)
+    assert main(["train", str(corpus), "--out", str(out), *tiny_args()]) == 0
+    err = capsys.readouterr().err
+    assert f"could not write {out}: saved the model to" in err
+    [rescued] = [p for p in tmp_path.iterdir()]
+    assert rescued.name.startswith("model.rescued-") and not out.exists()
+    assert load(rescued, device="cpu").h_params["d_model"] == 16
