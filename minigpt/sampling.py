@@ -42,7 +42,8 @@ def top_p_mask(probs: torch.Tensor, p: float | None) -> torch.Tensor | None:
         return None
     sorted_probs, order = torch.sort(probs, descending=True)
     mass_before = torch.cumsum(sorted_probs, dim=0) - sorted_probs
-    keep_sorted = mass_before < p  # always keeps the first token
+    keep_sorted = mass_before < p
+    keep_sorted[0] = True  # the top token always stays (p may underflow to 0 in float32)
     keep = torch.zeros_like(keep_sorted)
     keep[order] = keep_sorted
     return keep
@@ -75,8 +76,11 @@ def distribution(logits: torch.Tensor, temperature: float, top_k: int | None,
                  top_p: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(reported probs = softmax(logits / T) over the whole vocabulary, keep mask).
 
-    At T = 0 the reported probs are softmax(logits) and the choice is the argmax."""
-    probs = F.softmax(scale_temperature(logits, temperature), dim=-1)
+    At T = 0 the reported probs are softmax(logits) and the choice is the argmax.
+    In float64: a float32 softmax over 100k logits can sum to 1.00014, which made
+    trace, score and the why panel disagree in the fourth digit; this costs a few
+    percent of a step."""
+    probs = F.softmax(scale_temperature(logits.double(), temperature), dim=-1)
     keep_k = top_k_mask(logits, top_k)
     # top-p applies to what top-k left, renormalised (the usual order).
     keep_p = top_p_mask(filtered_probs(probs, keep_k), top_p)

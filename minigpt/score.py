@@ -25,7 +25,7 @@ EXACT_BATCH = 32  # sliding windows per forward pass
 
 def log_prob_and_rank(rows: torch.Tensor, targets: torch.Tensor) -> list[list[float]]:
     """[log P(target), rank of target] per row of logits, as host lists."""
-    rows = rows.float()
+    rows = rows.double()  # exp(logit − logsumexp) in float64, as the engine reports them
     chosen = rows.gather(1, targets[:, None])[:, 0]
     log_probs = chosen - torch.logsumexp(rows, dim=-1)
     ranks = (rows > chosen[:, None]).sum(dim=-1) + 1

@@ -9,6 +9,10 @@ from .errors import SettingsError
 
 MAX_NEW_TOKENS_LIMIT = 1_000_000
 MAX_TEMPERATURE = 1_000.0
+# Below this a temperature only overflows float32 logits (1e-40 made every probability
+# NaN); 0 is greedy, which is what such a temperature means anyway.
+MIN_TEMPERATURE = 1e-4
+PENALTY_RANGE = (0.01, 100.0)  # beyond, penalised logits overflow just the same
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ def validate(s: SamplingSettings) -> None:
         raise SettingsError(f"temperature must be ≥ 0 (0 means greedy), got {s.temperature}")
     if s.temperature > MAX_TEMPERATURE:
         raise SettingsError(f"temperature must be ≤ {MAX_TEMPERATURE:g}, got {s.temperature}")
+    if 0 < s.temperature < MIN_TEMPERATURE:
+        raise SettingsError(f"temperature must be 0 (greedy) or ≥ {MIN_TEMPERATURE:g}, "
+                            f"got {s.temperature:g}")
     if s.top_k is not None and (not isinstance(s.top_k, int) or s.top_k < 1):
         raise SettingsError(f"top_k must be an integer ≥ 1 (or unset), got {s.top_k!r}")
     if s.top_p is not None:
@@ -47,8 +54,10 @@ def validate(s: SamplingSettings) -> None:
         if not 0 < s.top_p <= 1:
             raise SettingsError(f"top_p must be in (0, 1], got {s.top_p}")
     _finite("repetition_penalty", s.repetition_penalty)
-    if s.repetition_penalty <= 0:
-        raise SettingsError(f"repetition_penalty must be > 0 (1 = off), got {s.repetition_penalty}")
+    low, high = PENALTY_RANGE
+    if not low <= s.repetition_penalty <= high:
+        raise SettingsError(f"repetition_penalty must be in [{low:g}, {high:g}] (1 = off), "
+                            f"got {s.repetition_penalty:g}")
     if not isinstance(s.max_new_tokens, int) or s.max_new_tokens < 0:
         raise SettingsError(f"max_new_tokens must be an integer ≥ 0, got {s.max_new_tokens!r}")
     if s.max_new_tokens > MAX_NEW_TOKENS_LIMIT:

@@ -91,7 +91,9 @@ def test_inspect_human(capsys, tiny_ckpt):
     (["--temperature", "abc"], "not a number"),
     (["--max-new-tokens", "99999999999"], "max_new_tokens must be ≤"),
     (["--seed", "-1"], "seed must be"),
-    (["--repetition-penalty", "0"], "repetition_penalty must be > 0"),
+    (["--repetition-penalty", "0"], "repetition_penalty must be in [0.01, 100]"),
+    (["--temperature", "1e-40"], "temperature must be 0 (greedy) or ≥ 0.0001"),
+    (["--repetition-penalty", "1e-300"], "repetition_penalty must be in [0.01, 100]"),
     (["--top-p", "nan"], "top_p must be a finite number"),
     (["--top-k", "-5"], "top_k must be an integer ≥ 1"),
 ])

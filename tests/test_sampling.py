@@ -13,7 +13,8 @@ def test_temperature_scales_logits_and_zero_means_greedy():
     assert torch.equal(sampling.scale_temperature(logits, 2.0), torch.tensor([0.5, 1.0, 2.0]))
     assert sampling.scale_temperature(logits, 0) is logits
     probs, keep = sampling.distribution(logits, 0, None, None)
-    assert torch.allclose(probs, torch.softmax(logits, -1))
+    assert probs.dtype == torch.float64
+    assert torch.allclose(probs, torch.softmax(logits.double(), -1))
     assert int(sampling.choose(probs, greedy=True, generator=None)) == 2
 
 
@@ -70,3 +71,25 @@ def test_seeded_sampling_is_reproducible_and_follows_probs():
     assert a == draws(5)
     assert math.isclose(a.count(0) / 2000, 0.7, abs_tol=0.04)
     assert a.count(2) > 0
+
+
+def test_a_vanishing_top_p_keeps_the_top_token():
+    """top_p 5e-324 underflows to 0 in float32; the top token must stay anyway."""
+    probs = torch.softmax(torch.tensor([1.0, 3.0, 2.0]), -1)
+    keep = sampling.top_p_mask(probs, 5e-324)
+    assert keep.tolist() == [False, True, False]
+    kept = sampling.filtered_probs(probs, keep)
+    assert int(sampling.choose(kept, greedy=False, generator=torch.Generator())) == 1
+
+
+def test_probabilities_are_exact_where_float32_softmax_drifts():
+    """A wide row like the one where a float32 softmax summed to 1.00014: the reported
+    distribution sums to 1 within 1e-6 and each value is exp(logit − logsumexp)."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(100_256, generator=g) * 4
+    logits[:3] = torch.tensor([9.0, 8.9999, 8.9998])
+    probs, _ = sampling.distribution(logits, 0.7, None, None)
+    assert abs(float(probs.sum()) - 1) < 1e-6
+    scaled = logits.double() / 0.7
+    exact = torch.exp(scaled - torch.logsumexp(scaled, -1))
+    assert torch.allclose(probs, exact, atol=1e-12, rtol=0)

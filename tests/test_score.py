@@ -173,3 +173,24 @@ def test_cli_exact_flag(capsys, tiny_ckpt):
     assert main(["score", str(tiny_ckpt), "--text", TEXT, "--exact", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["exact"] is True and data["tokens_scored"] > 40
+
+
+def test_trace_score_and_why_agree_on_every_probability(tiny_loaded):
+    """The same token in the same window: the probability the engine reports when it
+    takes it, `score --exact`, and the why panel's raw column agree within 1e-6."""
+    from minigpt.engine import Engine
+    from minigpt.settings import SamplingSettings
+
+    text = "one two three four five six seven eight nine ten eleven twelve thirteen"
+    ids = tiny_loaded.tokenizer.encode(text)
+    scored = score_text(tiny_loaded.model, tiny_loaded.tokenizer, text, tiny_loaded.vocab_size,
+                        tiny_loaded.context_length, exact=True)
+    engine = Engine.from_loaded(tiny_loaded, SamplingSettings(temperature=1.0))
+    engine.reset(tiny_loaded.tokenizer.decode(ids[:1]))
+    for token in scored.tokens:
+        why = engine.explain(None, SamplingSettings(temperature=1.0))
+        step = engine.step(token.id)
+        assert abs(step.chosen.prob - token.prob) < 1e-6
+        raw = {row.id: row.raw for row in why.rows}
+        if token.id in raw:
+            assert abs(raw[token.id] - token.prob) < 1e-6

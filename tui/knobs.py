@@ -36,13 +36,13 @@ class Knob:
 
 
 KNOBS = (
-    Knob("temperature", "temperature", float, "a number 0…1000 (0 = greedy)"),
+    Knob("temperature", "temperature", float, "0 (greedy) or 0.0001…1000"),
     Knob("top_k", "top_k", parse_optional_int, "a whole number ≥ 1, or — for off"),
     Knob("top_p", "top_p", parse_optional_float, "a number in (0, 1], or — for off"),
     Knob("max_new_tokens", "max_new", int,
          f"a whole number 0…{MAX_NEW_TOKENS_LIMIT:,}"),
     Knob("seed", "seed", parse_optional_int, "a whole number ≥ 0, or — for random"),
-    Knob("repetition_penalty", "rep_penalty", float, "a number > 0 (1 = off)"),
+    Knob("repetition_penalty", "rep_penalty", float, "a number 0.01…100 (1 = off)"),
 )
 
 
