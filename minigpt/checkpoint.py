@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from .devices import resolve_device
-from .errors import CheckpointError, MiniGPTError
+from .errors import CheckpointError, MiniGPTError, TokenizerError
 from .formats import detect_format
 from .paths import require_regular_file
 from .tokenizer import Tokenizer
-from .vocab import resolve_tokenizer
+from .vocab import MissingTokenizer, resolve_tokenizer
 
 MIN_TORCH = (2, 6)
 
@@ -207,11 +207,13 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load(path: str | os.PathLike, device: str = "auto",
-         tokenizer: Tokenizer | str | None = None, progress=None) -> LoadedModel:
+         tokenizer: Tokenizer | str | None = None, progress=None,
+         need_tokenizer: bool = True) -> LoadedModel:
     """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu).
 
     ``tokenizer``: a Tokenizer, or --tokenizer's NAME|FILE, or None for the layout's own.
-    ``progress``: called with each stage's name ("read", "build", "to device")."""
+    ``progress``: called with each stage's name ("read", "build", "to device").
+    ``need_tokenizer`` False (``inspect``): a missing vocabulary is no error."""
     progress = progress or (lambda stage: None)
     target = resolve_device(device)
     progress("read")
@@ -220,9 +222,14 @@ def load(path: str | os.PathLike, device: str = "auto",
         progress("build")
         layout = detect_format(obj, Path(path))
         if tokenizer is None or isinstance(tokenizer, str):
-            tokenizer = resolve_tokenizer(tokenizer, layout.tokenizer,
-                                          int(layout.h_params["max_token_value"]), Path(path),
-                                          layout.dataset)
+            try:
+                tokenizer = resolve_tokenizer(tokenizer, layout.tokenizer,
+                                              int(layout.h_params["max_token_value"]),
+                                              Path(path), layout.dataset)
+            except TokenizerError as exc:
+                if need_tokenizer:
+                    raise
+                tokenizer = MissingTokenizer(str(exc))
         model = layout.build_model()
         progress("to device")
         model.to(target).eval()

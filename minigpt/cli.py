@@ -177,7 +177,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .render import inspect_report, print_inspect
 
     loaded = load(args.ckpt or default_checkpoint(), device=args.device,
-                  tokenizer=args.tokenizer)
+                  tokenizer=args.tokenizer, need_tokenizer=False)
     report = inspect_report(loaded)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))

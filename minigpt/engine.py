@@ -20,7 +20,8 @@ from .decoder import BookDecoder
 from .errors import GenerationError, PromptError
 from .settings import SamplingSettings
 from .steps import Attention, Candidate, Preview, Step
-from .tokenizer import StreamDecoder, Tokenizer, check_prompt_ids, display_piece, is_partial
+from .tokenizer import (StreamDecoder, Tokenizer, check_prompt_ids, display_piece, is_partial,
+                        token_display)
 
 TOP_N = 5
 PAST_LOGITS_KEPT = 64  # logits of looked-at past steps, for redraws without the model
@@ -160,7 +161,8 @@ class Engine:
 
     def _candidate(self, token_id: int, prob: float, kept: bool) -> Candidate:
         piece = self.tokenizer.token_bytes(token_id)
-        return Candidate(token_id, display_piece(piece), prob, kept, is_partial(piece))
+        return Candidate(token_id, token_display(token_id, piece), prob, kept,
+                         is_partial(piece), not piece)
 
     def logits_at(self, position: int) -> torch.Tensor:
         """Logits [V] that predicted the token at ``position`` (``len(tokens)``: the next
@@ -196,7 +198,7 @@ class Engine:
 
     def display(self, token_id: int) -> str:
         """A token's display piece (partial UTF-8 as ``‹e5 86›``)."""
-        return display_piece(self.tokenizer.token_bytes(token_id))
+        return token_display(token_id, self.tokenizer.token_bytes(token_id))
 
     def complete_candidates(self, step_index: int | None = None,
                             settings: SamplingSettings | None = None
@@ -298,7 +300,7 @@ class Engine:
         rank = next((r for r, c in enumerate(candidates, 1) if c.id == chosen_id), None)
         piece = self.tokenizer.token_bytes(chosen_id)
         self._stream_states.append(self._stream.state())
-        text = self._stream.feed(piece)
+        text = self._stream.feed(piece) if piece else chosen.text  # ‹id N›: never nothing
         self.tokens.append(chosen_id)
         self._next_logits = None
         step = Step(len(self.steps) + 1, len(self.tokens) - 1, candidates, chosen, rank, piece,

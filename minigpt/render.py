@@ -19,7 +19,10 @@ if TYPE_CHECKING:  # torch-free at run time: the explorer's process renders repo
 
 
 def candidate_json(c: Candidate) -> dict:
-    return {"id": c.id, "text": c.text, "prob": c.prob, "kept": c.kept}
+    record = {"id": c.id, "text": c.text, "prob": c.prob, "kept": c.kept}
+    if c.special:
+        record["special"] = True  # no bytes in the vocabulary: text is ‹id N›
+    return record
 
 
 def stop_reason(engine: Engine) -> str:

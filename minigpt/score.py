@@ -17,7 +17,7 @@ import torch
 
 from .errors import PromptError
 from .steps import Score, ScoredToken
-from .tokenizer import Tokenizer, check_prompt_ids, display_piece, is_partial
+from .tokenizer import Tokenizer, check_prompt_ids, is_partial, token_display
 
 
 EXACT_BATCH = 32  # sliding windows per forward pass
@@ -91,10 +91,11 @@ def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
     tokens = []
     for index, log_prob, rank, context in predictions(model, ids, context_length):
         piece = tokenizer.token_bytes(ids[index])
-        tokens.append(ScoredToken(index, ids[index], display_piece(piece), is_partial(piece),
+        tokens.append(ScoredToken(index, ids[index], token_display(ids[index], piece),
+                                  is_partial(piece),
                                   log_prob, rank, context, piece))
     first_piece = tokenizer.token_bytes(ids[0])
-    first = display_piece(first_piece)
+    first = token_display(ids[0], first_piece)
     past_first = max(0, len(ids) - context_length)
     passes = 1 + math.ceil(past_first / EXACT_BATCH) if exact else \
         math.ceil(len(ids) / context_length)

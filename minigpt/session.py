@@ -47,7 +47,9 @@ def new_turn_id() -> str:
 
 
 def candidate_record(c: Candidate) -> dict:
-    return {"id": c.id, "text": c.text, "prob": c.prob, "kept": c.kept}
+    from .render import candidate_json  # one shape for session files, exports and --json
+
+    return candidate_json(c)
 
 
 def step_record(step: Step) -> dict:

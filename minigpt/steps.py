@@ -18,6 +18,7 @@ class Candidate:
     prob: float  # under softmax(logits / T) over the whole vocabulary (T = 0: softmax(logits))
     kept: bool  # survived top-k / top-p
     partial: bool  # the piece is an incomplete UTF-8 sequence
+    special: bool = False  # the vocabulary has no bytes for this id (text: ‹id N›)
 
 
 @dataclass(frozen=True)

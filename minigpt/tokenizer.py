@@ -143,6 +143,12 @@ def display_piece(data: bytes) -> str:
     return "".join(out)
 
 
+def token_display(token_id: int, piece: bytes) -> str:
+    """What a token shows as: its piece (``display_piece``), or ``‹id 50300›`` for an
+    id the vocabulary has no bytes for (padding rows, special ids), never nothing."""
+    return display_piece(piece) if piece else f"‹id {token_id}›"
+
+
 def is_partial(data: bytes) -> bool:
     """True when the piece is not valid UTF-8 by itself (a byte piece of a character)."""
     try:

@@ -38,6 +38,22 @@ class CharTokenizer:
         return self.itos.get(token_id, "").encode("utf-8")
 
 
+class MissingTokenizer:
+    """Stands in where a command needs no vocabulary (``inspect``): says why there is
+    none if anything asks it to encode."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        self.name = "none available offline"
+        self.n_vocab = 0
+
+    def encode(self, text: str) -> list[int]:
+        raise TokenizerError(self.reason)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return b""
+
+
 class _PlainUnpickler(pickle.Unpickler):
     """Refuses every global: plain containers, str and int need none."""
 

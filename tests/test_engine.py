@@ -161,3 +161,25 @@ def test_greedy_tie_goes_to_the_lowest_id_like_the_book(tiny_loaded, pair):
     step = e.step()
     assert {c.id for c in step.candidates[:2]} == {low, high}
     assert step.chosen.id == low
+
+
+def test_ids_without_bytes_show_a_placeholder_everywhere(tiny_loaded):
+    """nanoGPT's padding rows, special ids, a smaller vocabulary: never empty text."""
+    from minigpt.engine import Engine
+    from minigpt.render import candidate_json
+
+    class Gappy:
+        name, n_vocab = "gappy", tiny_loaded.tokenizer.n_vocab
+
+        def encode(self, text):
+            return tiny_loaded.tokenizer.encode(text)
+
+        def token_bytes(self, token_id):
+            return b"" if token_id == 77 else tiny_loaded.tokenizer.token_bytes(token_id)
+
+    engine = Engine(tiny_loaded.model, Gappy())
+    engine.reset("hello")
+    step = engine.step(77)
+    assert step.text == "‹id 77›" and step.chosen.text == "‹id 77›" and step.chosen.special
+    assert candidate_json(step.chosen)["special"] is True
+    assert engine.completion == "‹id 77›" and engine.display(77) == "‹id 77›"

@@ -108,8 +108,37 @@ def test_inspect_names_format_and_inferred(tmp_path, capsys):
 def test_nanogpt_gpt2_vocab_missing_says_what_to_do(tmp_path):
     args = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, bias=False, vocab_size=50304)
     torch.save(random_nanogpt(args), tmp_path / "ckpt.pt")
-    with pytest.raises(TokenizerError, match="gpt2 vocabulary.*--tokenizer"):
+    with pytest.raises(TokenizerError, match="gpt2 vocabulary.*--tokenizer.*openaipublic"):
         load(tmp_path / "ckpt.pt", device="cpu")
+
+
+def test_inspect_needs_no_vocabulary(tmp_path, capsys):
+    args = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, bias=False, vocab_size=50304)
+    torch.save(random_nanogpt(args), tmp_path / "ckpt.pt")
+    assert main(["inspect", str(tmp_path / "ckpt.pt"), "--json", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tokenizer"] == "none available offline" and report["format"]
+
+
+def test_a_meta_pkl_or_a_directory_given_as_the_checkpoint_says_what_to_do(tmp_path, capsys):
+    with open(tmp_path / "meta.pkl", "wb") as f:
+        pickle.dump({"stoi": {"a": 0}, "itos": {0: "a"}}, f)
+    assert main(["inspect", str(tmp_path / "meta.pkl")]) == 2
+    assert "nanoGPT vocabulary (meta.pkl)" in capsys.readouterr().err
+    torch.save(random_nanogpt(dict(n_layer=1, n_head=2, n_embd=16, block_size=8, bias=False,
+                                   vocab_size=50304)), tmp_path / "ckpt.pt")
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert f"did you mean {tmp_path / 'ckpt.pt'}?" in capsys.readouterr().err
+
+
+def test_vocabulary_ids_outside_the_model_are_refused_at_load(tmp_path):
+    args = dict(n_layer=1, n_head=2, n_embd=16, block_size=8, bias=True, vocab_size=3)
+    torch.save(random_nanogpt(args), tmp_path / "ckpt.pt")
+    for stoi in ({"a": 0, "b": -1}, {"a": 0, "b": 7}):
+        with open(tmp_path / "meta.pkl", "wb") as f:
+            pickle.dump({"stoi": stoi, "itos": {v: k for k, v in stoi.items()}}, f)
+        with pytest.raises(TokenizerError, match="negative token ids|outside this model"):
+            load(tmp_path / "ckpt.pt", device="cpu")
 
 
 class Exploit:
