@@ -7,13 +7,15 @@ on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 
 from . import __version__
 from .errors import MiniGPTError, PromptError
-from .paths import default_checkpoint
+from .paths import default_checkpoint, require_regular_file
 from .settings import SamplingSettings
 from .tokenizer import printable
 
@@ -149,6 +151,7 @@ def read_text(args: argparse.Namespace) -> str:
     try:
         if args.file == "-":
             return sys.stdin.read()
+        require_regular_file(Path(args.file), "text file", PromptError)
         with open(args.file, encoding="utf-8") as f:
             return f.read()
     except (OSError, UnicodeDecodeError) as exc:
@@ -160,16 +163,35 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .render import print_score, score_json
     from .score import score_text
 
+    from .devices import keep_freed_memory
+
     text = read_text(args)
+    keep_freed_memory()  # [64, 100k] logits a window: reuse the heap, not fresh mmaps
     loaded = load(args.ckpt or default_checkpoint(), device=args.device,
                   tokenizer=args.tokenizer)
-    result = score_text(loaded.model, loaded.tokenizer, text, loaded.vocab_size,
-                        loaded.context_length, exact=args.exact)
+    with score_progress() as progress:
+        result = score_text(loaded.model, loaded.tokenizer, text, loaded.vocab_size,
+                            loaded.context_length, exact=args.exact, progress=progress)
     if args.json:
         print(json.dumps(score_json(result), ensure_ascii=False))
     else:
         print_score(result)
     return 0
+
+
+@contextlib.contextmanager
+def score_progress():
+    """A progress bar on stderr while a long text is scored: only on a terminal, so
+    --json output and logs stay clean."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("scoring", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

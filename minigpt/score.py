@@ -24,12 +24,18 @@ EXACT_BATCH = 32  # sliding windows per forward pass
 
 
 def log_prob_and_rank(rows: torch.Tensor, targets: torch.Tensor) -> list[list[float]]:
-    """[log P(target), rank of target] per row of logits, as host lists."""
-    rows = rows.double()  # exp(logit − logsumexp) in float64, as the engine reports them
+    """[log P(target), rank of target] per row of logits, as host lists.
+
+    log P = logit − logsumexp, the sum of exponentials accumulated in float64: as exact
+    as the engine's float64 softmax (within 1e-7), at float32 speed (a float64 copy of
+    [64, 100k] rows made scoring three times slower)."""
+    rows = rows.float()
     chosen = rows.gather(1, targets[:, None])[:, 0]
-    log_probs = chosen - torch.logsumexp(rows, dim=-1)
+    top = rows.max(dim=-1).values
+    total = torch.exp(rows - top[:, None]).sum(dim=-1, dtype=torch.float64)
+    log_probs = chosen.double() - top.double() - torch.log(total)
     ranks = (rows > chosen[:, None]).sum(dim=-1) + 1
-    return torch.stack([log_probs.double(), ranks.double()]).tolist()
+    return torch.stack([log_probs, ranks.double()]).tolist()
 
 
 def window_predictions(model: torch.nn.Module, ids: list[int], context_length: int):
@@ -78,18 +84,28 @@ def sliding_predictions(model: torch.nn.Module, ids: list[int], context_length: 
             yield j, log_prob, int(rank), C
 
 
+MAX_SCORE_TOKENS = 100_000  # about two minutes on two CPU cores at book size
+
+
 def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
-               vocab_size: int, context_length: int, exact: bool = False) -> Score:
-    """Score ``text``; a clear ``PromptError`` when there is nothing to score."""
+               vocab_size: int, context_length: int, exact: bool = False,
+               progress=None) -> Score:
+    """Score ``text``; a clear ``PromptError`` when there is nothing to score or too much.
+    ``progress(done, total)`` is called as tokens are scored."""
     if not text:
         raise PromptError("nothing to score: give some text")
     ids = tokenizer.encode(text) if text else []
     check_prompt_ids(text, ids, tokenizer, vocab_size)
     if len(ids) < 2:
         raise PromptError("scoring needs at least two tokens (the first one is only context)")
+    if len(ids) > MAX_SCORE_TOKENS:
+        raise PromptError(f"{len(ids):,} tokens is more than score takes at once "
+                          f"({MAX_SCORE_TOKENS:,}): split the text")
     predictions = sliding_predictions if exact else window_predictions
     tokens = []
     for index, log_prob, rank, context in predictions(model, ids, context_length):
+        if progress is not None and index % 256 == 0:
+            progress(index, len(ids) - 1)
         piece = tokenizer.token_bytes(ids[index])
         tokens.append(ScoredToken(index, ids[index], token_display(ids[index], piece),
                                   is_partial(piece),

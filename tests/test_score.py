@@ -112,7 +112,7 @@ def test_cli_json_and_table(capsys, tiny_ckpt, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--text", "a"], "at least two tokens"),
-    (["--file", "/no/such/file"], "cannot read /no/such/file"),
+    (["--file", "/no/such/file"], "/no/such/file: no such file"),
     ([], "one of the arguments --text --file is required"),
 ])
 def test_cli_errors_are_one_line(capsys, tiny_ckpt, args, message):
@@ -194,3 +194,19 @@ def test_trace_score_and_why_agree_on_every_probability(tiny_loaded):
         raw = {row.id: row.raw for row in why.rows}
         if token.id in raw:
             assert abs(raw[token.id] - token.prob) < 1e-6
+
+
+def test_too_much_text_is_one_line(tiny_loaded, monkeypatch):
+    from minigpt import score as score_module
+    monkeypatch.setattr(score_module, "MAX_SCORE_TOKENS", 10)
+    with pytest.raises(PromptError, match="more than score takes at once"):
+        score_text(tiny_loaded.model, tiny_loaded.tokenizer, "word " * 50,
+                   tiny_loaded.vocab_size, tiny_loaded.context_length)
+
+
+def test_progress_is_reported_for_long_texts(tiny_loaded):
+    seen = []
+    score_text(tiny_loaded.model, tiny_loaded.tokenizer, "word " * 600, tiny_loaded.vocab_size,
+               tiny_loaded.context_length, exact=True, progress=lambda d, t: seen.append((d, t)))
+    assert len(seen) >= 2 and all(d <= t for d, t in seen)
+    assert len({t for _, t in seen}) == 1 and seen[-1][1] >= 512
