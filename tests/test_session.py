@@ -157,3 +157,33 @@ def test_a_short_write_is_cut_back_and_retried_later(tmp_path, monkeypatch):
         turns = read_session(path)
         assert [t["turn"] for t in turns][-2:] == [first, recorder.turn_id]
         size = path.stat().st_size
+
+
+def test_export_never_follows_a_planted_symlink(tmp_path, monkeypatch):
+    from minigpt import session as s
+    session = tmp_path / "s.jsonl"
+    append_record(session, {"turn": "a", "prompt": "p", "steps": []})
+    monkeypatch.setattr(s.time, "strftime", lambda fmt: "minigpt-transcript-fixed")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "minigpt-transcript-fixed.md").symlink_to(victim)
+    md, js = s.export_transcript(session, tmp_path)
+    assert victim.read_text() == "keep me"
+    assert md.name == "minigpt-transcript-fixed-2.md" and not md.is_symlink()
+    again = s.export_transcript(session, tmp_path)  # and never overwrites its own
+    assert again[0].name == "minigpt-transcript-fixed-3.md"
+
+
+async def test_turns_after_a_torn_line_are_all_kept(make_tui, tmp_path):
+    path = tmp_path / "session.jsonl"
+    append_record(path, {"turn": "old1", "prompt": "old", "tokens": [1]})
+    with open(path, "a") as f:
+        f.write('{"turn": "torn", "prompt": "half wri')
+    app = make_tui(session_path=path, resumed=read_session(path), max_new_tokens=3)
+    async with app.run_test() as pilot:
+        for prompt in ("a", "b"):
+            await settle(app, pilot)
+            app.query_one("#prompt", Input).value = prompt
+            await pilot.press("enter")
+            await settle(app, pilot)
+    assert [t["prompt"] for t in read_session(path)] == ["old", "a", "b"]
