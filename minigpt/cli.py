@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="format, h_params, parameters, tensor shapes")
     add_model_options(inspect)
 
-    from .train import add_train_parser
+    from .train_options import add_train_parser
     add_train_parser(sub)
     return parser
 

@@ -120,3 +120,28 @@ def test_missing_checkpoint_in_a_real_process(tmp_path):
                            str(tmp_path / "missing.ckpt")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith("no such file") and proc.stderr.count("\n") == 1
+
+
+def test_help_and_usage_errors_import_no_torch():
+    """`minigpt --help` and argument errors answer before torch could load."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom minigpt.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['generate', '--top-k', 'x']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print('TORCH', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert "TORCH False" in out and "--max-iters" in out
+
+
+def test_building_a_model_imports_no_dynamo(tiny_ckpt):
+    import subprocess
+    import sys
+    code = ("import sys\nimport torch\nfrom minigpt.checkpoint import load\n"
+            f"load({str(tiny_ckpt)!r}, device='cpu')\n"
+            "print('DYNAMO', any(m.startswith('torch._dynamo.convert_frame') "
+            "for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert "DYNAMO False" in out
