@@ -34,6 +34,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
+def thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"--threads must be 1…1024, got {value}")
+    return value
+
+
 def finite_float(text: str) -> float:
     try:
         return float(text)
@@ -63,6 +73,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    p.add_argument("--threads", type=thread_count, default=None, metavar="N",
+                   help="CPU threads for torch (default: 1 for decoding small models, "
+                        "measured fastest; more for scoring)")
     p.add_argument("--tokenizer", default=None, metavar="NAME|FILE",
                    help="vocabulary: cl100k_base (book default), a .tiktoken file, or a "
                         "nanoGPT meta.pkl")
@@ -111,11 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def open_engine(args: argparse.Namespace):
     from .checkpoint import load
+    from .devices import decode_threads, use_threads
     from .engine import Engine
 
     settings = settings_from(args)  # validate knobs before the (slow) load
     loaded = load(args.ckpt or default_checkpoint(), device=args.device,
                   tokenizer=args.tokenizer)
+    use_threads(args.threads or decode_threads(loaded.num_parameters))
     engine = Engine.from_loaded(loaded, settings)
     engine.reset(args.prompt)
     return loaded, engine
@@ -163,9 +178,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .render import print_score, score_json
     from .score import score_text
 
-    from .devices import keep_freed_memory
+    from .devices import batch_threads, keep_freed_memory, use_threads
 
     text = read_text(args)
+    use_threads(args.threads or batch_threads())
     keep_freed_memory()  # [64, 100k] logits a window: reuse the heap, not fresh mmaps
     loaded = load(args.ckpt or default_checkpoint(), device=args.device,
                   tokenizer=args.tokenizer)

@@ -59,15 +59,29 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**30))
 
 
-def leave_a_core_free() -> int:
-    """Use one intra-op thread fewer than there are cores (at least one); returns the count.
+# Decoding one token is a few matrix-vector products per layer: thread hand-offs cost
+# more than they save, and one thread waiting for a busy core stalls every step.
+# Measured (benchmarks/bench_threads.py, 2 cores): 1 thread decodes as fast as 2 on every
+# size up to GPT-2 small when idle, and 3× faster when another program holds a core.
+# Only models big enough to be memory-bound gain from a few more threads.
+BIG_MODEL_PARAMETERS = 50_000_000
 
-    An interactive front end runs its UI thread beside the torch worker. On a small
-    machine torch's default (a thread per core) makes its parallel regions wait on
-    the core the UI is using; measured on 2 cores, one torch thread streamed 20-30%
-    more tokens through the app than two.
-    """
-    cores = os.cpu_count() or 1
-    threads = max(1, min(torch.get_num_threads(), cores - 1))
-    torch.set_num_threads(threads)
-    return threads
+
+def decode_threads(num_parameters: int, cores: int | None = None) -> int:
+    """Threads for token-by-token decoding (the CLI's generate/trace, the engine process)."""
+    cores = cores or os.cpu_count() or 1
+    if num_parameters < BIG_MODEL_PARAMETERS:
+        return 1
+    return max(1, min(4, cores // 4))
+
+
+def batch_threads(cores: int | None = None) -> int:
+    """Threads for batched work (scoring windows of [64, V] logits), where they pay:
+    every core but one, so the rest of the machine stays responsive."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, min(8, cores - 1)) if cores > 2 else cores
+
+
+def use_threads(count: int) -> int:
+    torch.set_num_threads(count)
+    return count

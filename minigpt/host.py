@@ -112,11 +112,10 @@ class Host:
         self.send(p.Loading(op.seq, "import torch"))
         try:
             from .checkpoint import load
-            from .devices import leave_a_core_free
+            from .devices import decode_threads, use_threads
             from .engine import Engine
             from .render import inspect_report
 
-            leave_a_core_free()  # the explorer's process needs a core of its own
             key = (op.path, op.device, op.tokenizer)
             if self.loaded is None or self.loaded[0] != key:
                 self.loaded = None  # free the old model before loading another
@@ -124,6 +123,9 @@ class Host:
                               progress=lambda stage: self.send(p.Loading(op.seq, stage)))
                 self.loaded = (key, loaded)
             loaded = self.loaded[1]
+            # One thread for small models also leaves the explorer's process a core.
+            self.threads = use_threads(op.threads or decode_threads(loaded.num_parameters))
+            self.batch = op.threads  # what scoring may use (None: the batch policy)
             self.engine = Engine.from_loaded(loaded, op.settings)
         except MiniGPTError as exc:
             self.send(p.LoadFailed(op.seq, str(exc)))
@@ -256,17 +258,22 @@ class Host:
             self.send(p.Attended(op.seq, op.step_index, None, str(exc)))
 
     def score(self, op: p.ScoreText) -> None:
+        from .devices import batch_threads, use_threads
         from .score import score_text
 
         loaded = self.loaded[1] if self.loaded else None
         try:
             if loaded is None:
                 raise MiniGPTError("no model is loaded")
+            use_threads(self.batch or batch_threads())  # batched windows: threads pay
             score = score_text(loaded.model, loaded.tokenizer, op.text, loaded.vocab_size,
                                loaded.context_length, exact=op.exact)
             self.send(p.Scored(op.seq, score))
         except MiniGPTError as exc:
             self.send(p.Scored(op.seq, None, str(exc)))
+        finally:
+            if loaded is not None:
+                use_threads(self.threads)
 
     def branches(self, op: p.ListBranches) -> None:
         engine = self.require_engine()

@@ -39,6 +39,7 @@ class Open(Op):
     device: str = "auto"
     tokenizer: str | None = None
     settings: SamplingSettings = field(default_factory=SamplingSettings)
+    threads: int | None = None  # None: the measured policy (minigpt.devices)
 
 
 @dataclass(frozen=True)

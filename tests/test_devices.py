@@ -16,11 +16,26 @@ def restore_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("cores, before, expected", [(2, 2, 1), (1, 1, 1), (8, 8, 7), (8, 4, 4)])
-def test_leave_a_core_free(monkeypatch, restore_threads, cores, before, expected):
-    monkeypatch.setattr(devices.os, "cpu_count", lambda: cores)
-    torch.set_num_threads(before)
-    assert devices.leave_a_core_free() == expected == torch.get_num_threads()
+@pytest.mark.parametrize("parameters, cores, expected", [
+    (13_000_000, 2, 1), (13_000_000, 16, 1), (124_000_000, 2, 1), (124_000_000, 16, 4)])
+def test_decode_threads_by_measurement(parameters, cores, expected):
+    assert devices.decode_threads(parameters, cores) == expected
+
+
+@pytest.mark.parametrize("cores, expected", [(1, 1), (2, 2), (4, 3), (16, 8)])
+def test_batch_threads(cores, expected):
+    assert devices.batch_threads(cores) == expected
+
+
+def test_threads_flag_overrides_the_policy(capsys, tiny_ckpt, restore_threads):
+    from minigpt.cli import main
+    assert main(["generate", str(tiny_ckpt), "--prompt", "hi", "--max-new-tokens", "2",
+                 "--device", "cpu", "--threads", "2"]) == 0
+    assert torch.get_num_threads() == 2
+    assert main(["generate", str(tiny_ckpt), "--prompt", "hi", "--max-new-tokens", "2",
+                 "--device", "cpu"]) == 0
+    assert torch.get_num_threads() == 1  # the tiny model decodes on one thread
+    assert main(["generate", str(tiny_ckpt), "--prompt", "hi", "--threads", "0"]) == 2
 
 
 def test_auto_is_cpu_without_accelerators(monkeypatch):

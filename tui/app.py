@@ -83,8 +83,10 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     def __init__(self, checkpoint: str | Path, settings: SamplingSettings | None = None,
                  session_path: Path | None = None, resumed: list[dict] | None = None,
                  device: str = "auto", tokenizer: str | None = None,
-                 client: EngineClient | None = None, skipped_lines: int = 0):
+                 client: EngineClient | None = None, skipped_lines: int = 0,
+                 threads: int | None = None):
         super().__init__()
+        self.threads = threads
         self.skipped_lines = skipped_lines  # unreadable lines of the reopened session
         self.checkpoint = str(checkpoint)  # as the user wrote it, for the header
         # Absolute for the engine process, which may run in another directory (tests).
@@ -169,7 +171,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     def open_model(self) -> None:
         self.engine_state = "loading"
         self.send(p.Open, path=self.checkpoint_path, device=self.device,
-                  tokenizer=self.tokenizer, settings=self.settings)
+                  tokenizer=self.tokenizer, settings=self.settings, threads=self.threads)
 
     def show_header(self) -> None:
         info = self.info
@@ -505,7 +507,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
 def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              session_path: Path | None = None, resumed: list[dict] | None = None,
              device: str = "auto", tokenizer: str | None = None,
-             client: EngineClient | None = None, skipped_lines: int = 0) -> MiniGPTApp:
+             client: EngineClient | None = None, skipped_lines: int = 0,
+             threads: int | None = None) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
-                      skipped_lines)
+                      skipped_lines, threads)
