@@ -71,6 +71,7 @@ class BookDecoder:
         shape = (len(self.layers), 1, self.num_heads, self.context_length, self.head_size)
         self.k_cache = torch.zeros(shape, device=device, dtype=dtype)
         self.v_cache = torch.zeros(shape, device=device, dtype=dtype)
+        self.positions = torch.arange(self.context_length, device=device)
         self.cached_ids: list[int] = []
         # When set, each call also keeps the last position's attention weights,
         # [layers, heads, window], from the same pass (the attention strip).
@@ -103,6 +104,13 @@ class BookDecoder:
         # Reuse cached keys/values of the identical leading tokens; always recompute the last.
         start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
         new_ids = torch.tensor(window_ids[start:], device=self.embedding.device)
+        logits = self.forward_new(new_ids, start, n)
+        self.cached_ids = list(window_ids)
+        return logits
+
+    def forward_new(self, new_ids: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """Logits [V] after the window whose positions start..n-1 hold ``new_ids`` (the
+        cache holds the keys and values of positions before ``start``)."""
         x = self.embedding[new_ids] + self.position_table[start:n]  # [T, d]
         last_layer = len(self.layers) - 1
         captured: list[torch.Tensor] | None = [] if self.capture_attention else None
@@ -110,9 +118,31 @@ class BookDecoder:
             x = self._block(layer_index, layer, x, start, last_only=layer_index == last_layer,
                             captured=captured)
         self.last_attention = torch.stack(captured) if captured is not None else None
-        self.cached_ids = list(window_ids)
         w, b, eps = self.final_ln
         last = F.layer_norm(x[-1:], (self.d_model,), w, b, eps)
+        return torch.addmm(self.out_bias, last, self.out_weight_t)[0]  # [V]
+
+    def step_at(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """Logits [V] after one new ``token`` [1] at ``position`` [1] (device tensors).
+
+        Fixed shapes whatever the position — attention runs over the whole cache with
+        the positions past ``position`` masked out — so one CUDA graph serves every
+        step (``minigpt.cudagraphs``). Same math as ``forward_new`` with T = 1."""
+        d, H, hs = self.d_model, self.num_heads, self.head_size
+        x = self.embedding[token] + self.position_table[position]  # [1, d]
+        visible = (self.positions <= position).view(1, 1, 1, -1)
+        for layer_index, layer in enumerate(self.layers):
+            h = F.layer_norm(x, (d,), *layer["ln1"][:2], layer["ln1"][2])
+            q, k, v = F.linear(h, layer["qkv"]).view(1, 1, 3, H, hs).permute(2, 0, 3, 1, 4)
+            keys, values = self.k_cache[layer_index], self.v_cache[layer_index]
+            keys.index_copy_(2, position, k)
+            values.index_copy_(2, position, v)
+            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
+            x = x + F.linear(attn[0].transpose(0, 1).reshape(1, d), *layer["proj"])
+            h = F.layer_norm(x, (d,), *layer["ln2"][:2], layer["ln2"][2])
+            x = x + F.linear(F.relu(F.linear(h, *layer["ffn_in"])), *layer["ffn_out"])
+        w, b, eps = self.final_ln
+        last = F.layer_norm(x, (d,), w, b, eps)
         return torch.addmm(self.out_bias, last, self.out_weight_t)[0]  # [V]
 
     def _block(self, layer_index: int, layer: dict, x: torch.Tensor, start: int,

@@ -16,6 +16,7 @@ import torch
 
 from . import explain, lookahead, sampling
 from .branches import BranchBook, common_steps
+from .cudagraphs import GraphedDecoder, graphs_enabled
 from .decoder import BookDecoder
 from .errors import GenerationError, PromptError
 from .settings import SamplingSettings
@@ -61,6 +62,11 @@ class Engine:
     @classmethod
     def from_loaded(cls, loaded, settings: SamplingSettings | None = None) -> "Engine":
         return cls(loaded.model, loaded.tokenizer, settings)
+
+    @property
+    def notice(self) -> str:
+        """A one-line note about how decoding runs (e.g. CUDA graphs fell back), or ""."""
+        return getattr(self.decoder, "notice", "")
 
     # --- state ---------------------------------------------------------------
 
@@ -263,6 +269,22 @@ class Engine:
 
     # --- stepping ------------------------------------------------------------
 
+    def _choose(self, logits, probs, keep, greedy: bool, token_id: int | None):
+        """The next token as a 0-d device tensor, with no host sync."""
+        if token_id is not None:
+            return torch.tensor(token_id, device=probs.device)
+        if greedy:
+            return logits.argmax()  # as the book's loop: the lowest id on a tie
+        weights = sampling.filtered_probs(probs, keep)
+        if weights.is_cuda:
+            # NaN probabilities (damaged weights) would end in a device-side assert that
+            # loses the CUDA context; draw from a stand-in, the host check reports it.
+            weights = torch.nan_to_num(weights, nan=1.0, posinf=1.0)
+        try:
+            return sampling.choose(weights, False, self._generator)
+        except RuntimeError:  # NaN on the CPU: the host check reports it
+            return probs.argmax()
+
     def step(self, token_id: int | None = None) -> Step:
         """Append one token: sampled, or ``token_id`` when given (take-candidate)."""
         started = time.perf_counter()
@@ -273,28 +295,15 @@ class Engine:
         shown = top.indices.numel()
         greedy = token_id is None and self.settings.temperature == 0
         with torch.inference_mode():
-            rows = self._host_rows(probs, keep, top.indices)
+            chosen_t = self._choose(logits, probs, keep, greedy, token_id)
+            # The step's one host transfer: the top-5 and the chosen token together.
+            rows = self._host_rows(probs, keep, torch.cat([top.indices, chosen_t.view(1)]))
         # NaN or +Inf logits make every probability NaN, and topk ranks NaN first, so the
-        # top row tells without another pass. Checked before sampling: multinomial on
-        # NaN crashes (on cuda, a device assert).
+        # top row tells without another pass.
         if rows[1][0] != rows[1][0]:
             raise GenerationError(f"the model produced NaN/Inf logits at step "
                                   f"{len(self.steps) + 1}: its weights are damaged")
         candidates = self._candidates([row[:shown] for row in rows])
-        if greedy and (shown == 1 or rows[1][0] > rows[1][1]):
-            # A strict leader is the argmax (the filters always keep it). On a tie in the
-            # probabilities, the logits' argmax decides, as in the book's loop.
-            rows = [row[:1] for row in rows]
-        else:
-            with torch.inference_mode():
-                if token_id is not None:
-                    chosen_t = torch.tensor(token_id, device=probs.device)
-                elif greedy:
-                    chosen_t = logits.argmax()
-                else:
-                    chosen_t = sampling.choose(sampling.filtered_probs(probs, keep), False,
-                                               self._generator)
-                rows = self._host_rows(probs, keep, chosen_t.view(1))
         chosen = self._candidate(int(rows[0][-1]), rows[1][-1], bool(rows[2][-1]))
         chosen_id = chosen.id
         rank = next((r for r, c in enumerate(candidates, 1) if c.id == chosen_id), None)
@@ -386,6 +395,9 @@ class Engine:
 
 
 def make_decoder(model: torch.nn.Module):
-    """The fast inference path for a model class."""
+    """The fast inference path for a model class; on cuda, replayed as CUDA graphs."""
     fast = getattr(model, "make_decoder", None)
-    return fast() if fast is not None else BookDecoder(model)
+    decoder = fast() if fast is not None else BookDecoder(model)
+    if graphs_enabled(next(model.parameters()).device):
+        return GraphedDecoder(decoder)
+    return decoder

@@ -122,6 +122,7 @@ class NanoGPTDecoder:
         shape = (len(model.transformer.h), self.num_heads, self.context_length, self.head_size)
         self.k_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
         self.v_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
+        self.positions = torch.arange(self.context_length, device=w.device)
         self.cached_ids: list[int] = []
         self.capture_attention = False  # as BookDecoder: keep the last row's weights
         self.last_attention: torch.Tensor | None = None
@@ -131,16 +132,39 @@ class NanoGPTDecoder:
         n = len(window_ids)
         if not 1 <= n <= self.context_length:
             raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
-        m = self.model.transformer
         start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
         new_ids = torch.tensor(window_ids[start:], device=self.k_cache.device)
+        logits = self.forward_new(new_ids, start, n)
+        self.cached_ids = list(window_ids)
+        return logits
+
+    def forward_new(self, new_ids: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """As ``BookDecoder.forward_new``: positions start..n-1 hold ``new_ids``."""
+        m = self.model.transformer
         x = m.wte.weight[new_ids] + m.wpe.weight[start:n]  # [T, d]
         self._captured = [] if self.capture_attention else None
         for i, block in enumerate(m.h):
             x = x + self._attend(i, block.attn, block.ln_1(x), start)
             x = x + block.mlp(block.ln_2(x))
-        self.cached_ids = list(window_ids)
         self.last_attention = torch.stack(self._captured) if self._captured is not None else None
+        return m.ln_f(x[-1]) @ self.lm_head_t
+
+    def step_at(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """As ``BookDecoder.step_at``: one token at a device-side position, fixed shapes."""
+        m = self.model.transformer
+        H, hs = self.num_heads, self.head_size
+        x = m.wte.weight[token] + m.wpe.weight[position]  # [1, d]
+        visible = (self.positions <= position).view(1, 1, -1)
+        for i, block in enumerate(m.h):
+            h = block.ln_1(x)
+            q, k, v = block.attn.c_attn(h).view(1, 3, H, hs).permute(1, 2, 0, 3)
+            keys, values = self.k_cache[i], self.v_cache[i]
+            keys.index_copy_(1, position, k)
+            values.index_copy_(1, position, v)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible,
+                                               scale=1 / math.sqrt(hs))
+            x = x + block.attn.c_proj(y.transpose(0, 1).reshape(1, -1))
+            x = x + block.mlp(block.ln_2(x))
         return m.ln_f(x[-1]) @ self.lm_head_t
 
     def _attend(self, layer: int, attn: CausalSelfAttention, h: torch.Tensor,

@@ -1,0 +1,109 @@
+"""CUDA-graph decoding: a token is one graph replay, not a hundred kernel launches.
+
+At book size a decoding step is about a hundred small kernels; launched one by one
+from Python, the GPU waits on the CPU (the engine ran 11× slower than the per-token
+floor on an H200). Generation has two fixed shapes, so each is captured once:
+
+- ``step``: one new token at a position (``decoder.step_at``: attention over the
+  whole static KV cache, positions past the token masked), for every step inside
+  the window;
+- ``window``: the whole window recomputed at positions 0..C-1 (``forward_new`` with
+  the window's ids), the book's semantics once the text is longer than the window.
+
+Everything else (the prompt's prefill, a rewind that recomputes several tokens,
+attention capture) runs the decoder's eager path over the same cache buffers.
+Capture failing falls back to the eager path for good, with a one-line notice.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .decoder import common_prefix_length
+
+
+class GraphedDecoder:
+    """Wraps a decoder (``BookDecoder``, ``NanoGPTDecoder``) on a cuda device."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+        device = decoder.k_cache.device
+        self.context_length = decoder.context_length
+        self.token = torch.zeros(1, dtype=torch.long, device=device)
+        self.position = torch.zeros(1, dtype=torch.long, device=device)
+        self.window = torch.zeros(self.context_length, dtype=torch.long, device=device)
+        self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.notice = ""  # why graphs are off, once they failed
+        self.replays = 0  # for tests and benchmarks: steps served by a graph
+
+    # The engine reads and sets these on its decoder.
+    @property
+    def capture_attention(self) -> bool:
+        return self.decoder.capture_attention
+
+    @capture_attention.setter
+    def capture_attention(self, on: bool) -> None:
+        self.decoder.capture_attention = on
+
+    @property
+    def last_attention(self):
+        return self.decoder.last_attention
+
+    def reset(self) -> None:
+        self.decoder.cached_ids = []
+
+    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
+        d = self.decoder
+        n = len(window_ids)
+        kind = None
+        if not (d.capture_attention or self.notice) and 1 <= n <= self.context_length:
+            start = min(common_prefix_length(d.cached_ids, window_ids), n - 1)
+            if n - start == 1:
+                kind = "step"
+            elif start == 0 and n == self.context_length:
+                kind = "window"
+        if kind is None:
+            return d.last_logits(window_ids)
+        if kind == "step":
+            self.token.fill_(window_ids[-1])
+            self.position.fill_(n - 1)
+        else:
+            self.window.copy_(torch.tensor(window_ids), non_blocking=True)
+        try:
+            graph, out = self.graphs.get(kind) or self._capture(kind)
+        except Exception as exc:  # an op that cannot be captured here: eager from now on
+            self.notice = f"CUDA graphs off ({type(exc).__name__}: {exc}); decoding eagerly"
+            d.cached_ids = []  # the cache may hold a failed capture's writes
+            return d.last_logits(window_ids)
+        graph.replay()
+        self.replays += 1
+        d.cached_ids = list(window_ids)
+        return out.clone()  # the next replay overwrites the graph's output
+
+    def _run(self, kind: str) -> torch.Tensor:
+        d = self.decoder
+        if kind == "step":
+            return d.step_at(self.token, self.position)
+        return d.forward_new(self.window, 0, self.context_length)
+
+    def _capture(self, kind: str):
+        # Warm up on a side stream (lazy initialisation must not be captured); the
+        # warm-up computes this step's cache entries, so the replay that follows
+        # writes the same values again.
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self._run(kind)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self._run(kind)
+        self.graphs[kind] = (graph, out)
+        return graph, out
+
+
+def graphs_enabled(device: torch.device) -> bool:
+    import os
+
+    return device.type == "cuda" and os.environ.get("MINIGPT_CUDA_GRAPHS", "1") != "0"

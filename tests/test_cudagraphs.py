@@ -1,0 +1,143 @@
+"""CUDA-graph decoding: the fixed-shape step equals the eager path at every position,
+the graph wrapper keeps the cache consistent through slides, undo and picks, and on a
+GPU the captured graphs give the CPU reference's tokens and probabilities."""
+
+import pytest
+import torch
+
+from minigpt.cudagraphs import GraphedDecoder
+from minigpt.decoder import BookDecoder
+from minigpt.engine import Engine
+from minigpt.model import Model
+from minigpt.nanogpt import NanoGPT
+from minigpt.settings import SamplingSettings
+from reference import book_h_params, random_book_state_dict
+from reference_gpt2 import random_nanogpt
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def book_model(device="cpu", **hp):
+    hp = book_h_params(**{"max_token_value": 300, **hp})
+    model = Model(hp)
+    model.load_state_dict(random_book_state_dict(hp))
+    return model.to(device).eval()
+
+
+def nano_model(device="cpu"):
+    args = dict(n_layer=2, n_head=2, n_embd=32, block_size=12, bias=True, vocab_size=300)
+    model = NanoGPT({"d_model": 32, "num_blocks": 2, "num_heads": 2, "context_length": 12,
+                     "max_token_value": 300, "bias": True})
+    sd = {k.removeprefix("_orig_mod."): v for k, v in random_nanogpt(args)["model"].items()}
+    model.load_state_dict(sd, strict=False)
+    return model.to(device).eval()
+
+
+@pytest.mark.parametrize("make", [book_model, nano_model], ids=["book", "nanogpt"])
+def test_fixed_shape_step_equals_the_eager_path_at_every_position(make):
+    torch.manual_seed(0)
+    model = make()
+    eager, static = (model.make_decoder() if hasattr(model, "make_decoder")
+                     else BookDecoder(model) for _ in range(2))
+    ids = torch.randint(0, 250, (eager.context_length,)).tolist()
+    with torch.inference_mode():
+        static.last_logits(ids[:1])
+        for n in range(2, len(ids) + 1):
+            expected = eager.last_logits(ids[:n])
+            got = static.step_at(torch.tensor([ids[n - 1]]), torch.tensor([n - 1]))
+            assert torch.allclose(got, expected, atol=1e-5), n
+
+
+class ReplayOnCpu(GraphedDecoder):
+    """The wrapper's dispatch and bookkeeping, with each 'graph' run eagerly: what the
+    replay computes on a GPU, checked on any machine."""
+
+    def _capture(self, kind):
+        class Graph:
+            def replay(inner):
+                out.copy_(self._run(kind))
+
+        out = self._run(kind).clone()
+        self.graphs[kind] = (Graph(), out)
+        return self.graphs[kind]
+
+
+@pytest.mark.parametrize("make", [book_model, nano_model], ids=["book", "nanogpt"])
+def test_graph_dispatch_matches_eager_through_slides_undo_and_picks(make, tiny_loaded):
+    model = make()
+    base = model.make_decoder() if hasattr(model, "make_decoder") else BookDecoder(model)
+    settings = SamplingSettings(temperature=1.0, seed=3, max_new_tokens=40)
+    vocab = model.max_token_value
+
+    class Toks:  # ids under the model's vocabulary
+        name, n_vocab = "t", vocab
+
+        def encode(self, text):
+            return [ord(c) % vocab for c in text]
+
+        def token_bytes(self, i):
+            return bytes([i % 128])
+
+    eager = Engine(model, Toks(), settings, decoder=base)
+    graphed_decoder = ReplayOnCpu(model.make_decoder() if hasattr(model, "make_decoder")
+                                  else BookDecoder(model))
+    graphed = Engine(model, Toks(), settings, decoder=graphed_decoder)
+    for engine in (eager, graphed):
+        engine.reset("abcdefgh")
+        list(engine.run(30))  # well past the window: slides
+        engine.undo()
+        engine.undo()
+        engine.step(engine.peek().candidates[2].id)
+        list(engine.run(5))
+    assert [s.chosen.id for s in graphed.steps] == [s.chosen.id for s in eager.steps]
+    for a, b in zip(graphed.steps, eager.steps):
+        assert abs(a.chosen.prob - b.chosen.prob) < 1e-5
+    assert graphed_decoder.replays > 30 and set(graphed_decoder.graphs) == {"step", "window"}
+
+
+@cuda
+@pytest.mark.parametrize("make", [book_model, nano_model], ids=["book", "nanogpt"])
+def test_cuda_graphs_give_the_cpu_references_tokens(make):
+    """Same tokens as the CPU reference, probabilities within 1e-5, past the window."""
+    torch.manual_seed(0)
+    cpu_model = make()
+    gpu_model = make().to("cuda")
+    gpu_model.load_state_dict(cpu_model.state_dict())
+    settings = SamplingSettings(temperature=0, max_new_tokens=40)
+
+    class Toks:
+        name, n_vocab = "t", cpu_model.max_token_value
+
+        def encode(self, text):
+            return [ord(c) % 250 for c in text]
+
+        def token_bytes(self, i):
+            return bytes([i % 128])
+
+    reference, engine = Engine(cpu_model, Toks(), settings), Engine(gpu_model, Toks(), settings)
+    assert isinstance(engine.decoder, GraphedDecoder)
+    for e in (reference, engine):
+        e.reset("abcdefgh")
+        list(e.run())
+    assert [s.chosen.id for s in engine.steps] == [s.chosen.id for s in reference.steps]
+    for a, b in zip(engine.steps, reference.steps):
+        assert [c.id for c in a.candidates] == [c.id for c in b.candidates]
+        assert max(abs(x.prob - y.prob) for x, y in zip(a.candidates, b.candidates)) < 1e-5
+    assert engine.decoder.replays >= 30 and not engine.notice
+
+
+@cuda
+def test_a_failed_capture_falls_back_with_a_notice(monkeypatch):
+    model = book_model("cuda")
+
+    def refuse(*a, **k):
+        raise RuntimeError("capture not supported")
+
+    monkeypatch.setattr(torch.cuda, "graph", refuse)
+    engine = Engine(model, type("T", (), {"name": "t", "n_vocab": 300,
+                                          "encode": lambda s, t: [1, 2, 3],
+                                          "token_bytes": lambda s, i: b"x"})(),
+                    SamplingSettings(temperature=0, max_new_tokens=5))
+    engine.reset("abc")
+    steps = list(engine.run())
+    assert len(steps) == 5 and "CUDA graphs off" in engine.notice
