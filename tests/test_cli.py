@@ -65,7 +65,7 @@ def test_same_seed_same_tokens(capsys, tiny_ckpt):
 
 
 def test_inspect_json(capsys, tiny_ckpt, tiny_hp):
-    code, out, _ = run_cli(capsys, "inspect", tiny_ckpt, "--json")
+    code, out, _ = run_cli(capsys, "inspect", tiny_ckpt, "--json", "--device", "cpu")
     data = json.loads(out)
     assert data["h_params"] == tiny_hp and data["format"].startswith("book")
     names = {t["name"]: t["shape"] for t in data["tensors"]}

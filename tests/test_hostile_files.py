@@ -2,6 +2,7 @@
 sequences, no traceback — in the CLI, the explorer, inspect, errors and toasts."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -88,7 +89,7 @@ def test_explorer_command_line_with_a_hostile_bad_file(tmp_path):
     code = "import sys; from tui.__main__ import main; sys.exit(main(sys.argv[1:]))"
     result = subprocess.run([sys.executable, "-c", code, str(bad), "--device", "cpu"],
                             capture_output=True, text=True, timeout=120,
-                            env={"TERM": "dumb", "PATH": "/usr/bin:/bin"})
+                            env=dict(os.environ, TERM="dumb"))
     assert result.returncode == 2
     [line] = [ln for ln in result.stderr.splitlines() if "minigpt-tui: error:" in ln]
     no_raw_escapes(line[line.index("minigpt-tui: error:"):])

@@ -75,7 +75,9 @@ def test_vocabulary_loads_with_the_network_blocked(tmp_path):
         "from minigpt.tokenizer import cl100k\n"
         "print(cl100k().encode('农夫山泉 hello'))\n"
     )
-    env = {"PATH": "", "TIKTOKEN_CACHE_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    import os
+    env = {"PATH": "", "TIKTOKEN_CACHE_DIR": str(tmp_path), "HOME": str(tmp_path),
+           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
