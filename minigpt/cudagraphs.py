@@ -29,8 +29,11 @@ class GraphedDecoder:
         self.decoder = decoder
         device = decoder.k_cache.device
         self.context_length = decoder.context_length
-        self.token = torch.zeros(1, dtype=torch.long, device=device)
-        self.position = torch.zeros(1, dtype=torch.long, device=device)
+        # The step's inputs, token and position, go over in one copy from pinned memory
+        # (each step ends in a host sync, so the buffer is free again by the next one).
+        self.host_inputs = torch.zeros(2, dtype=torch.long).pin_memory()
+        self.inputs = torch.zeros(2, dtype=torch.long, device=device)
+        self.token, self.position = self.inputs[0:1], self.inputs[1:2]
         self.window = torch.zeros(self.context_length, dtype=torch.long, device=device)
         self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.notice = ""  # why graphs are off, once they failed
@@ -65,8 +68,8 @@ class GraphedDecoder:
         if kind is None:
             return d.last_logits(window_ids)
         if kind == "step":
-            self.token.fill_(window_ids[-1])
-            self.position.fill_(n - 1)
+            self.host_inputs[0], self.host_inputs[1] = window_ids[-1], n - 1
+            self.inputs.copy_(self.host_inputs, non_blocking=True)
         else:
             self.window.copy_(torch.tensor(window_ids), non_blocking=True)
         try:

@@ -60,18 +60,18 @@ def keep_freed_memory() -> bool:
 
 
 # Decoding one token is a few matrix-vector products per layer: thread hand-offs cost
-# more than they save, and one thread waiting for a busy core stalls every step.
-# Measured (benchmarks/bench_threads.py, 2 cores): 1 thread decodes as fast as 2 on every
-# size up to GPT-2 small when idle, and 3× faster when another program holds a core.
-# Only models big enough to be memory-bound gain from a few more threads.
-BIG_MODEL_PARAMETERS = 50_000_000
+# as much as they save, and a thread waiting for a busy core stalls every step.
+# Measured with benchmarks/bench_threads.py (tok/s, idle / one core busy):
+# - 2 cores, book size: 1 thread 179 / 164, 2 threads 186 / 58 (GPT-2 small alike);
+# - 16 cores, book size: 1 thread 534 / 529, 4 threads 1084 / 982, 16 threads 923 / 32.
+# So a quarter of the cores, at most 4: one thread on small machines, never the
+# every-core default that collapses when one core is taken.
 
 
-def decode_threads(num_parameters: int, cores: int | None = None) -> int:
-    """Threads for token-by-token decoding (the CLI's generate/trace, the engine process)."""
+def decode_threads(num_parameters: int = 0, cores: int | None = None) -> int:
+    """Threads for token-by-token decoding (the CLI's generate/trace, the engine process).
+    ``num_parameters`` is kept for models big enough to want more (none measured yet)."""
     cores = cores or os.cpu_count() or 1
-    if num_parameters < BIG_MODEL_PARAMETERS:
-        return 1
     return max(1, min(4, cores // 4))
 
 

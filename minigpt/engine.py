@@ -269,12 +269,16 @@ class Engine:
 
     # --- stepping ------------------------------------------------------------
 
-    def _choose(self, logits, probs, keep, greedy: bool, token_id: int | None):
+    def _choose(self, logits, probs, keep, top, greedy: bool, token_id: int | None):
         """The next token as a 0-d device tensor, with no host sync."""
         if token_id is not None:
             return torch.tensor(token_id, device=probs.device)
-        if greedy:
-            return logits.argmax()  # as the book's loop: the lowest id on a tie
+        if greedy:  # as the book's loop: the argmax, the lowest id on a tie
+            if logits.is_cuda:
+                return logits.argmax()  # cheap there, and no host sync
+            values = top.values[:2].tolist()  # on a CPU a strict leader spares a pass
+            return top.indices[0] if len(values) < 2 or values[0] > values[1] \
+                else logits.argmax()
         weights = sampling.filtered_probs(probs, keep)
         if weights.is_cuda:
             # NaN probabilities (damaged weights) would end in a device-side assert that
@@ -295,7 +299,7 @@ class Engine:
         shown = top.indices.numel()
         greedy = token_id is None and self.settings.temperature == 0
         with torch.inference_mode():
-            chosen_t = self._choose(logits, probs, keep, greedy, token_id)
+            chosen_t = self._choose(logits, probs, keep, top, greedy, token_id)
             # The step's one host transfer: the top-5 and the chosen token together.
             rows = self._host_rows(probs, keep, torch.cat([top.indices, chosen_t.view(1)]))
         # NaN or +Inf logits make every probability NaN, and topk ranks NaN first, so the

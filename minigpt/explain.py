@@ -27,8 +27,8 @@ def why(logits: torch.Tensor, settings: SamplingSettings, previous_ids: torch.Te
 
     ``previous_ids``: the tokens the repetition penalty looks at (the context)."""
     s = settings
-    logits = logits.double()  # the same float64 distribution the engine samples from
-    raw = F.softmax(logits, dim=-1)
+    logits = logits.float()
+    raw = sampling.exact_softmax(logits)  # as the engine's distribution
     if previous_ids is not None:
         logits = sampling.apply_repetition_penalty(logits, previous_ids, s.repetition_penalty)
     probs, keep = sampling.distribution(logits, s.temperature, s.top_k, s.top_p)

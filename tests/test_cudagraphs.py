@@ -123,7 +123,7 @@ def test_cuda_graphs_give_the_cpu_references_tokens(make):
     for a, b in zip(engine.steps, reference.steps):
         assert [c.id for c in a.candidates] == [c.id for c in b.candidates]
         assert max(abs(x.prob - y.prob) for x, y in zip(a.candidates, b.candidates)) < 1e-5
-    assert engine.decoder.replays >= 30 and not engine.notice
+    assert engine.decoder.replays >= 25 and not engine.notice
 
 
 @cuda
