@@ -31,7 +31,7 @@ class GraphedDecoder:
         self.context_length = decoder.context_length
         # The step's inputs, token and position, go over in one copy from pinned memory
         # (each step ends in a host sync, so the buffer is free again by the next one).
-        self.host_inputs = torch.zeros(2, dtype=torch.long).pin_memory()
+        self.host_inputs = torch.zeros(2, dtype=torch.long, pin_memory=device.type == "cuda")
         self.inputs = torch.zeros(2, dtype=torch.long, device=device)
         self.token, self.position = self.inputs[0:1], self.inputs[1:2]
         self.window = torch.zeros(self.context_length, dtype=torch.long, device=device)
