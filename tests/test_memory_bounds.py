@@ -12,11 +12,17 @@ import torch
 
 from conftest import write_book_checkpoint
 
-CAP = 2 << 30
+CAP = 2 << 30  # what the process may take beyond itself with torch imported
 
 
 def inspect_capped(path) -> subprocess.CompletedProcess:
-    code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({CAP}, {CAP}))\n"
+    """``minigpt inspect`` with the address space capped at what the interpreter maps
+    once torch is imported + 2 GiB (a CUDA build of torch alone maps more than 2 GiB)."""
+    code = ("import resource, sys\n"
+            "import torch\n"
+            "mapped = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0])\n"
+            f"cap = max({CAP}, mapped * 1024 + {CAP})\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (cap, cap))\n"
             "from minigpt.cli import main\n"
             "sys.exit(main(['inspect', sys.argv[1], '--device', 'cpu']))")
     return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
