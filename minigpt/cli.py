@@ -113,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--exact", action="store_true",
                        help="every token from the last context_length tokens before it, as "
                             "generation sees it (one window per token past the first)")
+    score.add_argument("--compare", metavar="B", default=None,
+                       help="also score under checkpoint B: both perplexities and the tokens "
+                            "where the two differ most")
+
+    compare = sub.add_parser("compare", help="two checkpoints on the same context, step by "
+                                              "step: both top-5, KL and JS divergence")
+    compare.add_argument("a", metavar="A", help="checkpoint that drives generation")
+    compare.add_argument("b", metavar="B", help="checkpoint shown the same tokens")
+    add_device_options(compare)
+    compare.add_argument("--json", action="store_true", help="one JSON object per step")
+    compare.add_argument("--prompt", required=True, help="text to continue")
+    add_sampling_options(compare)
 
     inspect = sub.add_parser("inspect", help="format, h_params, parameters, tensor shapes")
     add_model_options(inspect)
@@ -185,13 +197,49 @@ def cmd_score(args: argparse.Namespace) -> int:
     keep_freed_memory()  # [64, 100k] logits a window: reuse the heap, not fresh mmaps
     loaded = load(args.ckpt or default_checkpoint(), device=args.device,
                   tokenizer=args.tokenizer)
-    with score_progress() as progress:
-        result = score_text(loaded.model, loaded.tokenizer, text, loaded.vocab_size,
-                            loaded.context_length, exact=args.exact, progress=progress)
-    if args.json:
-        print(json.dumps(score_json(result), ensure_ascii=False))
+    other = None
+    if args.compare:
+        from .compare import check_comparable
+        other = load(args.compare, device=args.device, tokenizer=args.tokenizer)
+        check_comparable(loaded, other, str(loaded.path), str(other.path))
+    results = []
+    for model in (loaded, other) if other is not None else (loaded,):
+        with score_progress() as progress:
+            results.append(score_text(model.model, model.tokenizer, text, model.vocab_size,
+                                      model.context_length, exact=args.exact,
+                                      progress=progress))
+    if other is not None:
+        from .render import print_score_comparison, score_comparison_json
+        if args.json:
+            print(json.dumps(score_comparison_json(*results), ensure_ascii=False))
+        else:
+            print_score_comparison(*results, str(loaded.path), str(other.path))
+    elif args.json:
+        print(json.dumps(score_json(results[0]), ensure_ascii=False))
     else:
-        print_score(result)
+        print_score(results[0])
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .checkpoint import load
+    from .compare import check_comparable, compare
+    from .devices import decode_threads, use_threads
+    from .engine import Engine
+    from .render import CompareRenderer
+
+    settings = settings_from(args)
+    a = load(args.a, device=args.device, tokenizer=args.tokenizer)
+    b = load(args.b, device=args.device, tokenizer=args.tokenizer)
+    check_comparable(a, b, args.a, args.b)
+    use_threads(args.threads or decode_threads(a.num_parameters + b.num_parameters))
+    engines = [Engine.from_loaded(loaded, settings) for loaded in (a, b)]
+    for engine in engines:
+        engine.reset(args.prompt)
+    renderer = CompareRenderer(args.json)
+    for step in compare(*engines, settings.max_new_tokens):
+        renderer.step(step)
+    renderer.finish(engines[0])
     return 0
 
 
@@ -231,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors, --help, --version
         return int(exc.code or 0)
     handlers = {"generate": cmd_generate, "trace": cmd_trace, "inspect": cmd_inspect,
+                "compare": cmd_compare,
                 "score": cmd_score}
     try:
         if args.command == "train":

@@ -190,3 +190,77 @@ def print_score(score) -> None:
               f"{score.mean_surprisal_bits:.2f} bits/token · {len(score.tokens)} tokens scored "
               f"(the first, {score.first!r}, is context only) · {score.windows} forward "
               f"pass(es){' · exact windows' if score.exact else ''}")
+
+
+def compare_json(step) -> dict:
+    chosen = step.chosen
+    short = lambda c: {"id": c.id, "text": c.text, "prob": c.prob}  # noqa: E731
+    return {"step": step.index,
+            "chosen": {"id": chosen.id, "text": chosen.text, "prob_a": chosen.prob,
+                       "prob_b": step.prob_b},
+            "a": [short(c) for c in step.a], "b": [short(c) for c in step.b],
+            "kl_ab": step.divergence.kl_ab, "js": step.divergence.js, "text": step.text}
+
+
+class CompareRenderer:
+    """Per step: A's and B's top-5 side by side, the chosen token under each, KL and JS."""
+
+    def __init__(self, json_mode: bool):
+        self.json_mode = json_mode
+        self.out = Console(highlight=False)
+
+    def step(self, step) -> None:
+        if self.json_mode:
+            print(json.dumps(compare_json(step), ensure_ascii=False), flush=True)
+            return
+        table = Table(title=f"step {step.index}", title_justify="left", box=None,
+                      show_edge=False, pad_edge=False)
+        for name, justify in (("#", "right"), ("A token", "left"), ("A prob", "right"),
+                              ("B token", "left"), ("B prob", "right")):
+            table.add_column(name, justify=justify)
+        for rank, (ca, cb) in enumerate(zip(step.a, step.b), 1):
+            table.add_row(str(rank), Text(repr(ca.text), style="bold" if ca.id ==
+                                          step.chosen.id else ""), f"{ca.prob:.4f}",
+                          Text(repr(cb.text), style="bold" if cb.id == step.chosen.id
+                               else ""), f"{cb.prob:.4f}")
+        self.out.print(table)
+        self.out.print(Text.assemble(
+            ("chosen ", "dim"), (repr(step.chosen.text), "bold"),
+            (f" · A {step.chosen.prob:.4f} · B {step.prob_b:.4f} · KL(A‖B) "
+             f"{step.divergence.kl_ab:.4f} · JS {step.divergence.js:.4f} nats", "dim")))
+        self.out.print(Text.assemble(("text ", "dim"), printable(step.text, keep="\n\t")),
+                       end="\n\n")
+
+    def finish(self, engine) -> None:
+        if not self.json_mode:
+            self.out.print(f"[dim]{len(engine.steps)} steps · {stop_reason(engine)}[/dim]")
+
+
+def score_comparison_json(a, b) -> dict:
+    return {"a": score_json(a), "b": score_json(b), "most_different": [
+        {"index": ta.index, "id": ta.id, "text": ta.text, "log_prob_a": ta.log_prob,
+         "log_prob_b": tb.log_prob, "difference": ta.log_prob - tb.log_prob}
+        for ta, tb in most_different(a, b)]}
+
+
+def most_different(a, b, count: int = 10) -> list:
+    """The tokens whose log-probabilities under the two models differ most."""
+    pairs = list(zip(a.tokens, b.tokens))
+    return sorted(pairs, key=lambda p: abs(p[0].log_prob - p[1].log_prob), reverse=True)[:count]
+
+
+def print_score_comparison(a, b, name_a: str, name_b: str) -> None:
+    out = Console(highlight=False)
+    table = Table(box=None, pad_edge=False, show_edge=False,
+                  title="where they differ most (|log p_A − log p_B|)", title_justify="left")
+    for name, justify in (("#", "right"), ("token", "left"), ("p A", "right"),
+                          ("p B", "right"), ("Δ log p", "right")):
+        table.add_column(name, justify=justify)
+    for ta, tb in most_different(a, b):
+        table.add_row(str(ta.index), repr(ta.text), f"{ta.prob:.4f}", f"{tb.prob:.4f}",
+                      f"{ta.log_prob - tb.log_prob:+.2f}")
+    out.print(table)
+    out.print(Text(f"A {printable(name_a)}: perplexity {a.perplexity:,.2f} · "
+                   f"{a.mean_surprisal_bits:.2f} bits/token"))
+    out.print(Text(f"B {printable(name_b)}: perplexity {b.perplexity:,.2f} · "
+                   f"{b.mean_surprisal_bits:.2f} bits/token · {len(a.tokens)} tokens scored"))

@@ -49,8 +49,11 @@ def read_corpus(data_path: Path, config: TrainConfig) -> list[int]:
 
 
 def train(tokens: list[int], config: TrainConfig,
-          on_progress: Callable[[Progress], None] = lambda p: None) -> tuple[Model, dict]:
-    """Train on token ids; return (model on cpu, book h_params). KeyboardInterrupt passes."""
+          on_progress: Callable[[Progress], None] = lambda p: None,
+          on_snapshot: Callable[[int, Model, dict], None] | None = None,
+          save_every: int = 0) -> tuple[Model, dict]:
+    """Train on token ids; return (model on cpu, book h_params). KeyboardInterrupt passes.
+    ``on_snapshot(iteration, model, h_params)`` every ``save_every`` iterations."""
     config.validate()
     device = resolve_device(config.device)
     if device.type == "cpu":
@@ -99,6 +102,10 @@ def train(tokens: list[int], config: TrainConfig,
         loss.backward()
         optimizer.step()
         on_progress(Progress(step + 1, config.max_iters, losses.get("train"), losses.get("valid")))
+        if on_snapshot is not None and save_every and (step + 1) % save_every == 0:
+            on_snapshot(step + 1, model, {**h_params, "iter_num": step + 1,
+                                          "train_loss": round(losses["train"], 4),
+                                          "valid_loss": round(losses["valid"], 4)})
     h_params["final_train_loss"] = round(losses["train"], 4)
     h_params["final_valid_loss"] = round(losses["valid"], 4)
     return model.cpu().eval(), h_params
@@ -122,7 +129,7 @@ def check_out(out: Path) -> None:
 def save_checkpoint(model: Model, h_params: dict, out: Path, dtype: str = "float32") -> None:
     """Book format, written atomically: a temporary file, fsynced, then renamed, so a
     crash leaves the old file or the new one, and no temporary file behind."""
-    state = model.state_dict()
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # opens anywhere
     if dtype == "float16":
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +170,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(**fields)
     tokens = read_corpus(args.data, config)  # errors before the progress bar appears
     check_out(args.out)
+    if args.save_every < 0:
+        raise SettingsError("--save-every must be ≥ 0 (0: no snapshots)")
     console = Console(stderr=True)
     started = time.perf_counter()
     columns = (TextColumn("step {task.completed}/{task.total}"), BarColumn(),
@@ -180,8 +189,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         show.last = ""
 
+        def snapshot(iteration: int, model: Model, h_params: dict) -> None:
+            """A book-format checkpoint of the run so far, next to --out (compare them)."""
+            path = args.out.parent / f"ckpt-iter{iteration}.ckpt"
+            save_checkpoint(model, h_params, path, config.dtype)
+            if not console.is_terminal:
+                console.print(f"saved {path}", markup=False)
+
         try:
-            model, h_params = train(tokens, config, show)
+            model, h_params = train(tokens, config, show, snapshot, args.save_every)
         except KeyboardInterrupt:
             bar.stop()
             console.print(f"interrupted: no checkpoint written ({args.out} is unchanged)")

@@ -57,5 +57,8 @@ def add_train_parser(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(d, name),
                        help="default %(default)s")
     p.add_argument("--device", default="auto")
+    p.add_argument("--save-every", type=int, default=0, metavar="N",
+                   help="also keep ckpt-iterN.ckpt (book format) every N iterations, next "
+                        "to --out, to compare snapshots of the run")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="storage precision of the saved tensors")

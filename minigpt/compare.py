@@ -1,0 +1,71 @@
+"""Compare two checkpoints on the same context: what did training change?
+
+Model A drives generation (sampled or greedy from A's distribution, seeded as
+usual); model B is shown every token A chose, so at each step both have seen the
+same context (each cropped to its own ``context_length``). Per step: both top-5
+lists, the chosen token's probability under each, and how far apart the two
+distributions are over the whole vocabulary — KL(P_A‖P_B) and the Jensen–Shannon
+divergence, in nats, of the raw distributions (T = 1), computed in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch.nn import functional as F
+
+from .errors import SettingsError
+from .steps import Candidate
+
+
+@dataclass(frozen=True)
+class Divergence:
+    kl_ab: float  # KL(P_A ‖ P_B), nats
+    js: float  # Jensen–Shannon divergence, nats (≤ ln 2)
+
+
+@dataclass(frozen=True)
+class CompareStep:
+    index: int
+    chosen: Candidate  # A's choice, with its probability under A
+    prob_b: float  # the same token's probability under B
+    a: tuple[Candidate, ...]  # A's top-5
+    b: tuple[Candidate, ...]  # B's top-5
+    divergence: Divergence
+    text: str  # prompt and continuation so far
+
+
+def divergence(logits_a: torch.Tensor, logits_b: torch.Tensor) -> Divergence:
+    """KL and JS between softmax(logits_a) and softmax(logits_b), float64."""
+    log_a = F.log_softmax(logits_a.double(), dim=-1)
+    log_b = F.log_softmax(logits_b.double(), dim=-1)
+    p_a, p_b = log_a.exp(), log_b.exp()
+    log_m = torch.logaddexp(log_a, log_b) - torch.log(torch.tensor(2.0, dtype=torch.float64,
+                                                                    device=log_a.device))
+    kl_ab = torch.sum(p_a * (log_a - log_b))
+    js = 0.5 * torch.sum(p_a * (log_a - log_m)) + 0.5 * torch.sum(p_b * (log_b - log_m))
+    kl, js = torch.stack([kl_ab, js]).tolist()  # one host transfer
+    return Divergence(max(kl, 0.0), max(js, 0.0))
+
+
+def check_comparable(a, b, name_a: str = "A", name_b: str = "B") -> None:
+    """Both models must read the same token ids: the same vocabulary and tokenizer."""
+    if a.vocab_size != b.vocab_size:
+        raise SettingsError(f"{name_a} has {a.vocab_size:,} tokens, {name_b} has "
+                            f"{b.vocab_size:,}: compare needs the same vocabulary")
+    if a.tokenizer.name != b.tokenizer.name:
+        raise SettingsError(f"{name_a} uses the {a.tokenizer.name} tokenizer, {name_b} "
+                            f"{b.tokenizer.name}: compare needs the same one (see --tokenizer)")
+
+
+def compare(engine_a, engine_b, count: int) -> Iterator[CompareStep]:
+    """Up to ``count`` steps; both engines must have been ``reset`` with the prompt."""
+    for _ in range(count):
+        apart = divergence(engine_a.logits_at(len(engine_a.tokens)),
+                           engine_b.logits_at(len(engine_b.tokens)))
+        step_a = engine_a.step()
+        step_b = engine_b.step(step_a.chosen.id)
+        yield CompareStep(step_a.index, step_a.chosen, step_b.chosen.prob, step_a.candidates,
+                          step_b.candidates, apart, engine_a.prompt + engine_a.completion)
