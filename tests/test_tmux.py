@@ -277,8 +277,9 @@ def test_a_hostile_paste_lands_in_the_prompt_in_order(tui_session, tmp_path):
     assert "RED 山泉 end" not in text.split("\n")[1]  # nothing typed into a knob
 
 
-def test_small_window_keeps_status_quit_and_candidates(tui_session):
-    tmux("resize-window", "-t", SESSION, "-x", "120", "-y", "40")
+def test_small_window_keeps_status_quit_and_candidates(tiny_ckpt):
+    exe = Path(sys.executable).with_name("minigpt-tui")
+    start(f"{exe} {tiny_ckpt} --temperature 0 --max-new-tokens 6 --device cpu", size=(120, 40))
     wait_for(lambda s: "type a prompt" in s)
     tmux("send-keys", "-t", SESSION, "-l", "hello")
     tmux("send-keys", "-t", SESSION, "Enter")

@@ -290,3 +290,12 @@ async def test_transcript_follows_the_tail_unless_scrolled_up(make_tui):
         await pilot.press("i", "enter")  # a new prompt follows its answer again
         await settle(app, pilot)
         assert transcript.scroll_y == transcript.max_scroll_y > 0
+
+
+async def test_start_sends_nothing_but_the_model_open(make_tui):
+    """The first op is Open; no toast or error greets a new user."""
+    app = make_tui()
+    async with app.run_test() as pilot:
+        await settle(app, pilot)
+        assert app.last_done == app.first_seq  # one op: Open
+        assert "✗" not in status(app) and app.engine_state == "ready"

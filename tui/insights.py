@@ -30,11 +30,13 @@ class InsightsMixin:
     """Mixed into the app, which provides ``view_step``, ``settings``, ``history``
     and ``send`` (an op to the engine)."""
 
-    why_shown: reactive[bool] = reactive(False)
+    # init=False: nothing to ask the engine for at start (an op sent before the model's
+    # Open was answered with "no model is loaded").
+    why_shown: reactive[bool] = reactive(False, init=False)
     """The why-this-token panel is open."""
-    complete_shown: reactive[bool] = reactive(False)
+    complete_shown: reactive[bool] = reactive(False, init=False)
     """Partial-UTF-8 candidates show the character they most likely complete to."""
-    attention_shown: reactive[bool] = reactive(False)
+    attention_shown: reactive[bool] = reactive(False, init=False)
     """The attention strip is open."""
     attention_layer: reactive[int] = reactive(0)
     attention_head: reactive[int] = reactive(0)
