@@ -15,6 +15,8 @@ from reference import book_logits, random_book_state_dict
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 SESSION = "minigpt-tui-test"
+# The app runs without COLUMNS/LINES: a tmux server started from a test runner inherits
+# them (80×24), and Textual takes them over the real size of the pane.
 
 
 def tmux(*args: str) -> str:
@@ -41,7 +43,7 @@ def tui_session(tiny_ckpt):
     command = f"{exe} {tiny_ckpt} --temperature 0 --max-new-tokens 6 --device cpu"
     tmux("kill-session", "-t", SESSION)
     tmux("new-session", "-d", "-s", SESSION, "-x", "80", "-y", "24",
-         f"env TERM=xterm-256color {command}; sleep 30")
+         f"env -u COLUMNS -u LINES TERM=xterm-256color {command}; sleep 30")
     yield
     tmux("kill-session", "-t", SESSION)
 
@@ -80,7 +82,7 @@ def test_real_terminal_session(tui_session, tiny_hp, size):
 def start(command: str, size=(80, 24)) -> None:
     tmux("kill-session", "-t", SESSION)
     tmux("new-session", "-d", "-s", SESSION, "-x", str(size[0]), "-y", str(size[1]),
-         f"env TERM=xterm-256color {command}; echo EXITED $? AT $(date +%s.%N); sleep 30")
+         f"env -u COLUMNS -u LINES TERM=xterm-256color {command}; echo EXITED $? AT $(date +%s.%N); sleep 30")
 
 
 @pytest.fixture
