@@ -1,7 +1,7 @@
 """What a hands-on pass at 80×24, 120×40 and 60×20 found, each pinned by a test."""
 
 import pytest
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, TextArea
 
 from conftest import settle
 from tui.attention import AttentionStrip
@@ -135,6 +135,21 @@ async def test_score_screen_shows_scored_rows_on_small_screens(make_tui, size, r
         await pilot.pause()
         table = app.screen.query_one(DataTable)
         assert table.row_count > rows and table.region.height - 1 >= rows
+
+
+async def test_no_text_cursor_blinks(make_tui):
+    """A blinking cursor repaints twice a second over SSH and makes snapshots depend on
+    the clock (the score screen's did, under load): every text field holds still."""
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        fields = list(app.screen.query(Input))
+        app.query_one("#prompt", Input).value = "hello"
+        await pilot.press("f2")
+        await settle(app, pilot)
+        fields += list(app.screen.query(TextArea))
+        assert len(fields) >= 5  # the prompt, the sidebar knobs, the score text
+        assert [f.id for f in fields if f.cursor_blink] == []
 
 
 async def test_hints_follow_focus_after_modals_close(make_tui):

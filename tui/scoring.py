@@ -57,7 +57,9 @@ class ScoreScreen(ModalScreen):
     def compose(self) -> ComposeResult:
         with Vertical(id="score-body", classes="modal-body"):
             yield Static(self.title_text(), id="score-title", classes="modal-title")
-            yield TextArea(self.initial_text, id="score-text", soft_wrap=True)
+            area = TextArea(self.initial_text, id="score-text", soft_wrap=True)
+            area.cursor_blink = False  # nothing to repaint twice a second over SSH
+            yield area
             yield Static("", id="score-summary", markup=False)
             yield Static("", id="score-tinted")
             yield DataTable(id="score-table", cursor_type="row", zebra_stripes=False)
