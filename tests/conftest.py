@@ -86,6 +86,20 @@ async def settle(app, pilot, timeout: float = 60.0):
                          f"answered {app.last_done} of {app.client.seq})")
 
 
+async def eventually(pilot, condition, timeout: float = 10.0) -> bool:
+    """Whether ``condition()`` holds within ``timeout``: for what the app does after a
+    refresh (scrolling to the end waits for the new layout), which a loaded machine may
+    not have drawn by the time the replies are handled."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await pilot.pause(0.02)
+    return True
+
+
 def mirror_engine(loaded, app):
     """An engine in this process at the app's current path (its steps restored exactly),
     to compute what the engine process should have answered."""

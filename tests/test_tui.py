@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from textual.widgets import Input
 
-from conftest import settle
+from conftest import eventually, settle
 from minigpt.engine import Engine
 from tui.screens import HelpScreen, ModelScreen
 from tui.widgets import CandidatesTable, StatusLine, Transcript
@@ -270,26 +270,27 @@ async def test_transcript_follows_the_tail_unless_scrolled_up(make_tui):
     app = make_tui(max_new_tokens=150)
     async with app.run_test(size=(80, 24)) as pilot:
         transcript = app.query_one(Transcript)
+        at_end = lambda: transcript.scroll_y == transcript.max_scroll_y  # noqa: E731
         await start(app, pilot, "hello\n" * 30)
-        assert 0 < transcript.max_scroll_y == transcript.scroll_y  # followed the stream
+        assert await eventually(pilot, at_end) and transcript.max_scroll_y > 0  # followed
         transcript.scroll_to(y=0, animate=False)  # the user scrolls up to read
-        await pilot.pause()
+        assert await eventually(pilot, lambda: transcript.scroll_y == 0)
         before = transcript.plain
         await pilot.press("escape", "space", "space", "space")
         await settle(app, pilot)
         assert transcript.plain != before and transcript.scroll_y == 0  # left where it was
         transcript.scroll_end(animate=False)  # back at the end: following again
-        await pilot.pause()
+        assert await eventually(pilot, at_end)
         height = transcript.virtual_size.height
         await pilot.press(*["space"] * 40)
         await settle(app, pilot)
         assert transcript.virtual_size.height > height
-        assert transcript.scroll_y == transcript.max_scroll_y
+        assert await eventually(pilot, at_end)
         transcript.scroll_to(y=0, animate=False)
-        await pilot.pause()
+        assert await eventually(pilot, lambda: transcript.scroll_y == 0)
         await pilot.press("i", "enter")  # a new prompt follows its answer again
         await settle(app, pilot)
-        assert transcript.scroll_y == transcript.max_scroll_y > 0
+        assert await eventually(pilot, at_end) and transcript.max_scroll_y > 0
 
 
 async def test_start_sends_nothing_but_the_model_open(make_tui):

@@ -3,7 +3,7 @@
 import pytest
 from textual.widgets import DataTable, Input, TextArea
 
-from conftest import settle
+from conftest import eventually, settle
 from tui.attention import AttentionStrip
 from tui.hints import KeyHints
 from tui.widgets import CandidatesTable, StatusLine, Transcript, TurnPart
@@ -71,24 +71,21 @@ async def test_the_browsed_step_stays_in_view_when_panels_open_and_on_resize(mak
         await generate(app, pilot, "hello\n" * 3)
         await pilot.press("escape", *["["] * 60)
         await settle(app, pilot)
-        await pilot.pause()
         transcript = app.query_one(Transcript)
-        assert app.view_step == 141 and highlighted_row_visible(transcript)
+        shown = lambda: highlighted_row_visible(transcript)  # noqa: E731
+        assert app.view_step == 141 and await eventually(pilot, shown)
         for keys in (("w",), ("w", "a"), ("a",)):
             await pilot.press(*keys)
             await settle(app, pilot)
-            await pilot.pause()
-            assert highlighted_row_visible(transcript), keys
+            assert await eventually(pilot, shown), keys
         for size in ((120, 40), (60, 20), (80, 24)):
             await pilot.resize_terminal(*size)
             await settle(app, pilot)
-            await pilot.pause()
-            assert highlighted_row_visible(transcript), size
+            assert await eventually(pilot, shown), size
         await pilot.press(*["]"] * 61)  # back to the live end, which stays in view
         await pilot.press("w")
         await settle(app, pilot)
-        await pilot.pause()
-        assert transcript.scroll_y == transcript.max_scroll_y
+        assert await eventually(pilot, lambda: transcript.scroll_y == transcript.max_scroll_y)
 
 
 async def test_a_reopened_session_shows_its_newest_turn(make_tui, tmp_path):
@@ -101,9 +98,9 @@ async def test_a_reopened_session_shows_its_newest_turn(make_tui, tmp_path):
     reopened = make_tui(session_path=path, resumed=read_session(path))
     async with reopened.run_test(size=(80, 24)) as pilot:
         await settle(reopened, pilot)
-        await pilot.pause()
         transcript = reopened.query_one(Transcript)
-        assert transcript.max_scroll_y > 0 and transcript.scroll_y == transcript.max_scroll_y
+        assert await eventually(pilot, lambda: transcript.scroll_y == transcript.max_scroll_y)
+        assert transcript.max_scroll_y > 0
 
 
 async def test_attention_strip_keeps_the_latest_tokens_and_the_top_three_in_view(make_tui):
@@ -116,12 +113,11 @@ async def test_attention_strip_keeps_the_latest_tokens_and_the_top_three_in_view
         strip.styles.height = 4  # border, two heading rows, one row of tokens
         await pilot.press("[")  # shown again at that height
         await settle(app, pilot)
-        await pilot.pause()
         heading = strip.query_one("#attention-heading")
+        scroll = strip.query_one("#attention-scroll")
+        assert await eventually(pilot, lambda: scroll.scroll_y == scroll.max_scroll_y > 0)
         assert on_screen(app, heading) and heading.region.height == 2
         assert "top " in strip.text
-        scroll = strip.query_one("#attention-scroll")
-        assert scroll.max_scroll_y > 0 and scroll.scroll_y == scroll.max_scroll_y
 
 
 @pytest.mark.parametrize("size, rows", [((80, 24), 5), ((60, 20), 3)])

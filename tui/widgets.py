@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.cells import cell_len
 from rich.text import Text
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual import events
@@ -48,6 +48,9 @@ class TurnPart(Static):
         layout pass needed (it costs a streaming frame more than everything else); most
         frames add text within the last line."""
         width = self.content_region.width
+        # Textual caches the height per width; a layout pass since the last repaint
+        # (the status line changing, say) holds the height before these steps.
+        self.clear_cached_dimensions()
         if width and self.get_content_height(self.size, self.size, width) == self.size.height:
             self.refresh()
             return False
@@ -169,6 +172,12 @@ class Transcript(VerticalScroll):
             self.pinned = True
         elif new_value < old_value:  # only a reader scrolls up; we only scroll down
             self.pinned = False
+
+    def watch_virtual_size(self, old: Size, new: Size) -> None:
+        # Whatever made the content taller (a step, a highlighted empty piece drawn as ▯
+        # that wraps, a part sealed), a pinned reader keeps seeing the end.
+        if new.height > old.height and self.pinned and self.in_view is None:
+            self.scroll_end(animate=False, immediate=True)
 
     def on_resize(self) -> None:
         # Text re-wraps at the new width after this layout: find the step again then.
