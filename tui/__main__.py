@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minigpt-tui: error: cannot create {printable(exc.filename)}: {exc.strerror}",
               file=sys.stderr)
         return 2
-    from tui import paste
+    from tui import paste, terminal
     from tui.app import make_app  # the model loads in the engine process, not here
 
     paste.install()
+    terminal.remember_modes()
 
     path = args.ckpt or default_checkpoint()
     app = make_app(path, settings, session, resumed, device=args.device,

@@ -26,6 +26,7 @@ from minigpt.settings import SamplingSettings
 from minigpt.steps import Preview, Step
 from minigpt.tokenizer import printable
 
+from . import terminal
 from .attention import AttentionStrip
 from .branches import BranchScreen
 from .client import EngineClient
@@ -41,6 +42,7 @@ from .widgets import CandidatesTable, OneLine, PromptInput, StatusLine, Transcri
 from .why import WhyPanel
 
 NARROW_WIDTH = 70  # below this the sidebar hides
+HANG_UP_GRACE_SECONDS = 3.0  # for Textual to restore the terminal after SIGHUP/SIGTERM
 
 
 class MiniGPTApp(RepliesMixin, InsightsMixin, App):
@@ -482,9 +484,10 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         self.remember_turn("stopped")
         self.client.stop()
         # With the terminal gone, restoring it can block for good (Textual's writer
-        # thread waits on a tty that no longer exists): everything is saved, so make sure
-        # the process ends anyway.
-        watchdog = threading.Timer(1.0, os._exit, args=(code,))
+        # thread waits on a tty that no longer exists), and a loaded machine can take a
+        # second or two: everything is saved, so the process ends anyway, its terminal
+        # modes undone by hand.
+        watchdog = threading.Timer(HANG_UP_GRACE_SECONDS, terminal.exit_now, args=(code,))
         watchdog.daemon = True
         watchdog.start()
         self.exit(return_code=code)
