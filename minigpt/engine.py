@@ -295,13 +295,15 @@ class Engine:
         if token_id is not None and not 0 <= token_id < self.vocab_size:
             raise PromptError(f"token {token_id} is outside the vocabulary of {self.vocab_size}")
         context = min(len(self.tokens), self.context_length)
-        logits, probs, keep, top = self._distribution()
-        shown = top.indices.numel()
         greedy = token_id is None and self.settings.temperature == 0
-        with torch.inference_mode():
-            chosen_t = self._choose(logits, probs, keep, top, greedy, token_id)
-            # The step's one host transfer: the top-5 and the chosen token together.
-            rows = self._host_rows(probs, keep, torch.cat([top.indices, chosen_t.view(1)]))
+        rows = self._graphed_greedy_rows() if greedy else None
+        if rows is None:
+            logits, probs, keep, top = self._distribution()
+            with torch.inference_mode():
+                chosen_t = self._choose(logits, probs, keep, top, greedy, token_id)
+                # The step's one host transfer: the top-5 and the chosen token together.
+                rows = self._host_rows(probs, keep, torch.cat([top.indices, chosen_t.view(1)]))
+        shown = len(rows[0]) - 1
         # NaN or +Inf logits make every probability NaN, and topk ranks NaN first, so the
         # top row tells without another pass.
         if rows[1][0] != rows[1][0]:
@@ -321,6 +323,16 @@ class Engine:
         self.steps.append(step)
         self._path_kept = False  # a longer path than any kept
         return step
+
+    def _graphed_greedy_rows(self) -> list[list[float]] | None:
+        """A greedy step's rows straight from a CUDA graph (softmax, top-5 and argmax
+        inside it), where one serves: plain logits, none cached by a peek."""
+        rows_of = getattr(self.decoder, "greedy_rows", None)
+        if rows_of is None or self._next_logits is not None or not self.tokens \
+                or self.settings.repetition_penalty != 1.0:
+            return None
+        with torch.inference_mode():
+            return rows_of(self.tokens[-self.context_length:], TOP_N)
 
     def undo(self) -> Step | None:
         """Remove the last generated token; its step's candidates become the next ones."""

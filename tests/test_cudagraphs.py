@@ -62,11 +62,14 @@ class ReplayOnCpu(GraphedDecoder):
         return self.graphs[kind]
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.0], ids=["sampled", "greedy"])
 @pytest.mark.parametrize("make", [book_model, nano_model], ids=["book", "nanogpt"])
-def test_graph_dispatch_matches_eager_through_slides_undo_and_picks(make, tiny_loaded):
+def test_graph_dispatch_matches_eager_through_slides_undo_and_picks(make, temperature):
+    """Greedy steps read softmax, top-5 and argmax from the graph itself; the same
+    candidates and probabilities as the eager engine's."""
     model = make()
     base = model.make_decoder() if hasattr(model, "make_decoder") else BookDecoder(model)
-    settings = SamplingSettings(temperature=1.0, seed=3, max_new_tokens=40)
+    settings = SamplingSettings(temperature=temperature, seed=3, max_new_tokens=40)
     vocab = model.max_token_value
 
     class Toks:  # ids under the model's vocabulary
@@ -92,7 +95,11 @@ def test_graph_dispatch_matches_eager_through_slides_undo_and_picks(make, tiny_l
     assert [s.chosen.id for s in graphed.steps] == [s.chosen.id for s in eager.steps]
     for a, b in zip(graphed.steps, eager.steps):
         assert abs(a.chosen.prob - b.chosen.prob) < 1e-5
-    assert graphed_decoder.replays > 30 and set(graphed_decoder.graphs) == {"step", "window"}
+        assert [c.id for c in a.candidates] == [c.id for c in b.candidates]
+        assert max(abs(x.prob - y.prob) for x, y in zip(a.candidates, b.candidates)) < 1e-6
+        assert a.chosen_rank == b.chosen_rank and a.text == b.text
+    served = {"step+greedy5", "window+greedy5"} if temperature == 0 else {"step", "window"}
+    assert graphed_decoder.replays > 20 and served <= set(graphed_decoder.graphs)
 
 
 @cuda
@@ -141,3 +148,30 @@ def test_a_failed_capture_falls_back_with_a_notice(monkeypatch):
     engine.reset("abc")
     steps = list(engine.run())
     assert len(steps) == 5 and "CUDA graphs off" in engine.notice
+
+
+def test_greedy_steps_on_a_flat_distribution_still_take_the_lowest_id():
+    """All logits equal (a zeroed output layer): the graph's top-5 cannot tell the
+    argmax, so the step takes the long way, and chooses what the eager engine does."""
+    model = book_model()
+    with torch.no_grad():
+        model.model_out_linear_layer.weight.zero_()
+        model.model_out_linear_layer.bias.zero_()
+    settings = SamplingSettings(temperature=0, max_new_tokens=6)
+
+    class Toks:
+        name, n_vocab = "t", model.max_token_value
+
+        def encode(self, text):
+            return [ord(c) % 250 for c in text]
+
+        def token_bytes(self, i):
+            return bytes([i % 128])
+
+    eager = Engine(model, Toks(), settings, decoder=BookDecoder(model))
+    graphed = Engine(model, Toks(), settings, decoder=ReplayOnCpu(BookDecoder(model)))
+    for engine in (eager, graphed):
+        engine.reset("abc")
+        list(engine.run())
+    assert [s.chosen.id for s in graphed.steps] == [s.chosen.id for s in eager.steps] == [0] * 6
+

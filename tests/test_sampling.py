@@ -105,3 +105,33 @@ def test_sampling_draws_in_proportion_and_never_a_zero():
     again = torch.Generator().manual_seed(1)  # seeded: the same draws again
     assert int(sampling.choose(probs, False, again)) == int(
         sampling.choose(probs, False, torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("size", [100_277, 50_304, 300, 5])
+def test_two_stage_top_n_finds_what_topk_finds(size):
+    z = torch.randn(size, generator=torch.Generator().manual_seed(size))
+    values, ids = sampling.top_n(z, 5)
+    expected = torch.topk(z, min(5, size))
+    assert ids.tolist() == expected.indices.tolist()
+    assert torch.equal(values, expected.values)
+
+
+def test_greedy_rows_are_what_the_long_way_reads():
+    """The graphed greedy tail: top-5 of exact_softmax, the argmax, all kept."""
+    z = torch.randn(100_277, generator=torch.Generator().manual_seed(1)) * 4
+    ids, probs, kept = sampling.greedy_rows(z, 5).tolist()
+    full = sampling.exact_softmax(z)
+    top = torch.topk(full, 5)
+    assert ids[:5] == top.indices.tolist() and ids[5] == z.argmax().item()
+    assert max(abs(a - b) for a, b in zip(probs, full[ids].tolist())) < 1e-9
+    assert kept == [1.0] * 6
+
+
+def test_greedy_rows_choose_the_lowest_id_among_tied_maxima():
+    z = torch.randn(100_277, generator=torch.Generator().manual_seed(2))
+    z[[70_000, 7, 99_999]] = z.max() + 1
+    ids, probs, _ = sampling.greedy_rows(z, 5).tolist()
+    assert ids[5] == 7 == z.argmax().item() and set(ids[:3]) == {7, 70_000, 99_999}
+    assert probs[0] != probs[4]  # fewer than 5 tied: the answer is exact as it is
+    flat = sampling.greedy_rows(torch.zeros(100_277), 5).tolist()
+    assert flat[1][0] == flat[1][4]  # 5 or more tied: the caller must take the long way
