@@ -58,6 +58,7 @@ class Engine:
         self._attention: dict[int, torch.Tensor] = {}  # position -> [layers, heads, window]
         self._generator: torch.Generator | None = None
         self._cancel = threading.Event()
+        self._shown: dict[int, tuple[str, bool, bool]] = {}  # token id -> how it shows
 
     @classmethod
     def from_loaded(cls, loaded, settings: SamplingSettings | None = None) -> "Engine":
@@ -166,9 +167,12 @@ class Engine:
         return tuple(self._candidate(int(i), p, bool(k)) for i, p, k in zip(*rows))
 
     def _candidate(self, token_id: int, prob: float, kept: bool) -> Candidate:
-        piece = self.tokenizer.token_bytes(token_id)
-        return Candidate(token_id, token_display(token_id, piece), prob, kept,
-                         is_partial(piece), not piece)
+        shown = self._shown.get(token_id)
+        if shown is None:  # (display, partial, special): a token's are fixed, and each step
+            piece = self.tokenizer.token_bytes(token_id)  # shows six; 50 µs of a GPU step
+            shown = self._shown[token_id] = (token_display(token_id, piece), is_partial(piece),
+                                             not piece)
+        return Candidate(token_id, shown[0], prob, kept, shown[1], shown[2])
 
     def logits_at(self, position: int) -> torch.Tensor:
         """Logits [V] that predicted the token at ``position`` (``len(tokens)``: the next
