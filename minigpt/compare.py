@@ -17,7 +17,8 @@ import torch
 from torch.nn import functional as F
 
 from .errors import SettingsError
-from .steps import Candidate
+from . import sampling
+from .steps import Candidate, Versus
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,54 @@ def compare(engine_a, engine_b, count: int) -> Iterator[CompareStep]:
         step_b = engine_b.step(step_a.chosen.id)
         yield CompareStep(step_a.index, step_a.chosen, step_b.chosen.prob, step_a.candidates,
                           step_b.candidates, apart, engine_a.prompt + engine_a.completion)
+
+
+class Other:
+    """The second checkpoint in the explorer: shown every token the driving model chose.
+    Its decoder's cache reuses the common prefix, so a step costs it one new position."""
+
+    def __init__(self, model: torch.nn.Module, label: str):
+        from .engine import make_decoder
+
+        self.model = model
+        self.decoder = make_decoder(model)
+        self.context_length = int(model.context_length)
+        self.label = label
+
+    def logits(self, tokens: list[int]) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.decoder.last_logits(tokens[-self.context_length:])
+
+
+def reported_probs(logits: torch.Tensor, tokens: list[int], context_length: int,
+                   settings) -> torch.Tensor:
+    """softmax(penalised logits / T): what the candidates table shows for a model."""
+    if settings.repetition_penalty != 1.0:
+        seen = torch.tensor(tokens[-context_length:], device=logits.device)
+        logits = sampling.apply_repetition_penalty(logits, seen, settings.repetition_penalty)
+    return sampling.exact_softmax(sampling.scale_temperature(logits.float(),
+                                                             settings.temperature))
+
+
+def versus(other: Other, tokens: list[int], driver_logits: torch.Tensor,
+           driver_probs: torch.Tensor, settings, ids: list[int], chosen_id: int,
+           candidate) -> Versus:
+    """How ``other`` sees the position the driver is predicting: its probability of
+    the driver's candidates ``ids`` and of ``chosen_id``, its own top-5 (with the
+    driver's probability of each), and the divergence of the raw distributions.
+    ``candidate(id, prob, kept)`` builds a display Candidate."""
+    with torch.inference_mode():
+        other_logits = other.logits(tokens)
+        probs = reported_probs(other_logits, tokens, other.context_length, settings)
+        top = torch.topk(probs, min(5, probs.numel())).indices
+        apart = divergence(driver_logits, other_logits)
+        asked = torch.tensor([*ids, chosen_id], device=probs.device)
+        rows = torch.cat([probs[asked].double(), top.double(), probs[top].double(),
+                          driver_probs[top].double()]).tolist()  # one host transfer
+    n, k = len(ids), top.numel()
+    mine, chosen, rest = rows[:n], rows[n], rows[n + 1:]
+    top_ids, top_probs, driver_top = rest[:k], rest[k:2 * k], rest[2 * k:]
+    return Versus(other.label, tuple(mine), chosen,
+                  tuple(candidate(int(i), q, True) for i, q in zip(top_ids, top_probs)),
+                  tuple(driver_top), apart.kl_ab, apart.js)
+

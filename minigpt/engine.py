@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from . import explain, lookahead, sampling
+from . import compare, explain, lookahead, sampling
 from .branches import BranchBook, common_steps
 from .cudagraphs import GraphedDecoder, graphs_enabled
 from .decoder import BookDecoder
@@ -59,6 +59,8 @@ class Engine:
         self._generator: torch.Generator | None = None
         self._cancel = threading.Event()
         self._shown: dict[int, tuple[str, bool, bool]] = {}  # token id -> how it shows
+        self.label = "A"  # with a checkpoint to compare with (``other``, "B")
+        self.other = None  # ``compare.Other``: shown every token this engine chooses
 
     @classmethod
     def from_loaded(cls, loaded, settings: SamplingSettings | None = None) -> "Engine":
@@ -268,8 +270,27 @@ class Engine:
     def peek(self) -> Preview:
         """Candidates for the next token without choosing one (cached logits)."""
         _, probs, keep, top = self._distribution()
-        return Preview(len(self.steps) + 1, len(self.tokens),
-                       self._candidates(self._host_rows(probs, keep, top.indices)))
+        candidates = self._candidates(self._host_rows(probs, keep, top.indices))
+        versus = None if self.other is None or not candidates else \
+            self._versus(probs, [c.id for c in candidates], candidates[0].id)
+        return Preview(len(self.steps) + 1, len(self.tokens), candidates, versus)
+
+    # --- a second checkpoint --------------------------------------------------
+
+    def _versus(self, probs, ids: list[int], chosen_id: int):
+        return compare.versus(self.other, self.tokens, self._logits(), probs, self.settings,
+                              ids, chosen_id, self._candidate)
+
+    def swap_other(self) -> None:
+        """The other checkpoint drives from the next token on; the steps so far stay as
+        they were chosen."""
+        other = self.other
+        self.model, other.model = other.model, self.model
+        self.decoder, other.decoder = other.decoder, self.decoder
+        self.context_length, other.context_length = other.context_length, self.context_length
+        self.label, other.label = other.label, self.label
+        self._next_logits = None
+        self._past_logits, self._attention = {}, {}
 
     # --- stepping ------------------------------------------------------------
 
@@ -317,13 +338,15 @@ class Engine:
         chosen = self._candidate(int(rows[0][-1]), rows[1][-1], bool(rows[2][-1]))
         chosen_id = chosen.id
         rank = next((r for r, c in enumerate(candidates, 1) if c.id == chosen_id), None)
+        versus = None if self.other is None else \
+            self._versus(probs, [c.id for c in candidates], chosen_id)
         piece = self.tokenizer.token_bytes(chosen_id)
         self._stream_states.append(self._stream.state())
         text = self._stream.feed(piece) if piece else chosen.text  # ‹id N›: never nothing
         self.tokens.append(chosen_id)
         self._next_logits = None
         step = Step(len(self.steps) + 1, len(self.tokens) - 1, candidates, chosen, rank, piece,
-                    text, token_id is not None, time.perf_counter() - started, context)
+                    text, token_id is not None, time.perf_counter() - started, context, versus)
         self.steps.append(step)
         self._path_kept = False  # a longer path than any kept
         return step
@@ -332,7 +355,7 @@ class Engine:
         """A greedy step's rows straight from a CUDA graph (softmax, top-5 and argmax
         inside it), where one serves: plain logits, none cached by a peek."""
         rows_of = getattr(self.decoder, "greedy_rows", None)
-        if rows_of is None or self._next_logits is not None or not self.tokens \
+        if rows_of is None or self._next_logits is not None or not self.tokens or self.other \
                 or self.settings.repetition_penalty != 1.0:
             return None
         with torch.inference_mode():

@@ -66,7 +66,7 @@ class Host:
             p.Open: self.open, p.Generate: self.engine_op, p.Take: self.engine_op,
             p.Undo: self.engine_op, p.Switch: self.engine_op, p.Restore: self.engine_op,
             p.Explain: self.explain, p.Complete: self.complete, p.Attend: self.attend,
-            p.ScoreText: self.score, p.ListBranches: self.branches,
+            p.ScoreText: self.score, p.ListBranches: self.branches, p.SwapModels: self.swap,
             p.Shutdown: lambda op: None,
         }
 
@@ -114,7 +114,6 @@ class Host:
             from .checkpoint import load
             from .devices import decode_threads, use_threads
             from .engine import Engine
-            from .render import inspect_report
 
             key = (op.path, op.device, op.tokenizer)
             if self.loaded is None or self.loaded[0] != key:
@@ -127,14 +126,31 @@ class Host:
             self.threads = use_threads(op.threads or decode_threads(loaded.num_parameters))
             self.batch = op.threads  # what scoring may use (None: the batch policy)
             self.engine = Engine.from_loaded(loaded, op.settings)
+            other = self.open_other(op, loaded) if op.compare else None
         except MiniGPTError as exc:
+            self.engine = None
             self.send(p.LoadFailed(op.seq, str(exc)))
             return
-        report = inspect_report(loaded)
-        self.send(p.Ready(op.seq, p.ModelInfo(
-            path=str(loaded.path), format=loaded.format, parameters=loaded.num_parameters,
-            device=str(loaded.device), context_length=loaded.context_length,
-            vocab_size=loaded.vocab_size, report=report)))
+        self.send(p.Ready(op.seq, model_info(loaded), other and model_info(other)))
+
+    def open_other(self, op: p.Open, loaded):
+        """Load the checkpoint to compare with (``B``) beside the engine's model."""
+        from .checkpoint import load
+        from .compare import Other, check_comparable
+
+        other = load(op.compare, device=op.device, tokenizer=op.tokenizer,
+                     progress=lambda stage: self.send(p.Loading(op.seq, f"B: {stage}")))
+        check_comparable(loaded, other, str(loaded.path), str(other.path))
+        self.engine.other = Other(other.model, "B")
+        return other
+
+    def swap(self, op: p.SwapModels) -> None:
+        engine = self.require_engine()
+        if engine.other is None:
+            raise MiniGPTError("nothing to swap with: open the explorer with --compare B")
+        engine.set_settings(op.settings)
+        engine.swap_other()
+        self.finish(op, f"{engine.label} drives", 0.0)
 
     def require_engine(self):
         if self.engine is None:
@@ -189,7 +205,8 @@ class Host:
         current = tuple(engine.steps)
         branches = tuple(branch_records(current, engine.branches.alternatives(current)))
         self.send(p.RunFinished(op.seq, reason, self.preview(), len(engine.tokens), rate,
-                                engine.settings, engine.sampler_state(), branches))
+                                engine.settings, engine.sampler_state(), branches,
+                                engine.label))
 
     def preview(self):
         try:
@@ -279,3 +296,13 @@ class Host:
         engine = self.require_engine()
         current = tuple(engine.steps)
         self.send(p.Branches(op.seq, tuple(engine.branches.alternatives(current))))
+
+
+def model_info(loaded) -> p.ModelInfo:
+    from .render import inspect_report
+
+    return p.ModelInfo(path=str(loaded.path), format=loaded.format,
+                       parameters=loaded.num_parameters, device=str(loaded.device),
+                       context_length=loaded.context_length, vocab_size=loaded.vocab_size,
+                       report=inspect_report(loaded))
+

@@ -40,6 +40,7 @@ class Open(Op):
     tokenizer: str | None = None
     settings: SamplingSettings = field(default_factory=SamplingSettings)
     threads: int | None = None  # None: the measured policy (minigpt.devices)
+    compare: str | None = None  # a second checkpoint (B), shown every token A chooses
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,13 @@ class ListBranches(Op):
 
 
 @dataclass(frozen=True)
+class SwapModels(Op):
+    """With ``Open.compare``: the other checkpoint drives from the next token on."""
+
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
 class Shutdown(Op):
     """Finish: the host exits after this op."""
 
@@ -159,6 +167,7 @@ class ModelInfo:
 @dataclass(frozen=True)
 class Ready(Reply):
     info: ModelInfo
+    other: ModelInfo | None = None  # the checkpoint to compare with
     version: int = PROTOCOL_VERSION
 
 
@@ -201,6 +210,7 @@ class RunFinished(Reply):
     settings: SamplingSettings
     sampler_state: bytes | None  # lets a restarted engine continue the same random stream
     branches: tuple[dict, ...]  # ``session.branch_records`` of the turn
+    driver: str = "A"  # which checkpoint chooses the tokens (B after a swap)
 
 
 @dataclass(frozen=True)

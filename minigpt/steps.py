@@ -22,12 +22,27 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Versus:
+    """The other checkpoint on the same context (``minigpt-tui A --compare B``): it saw
+    the tokens the driving model chose, cropped to its own context_length."""
+
+    other: str  # its label, "A" or "B"
+    probs: tuple[float, ...]  # its probability of each of the driver's candidates
+    chosen_prob: float  # of the token chosen (or about to be: the driver's top one)
+    top: tuple[Candidate, ...]  # its own top-5
+    top_driver_probs: tuple[float, ...]  # the driver's probability of each of those
+    kl: float  # KL(P_driver ‖ P_other) in nats, raw distributions (T = 1)
+    js: float  # Jensen–Shannon divergence in nats (≤ ln 2)
+
+
+@dataclass(frozen=True)
 class Preview:
     """The distribution for the next position, before a token is chosen."""
 
     index: int  # 1-based number this step will have
     position: int  # index in the whole sequence of the token to be chosen
     candidates: tuple[Candidate, ...]
+    versus: Versus | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,7 @@ class Step:
     forced: bool  # taken instead of sampled
     seconds: float
     context: int  # tokens the model conditioned on (≤ context_length)
+    versus: Versus | None = None  # with a second checkpoint to compare with
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,13 @@ def tiny_ckpt(tmp_path_factory, tiny_hp) -> Path:
 
 
 @pytest.fixture(scope="session")
+def other_ckpt(tiny_ckpt, tiny_hp) -> Path:
+    """B for --compare, beside tiny.ckpt: other weights, a shorter window (8, A has 16)."""
+    return write_book_checkpoint(tiny_ckpt.parent / "other.ckpt",
+                                 {**tiny_hp, "context_length": 8}, seed=7)
+
+
+@pytest.fixture(scope="session")
 def tiny_loaded(tiny_ckpt):
     from minigpt.checkpoint import load
     return load(tiny_ckpt, device="cpu")
@@ -57,12 +64,13 @@ def make_tui(tiny_ckpt, monkeypatch, engine_client):
 
     monkeypatch.chdir(tiny_ckpt.parent)
 
-    def factory(session_path=None, resumed=None, **settings):
+    def factory(session_path=None, resumed=None, compare=None, **settings):
         base = dict(temperature=0.0, max_new_tokens=12)
         with monkeypatch.context() as m:  # the test may have moved elsewhere since
             m.chdir(tiny_ckpt.parent)
             return make_app(tiny_ckpt.name, SamplingSettings(**{**base, **settings}),
-                            session_path, resumed, device="cpu", client=engine_client)
+                            session_path, resumed, device="cpu", client=engine_client,
+                            compare=compare)
 
     return factory
 

@@ -331,3 +331,30 @@ def test_no_replacement_character_on_screen_on_the_shipped_model():
     assert not any("\ufffd" in s for s in seen)
     tmux("send-keys", "-t", SESSION, "Escape")
     tmux("send-keys", "-t", SESSION, "C-q")
+
+
+def test_compare_in_a_real_terminal(tiny_ckpt, other_ckpt):
+    """--compare at 80×24: B's column and KL/JS show, b flips the table, x lets B drive."""
+    exe = Path(sys.executable).with_name("minigpt-tui")
+    start(f"{exe} {tiny_ckpt} --compare {other_ckpt} --temperature 0 --max-new-tokens 4 "
+          "--device cpu")
+    wait_for(lambda s: "type a prompt" in s and "A drives" in s)
+    tmux("send-keys", "-t", SESSION, "-l", "hello")
+    tmux("send-keys", "-t", SESSION, "Enter")
+    text = wait_for(lambda s: "max_new_tokens · 4 tokens" in s)
+    assert "KL " in text and " JS " in text
+    header = next(line for line in text.splitlines() if "#" in line and "token" in line)
+    assert header.split()[-2:] == ["A", "B"]
+    tmux("send-keys", "-t", SESSION, "Escape")
+    time.sleep(0.3)
+    tmux("send-keys", "-t", SESSION, "b")
+    wait_for(lambda s: any(line.split()[-2:] == ["B", "A"] for line in s.splitlines()
+                           if "token" in line))
+    tmux("send-keys", "-t", SESSION, "b")
+    tmux("send-keys", "-t", SESSION, "x")
+    wait_for(lambda s: "B drives" in s)
+    tmux("send-keys", "-t", SESSION, "Space")
+    wait_for(lambda s: "step · 5 tokens" in s and "Traceback" not in s)
+    tmux("send-keys", "-t", SESSION, "C-q")
+    wait_for(lambda s: "EXITED 0" in s, timeout=10)
+    tmux("kill-session", "-t", SESSION)

@@ -48,6 +48,29 @@ def test_tinted_with_top_k(snap_compare, make_tui, size):
                         run_before=tinted)
 
 
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_compare_view(snap_compare, make_tui, other_ckpt, size):
+    """--compare other.ckpt: A's candidates with B's probabilities, KL/JS, tinted by
+    divergence; then B's own top-5."""
+    async def compared(pilot):
+        await explore(pilot)
+        await pilot.press("p", "p")
+        await pilot.pause()
+
+    assert snap_compare(make_tui(max_new_tokens=10, compare=other_ckpt.name), terminal_size=size,
+                        run_before=compared)
+
+
+def test_compare_other_top(snap_compare, make_tui, other_ckpt):
+    async def other_top(pilot):
+        await explore(pilot)
+        await pilot.press("b")
+        await pilot.pause()
+
+    assert snap_compare(make_tui(max_new_tokens=10, compare=other_ckpt.name),
+                        terminal_size=(80, 24), run_before=other_top)
+
+
 def test_help_screen(snap_compare, make_tui):
     assert snap_compare(make_tui(), terminal_size=(80, 24), run_before=ready, press=["f1"])
 

@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint (default: the shipped model/model.ckpt)")
     add_device_options(parser)
     add_sampling_options(parser)
+    parser.add_argument("--compare", default=None, metavar="B",
+                        help="a second checkpoint shown beside every step (same tokenizer "
+                             "and vocabulary): its probabilities, its top-5 (b), KL/JS; "
+                             "x lets it drive")
     parser.add_argument("--session", type=Path, default=None, metavar="FILE",
                         help="reopen a session file (JSON lines) and keep appending to it")
     return parser
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
     path = args.ckpt or default_checkpoint()
     app = make_app(path, settings, session, resumed, device=args.device,
-                   tokenizer=args.tokenizer, skipped_lines=skipped, threads=args.threads)
+                   tokenizer=args.tokenizer, skipped_lines=skipped, threads=args.threads,
+                   compare=args.compare)
     app.run()
     if app.load_error:  # the model did not load: nothing to explore
         print(f"minigpt-tui: error: {printable(app.load_error)}", file=sys.stderr)

@@ -38,6 +38,7 @@ from .replies import RepliesMixin, human_count
 from .scoring import ScoreScreen
 from .screens import HelpScreen, KnobScreen, ModelScreen
 from .hints import KeyHints, where
+from .versus import VersusMixin, divergence_text
 from .widgets import CandidatesTable, OneLine, PromptInput, StatusLine, Transcript
 from .why import WhyPanel
 
@@ -45,7 +46,7 @@ NARROW_WIDTH = 70  # below this the sidebar hides
 HANG_UP_GRACE_SECONDS = 3.0  # for Textual to restore the terminal after SIGHUP/SIGTERM
 
 
-class MiniGPTApp(RepliesMixin, InsightsMixin, App):
+class MiniGPTApp(RepliesMixin, InsightsMixin, VersusMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
     BINDINGS = [
@@ -54,7 +55,9 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         Binding("escape", "escape", "stop / explore", id="escape"),
         Binding("[", "older_step", "older step", id="older-step"),
         Binding("]", "newer_step", "newer step", id="newer-step"),
-        Binding("p", "toggle_tint", "tint by probability", id="tint"),
+        Binding("p", "toggle_tint", "tint: probability (divergence)", id="tint"),
+        Binding("x", "swap_models", "other model drives", show=False, id="swap"),
+        Binding("b", "toggle_other_top", "other model's top-5", show=False, id="other-top"),
         Binding("m", "model", "model info", id="model"),
         Binding("w", "toggle_why", "why this token", id="why"),
         Binding("c", "toggle_complete", "complete characters", id="complete"),
@@ -79,16 +82,21 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     """The knobs in force (the sidebar's last valid values)."""
     view_step: reactive[int | None] = reactive(None)
     """Step shown in the candidates table while browsing history; None = the live tail."""
-    tint: reactive[bool] = reactive(False)
-    """Colour the transcript's tokens by their probability."""
+    tint: reactive[str] = reactive("")
+    """Colour the transcript's tokens: "" (no), "probability", or (comparing two
+    checkpoints) "divergence"."""
 
     def __init__(self, checkpoint: str | Path, settings: SamplingSettings | None = None,
                  session_path: Path | None = None, resumed: list[dict] | None = None,
                  device: str = "auto", tokenizer: str | None = None,
                  client: EngineClient | None = None, skipped_lines: int = 0,
-                 threads: int | None = None):
+                 threads: int | None = None, compare: str | Path | None = None):
         super().__init__()
         self.threads = threads
+        self.compare = str(compare) if compare else None  # as written, for the header
+        self.compare_path = os.path.abspath(compare) if compare else None
+        self.driver = "A"  # which checkpoint chooses tokens (x swaps)
+        self.other_top = False  # b: the table shows the other checkpoint's own top-5
         self.skipped_lines = skipped_lines  # unreadable lines of the reopened session
         self.checkpoint = str(checkpoint)  # as the user wrote it, for the header
         # Absolute for the engine process, which may run in another directory (tests).
@@ -173,7 +181,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
     def open_model(self) -> None:
         self.engine_state = "loading"
         self.send(p.Open, path=self.checkpoint_path, device=self.device,
-                  tokenizer=self.tokenizer, settings=self.settings, threads=self.threads)
+                  tokenizer=self.tokenizer, settings=self.settings, threads=self.threads,
+                  compare=self.compare_path)
 
     def show_header(self) -> None:
         info = self.info
@@ -183,6 +192,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         else:
             text = (f"minigpt-tui · {printable(self.checkpoint)} · "
                     f"{human_count(info.parameters)} params · {info.device}")
+            if self.compare:
+                text = self.compare_header(info)
         self.query_one("#header", OneLine).update(text)
 
     def on_resize(self, event) -> None:
@@ -239,22 +250,27 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         status.update(f"✗ {text}")
         self.notify(text, severity="error", timeout=6, markup=False)
 
-    def show_candidates(self, title: str, candidates, chosen_id: int | None) -> None:
+    def show_candidates(self, title: str, candidates, chosen_id: int | None,
+                        versus=None) -> None:
+        if versus is not None:  # right after the step's number: 80 columns keep it
+            head, _, rest = title.partition(" · ")
+            title = " · ".join(part for part in (head, divergence_text(versus), rest) if part)
         self.query_one("#candidates-title", OneLine).update(title)
         step, completions = self.completions
         shown = completions if self.complete_shown and step == self.view_step else None
-        self.query_one(CandidatesTable).show(candidates, chosen_id, shown)
+        self.query_one(CandidatesTable).show(
+            *self.table_arguments(candidates, chosen_id, shown, versus))
 
     def refresh_candidates(self) -> None:
         if self.view_step is not None:
             step = self.history[self.view_step - 1]
             self.show_candidates(f"step {step.index}/{len(self.history)} · chose "
                                  f"{step.chosen.text!r} · history ([ ])", step.candidates,
-                                 step.chosen.id)
+                                 step.chosen.id, step.versus)
         elif self.preview is not None:
             last = f" · last chose {self.history[-1].chosen.text!r}" if self.history else ""
             self.show_candidates(f"step {self.preview.index} · next token{last}",
-                                 self.preview.candidates, None)
+                                 self.preview.candidates, None, self.preview.versus)
         else:
             self.show_candidates("", (), None)
 
@@ -392,7 +408,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
         self.view_step = None if self.view_step >= len(self.history) else self.view_step + 1
 
     def action_toggle_tint(self) -> None:
-        self.tint = not self.tint
+        modes = self.tint_modes()
+        self.tint = modes[(modes.index(self.tint) + 1) % len(modes)]
 
     def action_branches(self) -> None:
         if self.running:  # the stream rewrites the status line: say it in a toast
@@ -477,6 +494,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, App):
                                              steps=tuple(self.history),
                                              sampler_state=self.sampler_state,
                                              settings=self.settings) or 0
+            if self.driver != "A":  # a new engine starts with A driving
+                self.submit(p.SwapModels)
 
     def hang_up(self, code: int) -> None:
         """SIGHUP (an SSH drop) or SIGTERM: save the turn, stop the engine, leave."""
@@ -511,7 +530,7 @@ def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              session_path: Path | None = None, resumed: list[dict] | None = None,
              device: str = "auto", tokenizer: str | None = None,
              client: EngineClient | None = None, skipped_lines: int = 0,
-             threads: int | None = None) -> MiniGPTApp:
+             threads: int | None = None, compare: str | Path | None = None) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
-                      skipped_lines, threads)
+                      skipped_lines, threads, compare)

@@ -13,6 +13,7 @@ from functools import cached_property
 from minigpt import protocol as p
 from minigpt.session import TurnState
 
+from .versus import divergence_text
 from .messages import EngineExited, EngineReplies
 from .widgets import CandidatesTable, Transcript
 
@@ -126,7 +127,7 @@ class RepliesMixin:
         if self.view_step is None:
             last = reply.steps[-1]
             self.show_candidates(f"step {last.index} · chose {last.chosen.text!r}",
-                                 last.candidates, last.chosen.id)
+                                 last.candidates, last.chosen.id, last.versus)
         if self.running:
             self.set_status(f"generating · {tokens(len(self.history))} · "
                             f"{reply.tokens_per_second:.0f} tok/s · "
@@ -143,6 +144,9 @@ class RepliesMixin:
         self.turn.settings = reply.settings
         self.turn.branches = list(reply.branches)
         self.sampler_state = reply.sampler_state
+        if reply.driver != self.driver:
+            self.driver = reply.driver
+            self.show_header()
         self.remember_turn(reply.reason, after_op=True)
         if reply.seq < self.last_engine_seq:
             return  # a newer op is queued behind this one: it will say how it went
@@ -160,6 +164,8 @@ class RepliesMixin:
             self.new_turn_note = False
         if reply.tokens_per_second:
             parts.append(f"{reply.tokens_per_second:.0f} tok/s")
+        if self.history and self.history[-1].versus is not None:
+            parts.append(divergence_text(self.history[-1].versus))
         self.set_status(" · ".join([*parts, self.position_text(reply.position)]))
 
     def got_run_failed(self, reply: p.RunFailed) -> None:

@@ -27,6 +27,26 @@ def prob_style(prob: float) -> str:
     return "red"
 
 
+def short_prob(prob: float) -> str:
+    """Seven characters: 0.0123, or 3.9e-08 where four decimals would read 0.0000 (the
+    other model may give a token almost nothing)."""
+    return f"{prob:.4f}" if prob >= 0.001 or prob == 0 else f"{prob:.1e}"
+
+
+def divergence_style(js: float | None) -> str:
+    """Tint for how far the two compared models were apart at a step (Jensen–Shannon, in
+    nats, at most ln 2): green where they agree, red where they part."""
+    if js is None:
+        return ""
+    if js < 0.05:
+        return "green"
+    if js < 0.2:
+        return "yellow"
+    if js < 0.4:
+        return "magenta"
+    return "red"
+
+
 PART_STEPS = 200  # a turn part is sealed after this many steps, at the next line break
 
 
@@ -61,10 +81,11 @@ class TurnPart(Static):
 class Turn(Vertical):
     """One prompt and its continuation, held as parts that each hold whole lines."""
 
-    def __init__(self, prompt: str, tint: bool = False):
+    def __init__(self, prompt: str, tint: str = ""):
         super().__init__(classes="turn")
         self.prompt = prompt
-        self.segments: list[tuple[str, float]] = []  # (completed text, chosen prob) per step
+        # (completed text, chosen prob, Jensen–Shannon to the compared model or None)
+        self.segments: list[tuple[str, float, float | None]] = []
         self.pending = ""
         self.highlight: int | None = None  # 0-based step index
         self.tint = tint
@@ -86,8 +107,9 @@ class Turn(Vertical):
             text.append(self.prompt, style="bold")
         end = part.end if until is None else min(part.end, until)
         for index in range(part.start, end):
-            piece, prob = self.segments[index]
-            style = prob_style(prob) if self.tint else ""
+            piece, prob, js = self.segments[index]
+            style = divergence_style(js) if self.tint == "divergence" else \
+                prob_style(prob) if self.tint else ""
             if index == self.highlight:
                 style = f"{style} reverse".strip()
                 piece = piece or "▯"  # a byte piece that completes nothing yet
@@ -101,9 +123,10 @@ class Turn(Vertical):
             text.right_crop(1)  # the next part starts on the next line
         return text
 
-    def extend(self, segments: list[tuple[str, float]], pending: str) -> bool:
-        """Add steps; True when the turn grew taller (so a follower must scroll)."""
-        self.segments.extend(segments)
+    def extend(self, segments: list[tuple], pending: str) -> bool:
+        """Add steps ((text, prob) or (text, prob, js)); True when the turn grew taller
+        (so a follower must scroll)."""
+        self.segments.extend((*segment, None)[:3] for segment in segments)
         self.pending = pending
         live = self.live
         live.end = len(self.segments)
@@ -142,14 +165,14 @@ class Turn(Vertical):
                 part.refresh()
         self.highlight = index
 
-    def set_tint(self, tint: bool) -> None:
+    def set_tint(self, tint: str) -> None:
         self.tint = tint
         for part in self.parts:
             part.refresh()
 
     @property
     def plain(self) -> str:
-        return self.prompt + "".join(piece for piece, _ in self.segments)
+        return self.prompt + "".join(segment[0] for segment in self.segments)
 
 
 class Transcript(VerticalScroll):
@@ -157,7 +180,7 @@ class Transcript(VerticalScroll):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.tint = False
+        self.tint = ""  # "", "probability" or "divergence"
         self.pinned = True  # follows the tail; scrolling up unpins, reaching the end pins
         self.in_view: int | None = None  # the step kept in view (None: the live end)
 
@@ -207,7 +230,8 @@ class Transcript(VerticalScroll):
     def add_steps(self, steps: list[Step], pending: str) -> None:
         turn = self.current
         if turn is not None:
-            self._follow(turn.extend([(s.text, s.chosen.prob) for s in steps], pending))
+            self._follow(turn.extend([(s.text, s.chosen.prob, s.versus and s.versus.js)
+                                      for s in steps], pending))
 
     def remove_steps(self, count: int, pending: str) -> None:
         turn = self.current
@@ -241,7 +265,7 @@ class Transcript(VerticalScroll):
         y = part.virtual_region.y + line
         self.scroll_to_region(Region(0, y, 1, 1), animate=False, immediate=True)
 
-    def set_tint(self, tint: bool) -> None:
+    def set_tint(self, tint: str) -> None:
         self.tint = tint
         for turn in self.query(Turn):
             turn.set_tint(tint)
@@ -270,24 +294,39 @@ class CandidatesTable(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = False
+        self.set_columns("prob", "")
+
+    def set_columns(self, prob: str, last: str) -> None:
+        """``prob``: whose probabilities; ``last``: "" for the bar, or the compared
+        model's label for its probabilities (in place of the bar, so 80 columns fit)."""
+        if getattr(self, "labels", None) == (prob, last):
+            return
+        self.labels = (prob, last)
+        self.clear(columns=True)
         for label, key, width in (("#", "rank", 3), ("token", "token", 16), ("id", "id", 7),
-                                  ("prob", "prob", 7), ("", "bar", BAR_WIDTH)):
+                                  (prob, "prob", 7), (last, "bar", 7 if last else BAR_WIDTH)):
             self.add_column(label, key=key, width=width)
 
     def action_pick_highlighted(self) -> None:
         self.app.action_pick(self.cursor_row + 1)
 
     def show(self, candidates: tuple[Candidate, ...], chosen_id: int | None,
-             completions: dict | None = None) -> None:
+             completions: dict | None = None, others: tuple[float, ...] | None = None,
+             labels: tuple[str, str] = ("prob", "")) -> None:
         """``completions``: id -> Completion; a partial candidate's bar then shows the
-        character it most likely completes to and the joint probability."""
+        character it most likely completes to and the joint probability. ``others``:
+        the compared model's probability of each candidate, shown in place of the bar
+        under ``labels`` (whose probabilities, whose in the last column)."""
+        self.set_columns(*labels)
         cursor = self.cursor_row
         self.clear()
         for rank, c in enumerate(candidates, 1):
             marker = "▶" if c.id == chosen_id else " "
             style = "bold" if marker == "▶" else ("dim" if not c.kept else "")
             last = "█" * max(0, round(c.prob * BAR_WIDTH)) or "▏"
-            if completions is not None and c.partial:
+            if others is not None:
+                last = short_prob(others[rank - 1])
+            elif completions is not None and c.partial:
                 last = completion_text(completions.get(c.id))
             cells = (f"{rank}{marker}", repr(c.text), str(c.id), f"{c.prob:.4f}", last)
             self.add_row(*(Text(cell, style=style, no_wrap=True, overflow="ellipsis")

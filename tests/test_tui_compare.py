@@ -1,0 +1,153 @@
+"""minigpt-tui A --compare B: B's probability of A's candidates, B's own top-5 (b),
+KL/JS of each step, a divergence tint (p), and B driving after x — each checked
+against two engines run in this process."""
+
+import pytest
+import torch
+from textual.widgets import Input
+
+from conftest import settle, write_book_checkpoint
+from minigpt.checkpoint import load
+from minigpt.engine import Engine
+from minigpt.sampling import exact_softmax
+from minigpt.settings import SamplingSettings
+from tui.widgets import CandidatesTable, OneLine, StatusLine, Transcript, short_prob
+
+PROMPT = "hello world, "
+
+
+def engines(a_path, b_path):
+    settings = SamplingSettings(temperature=0, max_new_tokens=40)
+    return (Engine.from_loaded(load(a_path, device="cpu"), settings),
+            Engine.from_loaded(load(b_path, device="cpu"), settings))
+
+
+def reference(a_path, b_path, tokens):
+    """B's view of the position after ``tokens``: probabilities and raw logits, and A's."""
+    a, b = engines(a_path, b_path)
+    with torch.inference_mode():
+        la = a.decoder.last_logits(tokens[-a.context_length:])
+        lb = b.decoder.last_logits(tokens[-b.context_length:])
+    return exact_softmax(la), exact_softmax(lb), la.double(), lb.double()
+
+
+def kl_js(la, lb):
+    pa, pb = torch.softmax(la, -1), torch.softmax(lb, -1)
+    m = (pa + pb) / 2
+    kl = torch.sum(pa * (torch.log(pa) - torch.log(pb))).item()
+    js = 0.5 * torch.sum(pa * torch.log(pa / m)).item() + 0.5 * torch.sum(pb * torch.log(pb / m)).item()
+    return kl, js
+
+
+def rows(app):
+    table = app.query_one(CandidatesTable)
+    return [[str(cell) for cell in table.get_row_at(r)] for r in range(table.row_count)]
+
+
+def labels(app):
+    return [str(c.label) for c in app.query_one(CandidatesTable).columns.values()]
+
+
+async def generate(app, pilot, count=None):
+    await settle(app, pilot)
+    app.query_one("#prompt", Input).value = PROMPT
+    await pilot.press("enter")
+    await settle(app, pilot)
+
+
+async def test_each_step_shows_b_beside_a(make_tui, tiny_ckpt, other_ckpt):
+    app = make_tui(compare=other_ckpt, max_new_tokens=20)  # past both windows
+    async with app.run_test(size=(120, 40)) as pilot:
+        await generate(app, pilot)
+        step = app.history[-1]
+        tokens = list(app.turn.prompt_ids) + [s.chosen.id for s in app.history[:-1]]
+        pa, pb, la, lb = reference(tiny_ckpt, other_ckpt, tokens)
+        versus = step.versus
+        assert versus.other == "B" and step.chosen.id == int(torch.argmax(la))
+        ids = [c.id for c in step.candidates]
+        assert max(abs(x - pb[i].item()) for x, i in zip(versus.probs, ids)) < 1e-6
+        assert [c.id for c in versus.top] == torch.topk(pb, 5).indices.tolist()
+        assert max(abs(x - pa[c.id].item()) for x, c in zip(versus.top_driver_probs,
+                                                          versus.top)) < 1e-6
+        kl, js = kl_js(la, lb)
+        assert abs(versus.kl - kl) < 1e-6 and abs(versus.js - js) < 1e-6
+        # On screen: the browsed step's B column, and KL/JS on the title and status line.
+        await pilot.press("escape", "[")
+        await settle(app, pilot)
+        assert labels(app)[3:] == ["A", "B"]
+        assert [r[4] for r in rows(app)] == [short_prob(x) for x in versus.probs]
+        title = str(app.query_one("#candidates-title", OneLine).render())
+        assert f"KL {versus.kl:.3f} JS {versus.js:.3f}" in title
+        assert "KL " in str(app.query_one(StatusLine).render())
+
+
+async def test_b_shows_bs_own_top5_and_back(make_tui, other_ckpt):
+    app = make_tui(compare=other_ckpt, max_new_tokens=4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await generate(app, pilot)
+        await pilot.press("escape")
+        preview = app.preview.versus
+        await pilot.press("b")
+        assert labels(app)[3:] == ["B", "A"]
+        assert [int(r[2]) for r in rows(app)] == [c.id for c in preview.top]
+        assert [r[4] for r in rows(app)] == [short_prob(x) for x in preview.top_driver_probs]
+        await pilot.press("b")
+        assert labels(app)[3:] == ["A", "B"]
+        assert [int(r[2]) for r in rows(app)] == [c.id for c in app.preview.candidates]
+
+
+async def test_x_lets_b_drive_from_the_next_token(make_tui, tiny_ckpt, other_ckpt):
+    app = make_tui(compare=other_ckpt, max_new_tokens=3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await generate(app, pilot)
+        await pilot.press("escape", "x")
+        await settle(app, pilot)
+        assert app.driver == "B" and "B drives" in str(app.query_one("#header").render())
+        await pilot.press("space", "space")
+        await settle(app, pilot)
+        tokens = list(app.turn.prompt_ids) + [s.chosen.id for s in app.history]
+        assert [s.versus.other for s in app.history] == ["B"] * 3 + ["A"] * 2
+        for step in app.history[3:]:  # B's argmax at its own window, A beside it
+            _, _, la, lb = reference(tiny_ckpt, other_ckpt, tokens[:step.position])
+            assert step.chosen.id == int(torch.argmax(lb))
+        await pilot.press("x")
+        await settle(app, pilot)
+        assert app.driver == "A"
+
+
+async def test_p_cycles_probability_divergence_and_off(make_tui, other_ckpt):
+    app = make_tui(compare=other_ckpt, max_new_tokens=6)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await generate(app, pilot)
+        turn = app.query_one(Transcript).current
+        await pilot.press("escape")  # out of the prompt: p is a key, not a letter
+        seen = []
+        for _ in range(3):
+            await pilot.press("p")
+            seen.append((app.tint, turn.tint))
+        assert seen == [("probability",) * 2, ("divergence",) * 2, ("", "")]
+        assert all(js is not None for _, _, js in turn.segments)
+
+
+async def test_without_compare_p_toggles_and_x_says_how(make_tui):
+    app = make_tui(max_new_tokens=3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await generate(app, pilot)
+        await pilot.press("escape", "p", "p")
+        assert app.tint == ""
+        await pilot.press("x")
+        assert "--compare" in str(app.query_one(StatusLine).render())
+        assert app.history[-1].versus is None
+
+
+async def test_a_foreign_vocabulary_is_one_line(make_tui, tmp_path, tiny_hp):
+    foreign = write_book_checkpoint(tmp_path / "foreign.ckpt",
+                                    {**tiny_hp, "max_token_value": 5000})
+    app = make_tui(compare=foreign)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(600):
+            await pilot.pause(0.05)
+            if not app.is_running:
+                break
+    assert "has 100,256 tokens" in app.load_error and "has 5,000" in app.load_error
+    assert "\n" not in app.load_error
