@@ -91,9 +91,15 @@ async def test_b_shows_bs_own_top5_and_back(make_tui, other_ckpt):
         assert labels(app)[3:] == ["B", "A"]
         assert [int(r[2]) for r in rows(app)] == [c.id for c in preview.top]
         assert [r[4] for r in rows(app)] == [short_prob(x) for x in preview.top_driver_probs]
+        before = len(app.history)
+        await pilot.press("1")  # a pick would take A's first, not the B token shown
+        await settle(app, pilot)
+        assert len(app.history) == before and "b shows them" in str(
+            app.query_one(StatusLine).render())
         await pilot.press("b")
         assert labels(app)[3:] == ["A", "B"]
         assert [int(r[2]) for r in rows(app)] == [c.id for c in app.preview.candidates]
+        assert [r[3] for r in rows(app)] == [short_prob(c.prob) for c in app.preview.candidates]
 
 
 async def test_x_lets_b_drive_from_the_next_token(make_tui, tiny_ckpt, other_ckpt):
@@ -151,3 +157,35 @@ async def test_a_foreign_vocabulary_is_one_line(make_tui, tmp_path, tiny_hp):
                 break
     assert "has 100,256 tokens" in app.load_error and "has 5,000" in app.load_error
     assert "\n" not in app.load_error
+
+
+async def test_a_restarted_engine_keeps_b_driving(tiny_ckpt, other_ckpt):
+    """The engine dies after x: r loads both checkpoints again and B still drives."""
+    import os
+    import signal
+
+    from tui.app import make_app
+    from tui.client import EngineClient
+
+    client = EngineClient()
+    app = make_app(tiny_ckpt, SamplingSettings(temperature=0, max_new_tokens=3), device="cpu",
+                   client=client, compare=other_ckpt)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await generate(app, pilot)
+            await pilot.press("escape", "x")
+            await settle(app, pilot)
+            kept = list(app.history)
+            os.kill(client.process.pid, signal.SIGKILL)
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if app.engine_state == "stopped":
+                    break
+            await pilot.press("r")
+            await settle(app, pilot)
+            assert app.driver == "B" and app.history == kept
+            await pilot.press("space")
+            await settle(app, pilot)
+            assert app.history[-1].versus.other == "A"  # chosen by B, A beside it
+    finally:
+        client.stop()

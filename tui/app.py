@@ -373,6 +373,9 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, VersusMixin, App):
         self.submit(p.Generate, prompt=prompt, count=count)
 
     def action_pick(self, rank: int) -> None:
+        if self.other_top:  # the rows are the other model's: a pick would take another token
+            self.set_status("picks take the driving model's candidates: b shows them again")
+            return
         if self.view_step is not None:  # rewind to that step and take its candidate
             candidates = self.history[self.view_step - 1].candidates
             keep = self.view_step - 1

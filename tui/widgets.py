@@ -328,7 +328,8 @@ class CandidatesTable(DataTable):
                 last = short_prob(others[rank - 1])
             elif completions is not None and c.partial:
                 last = completion_text(completions.get(c.id))
-            cells = (f"{rank}{marker}", repr(c.text), str(c.id), f"{c.prob:.4f}", last)
+            prob = f"{c.prob:.4f}" if others is None else short_prob(c.prob)  # as its neighbour
+            cells = (f"{rank}{marker}", repr(c.text), str(c.id), prob, last)
             self.add_row(*(Text(cell, style=style, no_wrap=True, overflow="ellipsis")
                            for cell in cells), key=str(rank))
         if candidates:
