@@ -7,7 +7,6 @@ report top-5 of softmax(logits / T) → top-k → top-p → sample (or argmax at
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 NEG_INF = float("-inf")
 

@@ -2,7 +2,6 @@
 KL/JS of each step, a divergence tint (p), and B driving after x — each checked
 against two engines run in this process."""
 
-import pytest
 import torch
 from textual.widgets import Input
 

@@ -18,10 +18,10 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label
 
 from minigpt import protocol as p
-from minigpt.session import SessionRecorder, TurnState, export_transcript
+from minigpt.session import SessionRecorder, TurnState
 from minigpt.settings import SamplingSettings
 from minigpt.steps import Preview, Step
 from minigpt.tokenizer import printable
@@ -38,6 +38,7 @@ from .replies import RepliesMixin, human_count
 from .scoring import ScoreScreen
 from .screens import HelpScreen, KnobScreen, ModelScreen
 from .hints import KeyHints, where
+from .modals import ModalsMixin
 from .versus import VersusMixin, divergence_text
 from .widgets import CandidatesTable, OneLine, PromptInput, StatusLine, Transcript
 from .why import WhyPanel
@@ -46,7 +47,7 @@ NARROW_WIDTH = 70  # below this the sidebar hides
 HANG_UP_GRACE_SECONDS = 3.0  # for Textual to restore the terminal after SIGHUP/SIGTERM
 
 
-class MiniGPTApp(RepliesMixin, InsightsMixin, VersusMixin, App):
+class MiniGPTApp(RepliesMixin, InsightsMixin, VersusMixin, ModalsMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
     BINDINGS = [
@@ -413,76 +414,6 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, VersusMixin, App):
     def action_toggle_tint(self) -> None:
         modes = self.tint_modes()
         self.tint = modes[(modes.index(self.tint) + 1) % len(modes)]
-
-    def action_branches(self) -> None:
-        if self.running:  # the stream rewrites the status line: say it in a toast
-            self.notify("stop the run first (escape), then browse branches", markup=False)
-            return
-        if not self.turn.prompt:
-            self.set_status("no turn yet: branches appear when you undo or pick")
-            return
-        self.branch_request = self.send(p.ListBranches) or 0
-
-    def got_branches(self, reply: p.Branches) -> None:
-        if reply.seq == self.branch_request and not isinstance(self.screen, BranchScreen):
-            screen = BranchScreen(self.turn.prompt, tuple(self.history), list(reply.alternatives))
-            self.push_screen(screen, self.switch_branch)
-
-    def switch_branch(self, path) -> None:
-        if path is not None and path != tuple(self.history):
-            self.view_step = None
-            self.submit(p.Switch, path=path)
-
-    def action_score(self) -> None:
-        """Score the prompt's text, or the current turn's when the prompt is empty."""
-        text = self.prompt_text()
-        if not text:
-            turn = self.query_one(Transcript).current
-            text = turn.plain if turn is not None else ""
-        self.push_screen(ScoreScreen(text, self.request_score))
-
-    def request_score(self, text: str, exact: bool) -> None:
-        self.score_request = self.send(p.ScoreText, text=text, exact=exact) or 0
-
-    def got_scored(self, reply: p.Scored) -> None:
-        if reply.seq == self.score_request and isinstance(self.screen, ScoreScreen):
-            self.screen.show_score(reply.score, reply.error)
-
-    def action_set_knob(self, field: str) -> None:
-        from .knobs import KNOBS
-
-        knob = next(k for k in KNOBS if k.field == field)
-        self.push_screen(KnobScreen(knob, self.settings), self.knob_set)
-
-    def knob_set(self, settings: SamplingSettings | None) -> None:
-        if settings is not None and settings != self.settings:
-            self.query_one(Sidebar).set_value(settings)
-            self.settings = settings
-            self.set_status("settings applied from the next token")
-            self.request_insights()
-
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen())
-
-    def action_model(self) -> None:
-        if self.info is None:
-            self.set_status("the model is still loading")
-            return
-        self.push_screen(ModelScreen({**self.info.report, "path": self.checkpoint}))
-
-    def action_export(self) -> None:
-        if self.recorder is None:
-            self.show_error("export failed: no session file to export")
-            return
-        try:
-            self.remember_turn()
-            paths = export_transcript(self.recorder.path, Path.cwd())
-        except OSError as exc:
-            self.show_error(f"export failed: {exc}")
-            return
-        names = " and ".join(str(path) for path in paths)
-        self.set_status(f"exported {names}")
-        self.notify(f"transcript written to {names}", markup=False)
 
     def action_restart_engine(self) -> None:
         if self.engine_state not in ("stopped", "failed"):

@@ -1,0 +1,90 @@
+"""The views that open over the explorer — branch tree, score, a knob, help, the model —
+and the transcript's export: each asks the engine or the session, then shows a screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minigpt import protocol as p
+from minigpt.session import export_transcript
+from minigpt.settings import SamplingSettings
+
+from .branches import BranchScreen
+from .knobs import Sidebar
+from .scoring import ScoreScreen
+from .screens import HelpScreen, KnobScreen, ModelScreen
+from .widgets import Transcript
+
+
+class ModalsMixin:
+    """Screen-opening actions for ``MiniGPTApp``."""
+
+    def action_branches(self) -> None:
+        if self.running:  # the stream rewrites the status line: say it in a toast
+            self.notify("stop the run first (escape), then browse branches", markup=False)
+            return
+        if not self.turn.prompt:
+            self.set_status("no turn yet: branches appear when you undo or pick")
+            return
+        self.branch_request = self.send(p.ListBranches) or 0
+
+    def got_branches(self, reply: p.Branches) -> None:
+        if reply.seq == self.branch_request and not isinstance(self.screen, BranchScreen):
+            screen = BranchScreen(self.turn.prompt, tuple(self.history), list(reply.alternatives))
+            self.push_screen(screen, self.switch_branch)
+
+    def switch_branch(self, path) -> None:
+        if path is not None and path != tuple(self.history):
+            self.view_step = None
+            self.submit(p.Switch, path=path)
+
+    def action_score(self) -> None:
+        """Score the prompt's text, or the current turn's when the prompt is empty."""
+        text = self.prompt_text()
+        if not text:
+            turn = self.query_one(Transcript).current
+            text = turn.plain if turn is not None else ""
+        self.push_screen(ScoreScreen(text, self.request_score))
+
+    def request_score(self, text: str, exact: bool) -> None:
+        self.score_request = self.send(p.ScoreText, text=text, exact=exact) or 0
+
+    def got_scored(self, reply: p.Scored) -> None:
+        if reply.seq == self.score_request and isinstance(self.screen, ScoreScreen):
+            self.screen.show_score(reply.score, reply.error)
+
+    def action_set_knob(self, field: str) -> None:
+        from .knobs import KNOBS
+
+        knob = next(k for k in KNOBS if k.field == field)
+        self.push_screen(KnobScreen(knob, self.settings), self.knob_set)
+
+    def knob_set(self, settings: SamplingSettings | None) -> None:
+        if settings is not None and settings != self.settings:
+            self.query_one(Sidebar).set_value(settings)
+            self.settings = settings
+            self.set_status("settings applied from the next token")
+            self.request_insights()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_model(self) -> None:
+        if self.info is None:
+            self.set_status("the model is still loading")
+            return
+        self.push_screen(ModelScreen({**self.info.report, "path": self.checkpoint}))
+
+    def action_export(self) -> None:
+        if self.recorder is None:
+            self.show_error("export failed: no session file to export")
+            return
+        try:
+            self.remember_turn()
+            paths = export_transcript(self.recorder.path, Path.cwd())
+        except OSError as exc:
+            self.show_error(f"export failed: {exc}")
+            return
+        names = " and ".join(str(path) for path in paths)
+        self.set_status(f"exported {names}")
+        self.notify(f"transcript written to {names}", markup=False)
