@@ -13,7 +13,7 @@ from tui.widgets import Transcript
 
 
 def steps(words):
-    return [SimpleNamespace(text=w, chosen=SimpleNamespace(prob=0.5)) for w in words]
+    return [SimpleNamespace(text=w, chosen=SimpleNamespace(prob=0.5), versus=None) for w in words]
 
 
 class TranscriptApp(App):
