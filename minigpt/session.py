@@ -53,9 +53,16 @@ def candidate_record(c: Candidate) -> dict:
 
 
 def step_record(step: Step) -> dict:
-    return {"step": step.index, "chosen": candidate_record(step.chosen),
-            "candidates": [candidate_record(c) for c in step.candidates],
-            "forced": step.forced, "text": step.text}
+    record = {"step": step.index, "chosen": candidate_record(step.chosen),
+              "candidates": [candidate_record(c) for c in step.candidates],
+              "forced": step.forced, "text": step.text}
+    v = step.versus
+    if v is not None:  # minigpt-tui --compare: the other model's view of this step
+        record["versus"] = {"model": v.other, "chosen_prob": v.chosen_prob,
+                            "candidate_probs": list(v.probs),
+                            "top": [candidate_record(c) for c in v.top],
+                            "kl": finite(v.kl), "js": finite(v.js)}
+    return record
 
 
 def finite(x: float) -> float | None:

@@ -188,3 +188,20 @@ async def test_a_restarted_engine_keeps_b_driving(tiny_ckpt, other_ckpt):
             assert app.history[-1].versus.other == "A"  # chosen by B, A beside it
     finally:
         client.stop()
+
+
+async def test_the_session_file_keeps_bs_view_of_each_step(make_tui, other_ckpt, tmp_path):
+    from minigpt.session import read_session
+
+    path = tmp_path / "s.jsonl"
+    app = make_tui(compare=other_ckpt, session_path=path, max_new_tokens=3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await generate(app, pilot)
+        steps = list(app.history)
+    [record] = read_session(path)
+    for saved, step in zip(record["steps"], steps, strict=True):
+        v = saved["versus"]
+        assert v["model"] == "B" and v["chosen_prob"] == step.versus.chosen_prob
+        assert v["candidate_probs"] == list(step.versus.probs)
+        assert [c["id"] for c in v["top"]] == [c.id for c in step.versus.top]
+        assert (v["kl"], v["js"]) == (step.versus.kl, step.versus.js)
