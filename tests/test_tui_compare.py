@@ -77,7 +77,9 @@ async def test_each_step_shows_b_beside_a(make_tui, tiny_ckpt, other_ckpt):
         assert [r[4] for r in rows(app)] == [short_prob(x) for x in versus.probs]
         title = str(app.query_one("#candidates-title", OneLine).render())
         assert f"KL {versus.kl:.3f} JS {versus.js:.3f}" in title
-        assert "KL " in str(app.query_one(StatusLine).render())
+        last = app.history[-1].versus  # the status line speaks of the step just taken
+        assert f"last step KL {last.kl:.3f} JS {last.js:.3f}" in str(
+            app.query_one(StatusLine).render())
 
 
 async def test_b_shows_bs_own_top5_and_back(make_tui, other_ckpt):
@@ -88,12 +90,13 @@ async def test_b_shows_bs_own_top5_and_back(make_tui, other_ckpt):
         preview = app.preview.versus
         await pilot.press("b")
         assert labels(app)[3:] == ["B", "A"]
+        assert "table: B's own top-5" in str(app.query_one(StatusLine).render())
         assert [int(r[2]) for r in rows(app)] == [c.id for c in preview.top]
         assert [r[4] for r in rows(app)] == [short_prob(x) for x in preview.top_driver_probs]
         before = len(app.history)
         await pilot.press("1")  # a pick would take A's first, not the B token shown
         await settle(app, pilot)
-        assert len(app.history) == before and "b shows them" in str(
+        assert len(app.history) == before and "b first" in str(
             app.query_one(StatusLine).render())
         await pilot.press("b")
         assert labels(app)[3:] == ["A", "B"]
@@ -130,6 +133,7 @@ async def test_p_cycles_probability_divergence_and_off(make_tui, other_ckpt):
         for _ in range(3):
             await pilot.press("p")
             seen.append((app.tint, turn.tint))
+            assert f"tint: {app.tint or 'off'}" in str(app.query_one(StatusLine).render())
         assert seen == [("probability",) * 2, ("divergence",) * 2, ("", "")]
         assert all(js is not None for _, _, js in turn.segments)
 
@@ -205,3 +209,30 @@ async def test_the_session_file_keeps_bs_view_of_each_step(make_tui, other_ckpt,
         assert v["candidate_probs"] == list(step.versus.probs)
         assert [c["id"] for c in v["top"]] == [c.id for c in step.versus.top]
         assert (v["kl"], v["js"]) == (step.versus.kl, step.versus.js)
+
+
+async def test_x_mid_run_lets_the_other_model_finish_the_run(make_tui, other_ckpt):
+    app = make_tui(compare=other_ckpt, max_new_tokens=300)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        app.query_one("#prompt", Input).value = PROMPT
+        await pilot.press("enter", "escape")  # a run, stopped at once; the table has focus
+        await settle(app, pilot)
+        started = len(app.history)
+        await pilot.press("g", "x")  # go on, and swap while it runs
+        await settle(app, pilot)
+        drivers = [s.versus.other for s in app.history]  # "B" beside A, "A" beside B
+        assert app.driver == "B" and len(app.history) == 300 > started
+        swap = drivers.index("A")
+        assert set(drivers[:swap]) == {"B"} and set(drivers[swap:]) == {"A"}
+
+
+
+def test_a_missing_compare_file_is_one_line_before_the_screen_opens(tiny_ckpt, tmp_path,
+                                                                   capsys):
+    from tui.__main__ import main
+
+    code = main([str(tiny_ckpt), "--compare", str(tmp_path / "nope.ckpt"),
+                 "--session", str(tmp_path / "s.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "nope.ckpt: no such file" in err

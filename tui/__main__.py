@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.session is None:
             session.parent.mkdir(parents=True, exist_ok=True)
         check_session_path(session)
+        if args.compare and not Path(args.compare).exists():  # before the screen opens
+            raise MiniGPTError(f"{args.compare}: no such file (--compare)")
         resumed, skipped = [], 0
         if session.exists():
             try:

@@ -375,7 +375,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, VersusMixin, ModalsMixin, App):
 
     def action_pick(self, rank: int) -> None:
         if self.other_top:  # the rows are the other model's: a pick would take another token
-            self.set_status("picks take the driving model's candidates: b shows them again")
+            self.set_status("b first: picks take the driving model's candidates")
             return
         if self.view_step is not None:  # rewind to that step and take its candidate
             candidates = self.history[self.view_step - 1].candidates
@@ -414,6 +414,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, VersusMixin, ModalsMixin, App):
     def action_toggle_tint(self) -> None:
         modes = self.tint_modes()
         self.tint = modes[(modes.index(self.tint) + 1) % len(modes)]
+        self.set_status(f"tint: {self.tint or 'off'} (p: {' → '.join(m or 'off' for m in modes)})")
 
     def action_restart_engine(self) -> None:
         if self.engine_state not in ("stopped", "failed"):

@@ -20,7 +20,7 @@ def explorer_commands(app) -> list[SystemCommand]:
         ("Continue", "g", "keep generating", app.action_continue_generation),
         ("Tint", "p", "token colours: probability, divergence (--compare), off",
          app.action_toggle_tint),
-        ("Compare: B's top-5", "b", "the candidates table shows B's own top-5",
+        ("Compare: the other's top-5", "b", "the table shows the other model's own top-5",
          app.action_toggle_other_top),
         ("Compare: swap models", "x", "the other model drives from the next token",
          app.action_swap_models),

@@ -13,7 +13,7 @@ from functools import cached_property
 from minigpt import protocol as p
 from minigpt.session import TurnState
 
-from .versus import divergence_text
+from .versus import last_step_divergence
 from .messages import EngineExited, EngineReplies
 from .widgets import CandidatesTable, Transcript
 
@@ -165,7 +165,7 @@ class RepliesMixin:
         if reply.tokens_per_second:
             parts.append(f"{reply.tokens_per_second:.0f} tok/s")
         if self.history and self.history[-1].versus is not None:
-            parts.append(divergence_text(self.history[-1].versus))
+            parts.append(last_step_divergence(self.history[-1].versus))
         self.set_status(" · ".join([*parts, self.position_text(reply.position)]))
 
     def got_run_failed(self, reply: p.RunFailed) -> None:

@@ -21,6 +21,12 @@ def divergence_text(versus: Versus) -> str:
     return f"KL {versus.kl:.3f} JS {versus.js:.3f}"
 
 
+def last_step_divergence(versus: Versus) -> str:
+    """For the status line, which speaks of the step just taken (the table's title
+    speaks of the row set it shows, often the next token)."""
+    return f"last step {divergence_text(versus)}"
+
+
 def short_names(a: str, b: str) -> tuple[str, str]:
     """The two compared checkpoints as the header shows them: file names, with their
     folder where the names alone are the same (run1/model.ckpt vs run2/model.ckpt)."""
@@ -66,7 +72,12 @@ class VersusMixin:
         if not self.turn.prompt:
             self.set_status("type a prompt first; x then lets the other model drive")
             return
+        # A run goes on with the other model from its next token: the swap stops it
+        # (ops run in order), and the run is asked for again behind it.
+        resume = self.running and self.last_run_seq > self.last_done
         self.submit(p.SwapModels)
+        if resume:
+            self.step_or_go(None)
 
     def action_toggle_other_top(self) -> None:
         if not self.comparing:
@@ -74,3 +85,7 @@ class VersusMixin:
             return
         self.other_top = not self.other_top
         self.refresh_candidates()
+        other = "A" if self.driver == "B" else "B"
+        self.set_status(f"table: {other}'s own top-5, {self.driver}'s probability beside "
+                        f"(b: back)" if self.other_top else
+                        f"table: {self.driver}'s candidates, {other}'s probability beside")
