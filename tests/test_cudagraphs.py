@@ -14,6 +14,21 @@ from minigpt.settings import SamplingSettings
 from reference import book_h_params, random_book_state_dict
 from reference_gpt2 import random_nanogpt
 
+class ToyTokenizer:
+    """Characters as ids under the model's vocabulary; each id one byte."""
+
+    name = "t"
+
+    def __init__(self, vocab: int):
+        self.n_vocab = vocab
+
+    def encode(self, text):
+        return [ord(c) % min(self.n_vocab, 250) for c in text]
+
+    def token_bytes(self, i):
+        return bytes([i % 128])
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -72,19 +87,10 @@ def test_graph_dispatch_matches_eager_through_slides_undo_and_picks(make, temper
     settings = SamplingSettings(temperature=temperature, seed=3, max_new_tokens=40)
     vocab = model.max_token_value
 
-    class Toks:  # ids under the model's vocabulary
-        name, n_vocab = "t", vocab
-
-        def encode(self, text):
-            return [ord(c) % vocab for c in text]
-
-        def token_bytes(self, i):
-            return bytes([i % 128])
-
-    eager = Engine(model, Toks(), settings, decoder=base)
+    eager = Engine(model, ToyTokenizer(vocab), settings, decoder=base)
     graphed_decoder = ReplayOnCpu(model.make_decoder() if hasattr(model, "make_decoder")
                                   else BookDecoder(model))
-    graphed = Engine(model, Toks(), settings, decoder=graphed_decoder)
+    graphed = Engine(model, ToyTokenizer(vocab), settings, decoder=graphed_decoder)
     for engine in (eager, graphed):
         engine.reset("abcdefgh")
         list(engine.run(30))  # well past the window: slides
@@ -112,16 +118,8 @@ def test_cuda_graphs_give_the_cpu_references_tokens(make):
     gpu_model.load_state_dict(cpu_model.state_dict())
     settings = SamplingSettings(temperature=0, max_new_tokens=40)
 
-    class Toks:
-        name, n_vocab = "t", cpu_model.max_token_value
-
-        def encode(self, text):
-            return [ord(c) % 250 for c in text]
-
-        def token_bytes(self, i):
-            return bytes([i % 128])
-
-    reference, engine = Engine(cpu_model, Toks(), settings), Engine(gpu_model, Toks(), settings)
+    toks = ToyTokenizer(cpu_model.max_token_value)
+    reference, engine = Engine(cpu_model, toks, settings), Engine(gpu_model, toks, settings)
     assert isinstance(engine.decoder, GraphedDecoder)
     for e in (reference, engine):
         e.reset("abcdefgh")
@@ -159,17 +157,9 @@ def test_greedy_steps_on_a_flat_distribution_still_take_the_lowest_id():
         model.model_out_linear_layer.bias.zero_()
     settings = SamplingSettings(temperature=0, max_new_tokens=6)
 
-    class Toks:
-        name, n_vocab = "t", model.max_token_value
-
-        def encode(self, text):
-            return [ord(c) % 250 for c in text]
-
-        def token_bytes(self, i):
-            return bytes([i % 128])
-
-    eager = Engine(model, Toks(), settings, decoder=BookDecoder(model))
-    graphed = Engine(model, Toks(), settings, decoder=ReplayOnCpu(BookDecoder(model)))
+    toks = ToyTokenizer(model.max_token_value)
+    eager = Engine(model, toks, settings, decoder=BookDecoder(model))
+    graphed = Engine(model, toks, settings, decoder=ReplayOnCpu(BookDecoder(model)))
     for engine in (eager, graphed):
         engine.reset("abc")
         list(engine.run())

@@ -34,7 +34,7 @@ def kl_js(la, lb):
     pa, pb = torch.softmax(la, -1), torch.softmax(lb, -1)
     m = (pa + pb) / 2
     kl = torch.sum(pa * (torch.log(pa) - torch.log(pb))).item()
-    js = 0.5 * torch.sum(pa * torch.log(pa / m)).item() + 0.5 * torch.sum(pb * torch.log(pb / m)).item()
+    js = 0.5 * (torch.sum(pa * torch.log(pa / m)) + torch.sum(pb * torch.log(pb / m))).item()
     return kl, js
 
 

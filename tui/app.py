@@ -414,7 +414,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, VersusMixin, ModalsMixin, App):
     def action_toggle_tint(self) -> None:
         modes = self.tint_modes()
         self.tint = modes[(modes.index(self.tint) + 1) % len(modes)]
-        self.set_status(f"tint: {self.tint or 'off'} (p: {' → '.join(m or 'off' for m in modes)})")
+        cycle = " → ".join(mode or "off" for mode in modes)
+        self.set_status(f"tint: {self.tint or 'off'} (p: {cycle})")
 
     def action_restart_engine(self) -> None:
         if self.engine_state not in ("stopped", "failed"):
