@@ -92,11 +92,9 @@ class Other:
 def reported_probs(logits: torch.Tensor, tokens: list[int], context_length: int,
                    settings) -> torch.Tensor:
     """softmax(penalised logits / T): what the candidates table shows for a model."""
-    if settings.repetition_penalty != 1.0:
-        seen = torch.tensor(tokens[-context_length:], device=logits.device)
-        logits = sampling.apply_repetition_penalty(logits, seen, settings.repetition_penalty)
-    return sampling.exact_softmax(sampling.scale_temperature(logits.float(),
-                                                             settings.temperature))
+    logits = sampling.penalise_window(logits, tokens[-context_length:],
+                                      settings.repetition_penalty)
+    return sampling.distribution(logits, settings.temperature, None, None)[0]
 
 
 def versus(other: Other, tokens: list[int], driver_logits: torch.Tensor,

@@ -150,10 +150,8 @@ class Engine(InsightsMixin):
     def _distribution(self):
         s = self.settings
         with torch.inference_mode():
-            logits = self._logits()
-            if s.repetition_penalty != 1.0:
-                seen = torch.tensor(self.tokens[-self.context_length:], device=logits.device)
-                logits = sampling.apply_repetition_penalty(logits, seen, s.repetition_penalty)
+            logits = sampling.penalise_window(self._logits(), self.tokens[-self.context_length:],
+                                              s.repetition_penalty)
             probs, keep = sampling.distribution(logits, s.temperature, s.top_k, s.top_p)
             top = torch.topk(probs, min(TOP_N, probs.numel()))
         return logits, probs, keep, top

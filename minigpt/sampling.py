@@ -22,6 +22,15 @@ def apply_repetition_penalty(logits: torch.Tensor, previous_ids: torch.Tensor,
     return logits
 
 
+def penalise_window(logits: torch.Tensor, window_ids: list[int],
+                    penalty: float) -> torch.Tensor:
+    """The repetition penalty over the tokens the model sees (its window)."""
+    if penalty == 1.0:
+        return logits
+    seen = torch.tensor(window_ids, device=logits.device)
+    return apply_repetition_penalty(logits, seen, penalty)
+
+
 def scale_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """logits / T; T = 0 (greedy) leaves them as they are."""
     return logits if temperature == 0 else logits / temperature
