@@ -13,6 +13,13 @@ floor on an H200). Generation has two fixed shapes, so each is captured once:
 Everything else (the prompt's prefill, a rewind that recomputes several tokens,
 attention capture) runs the decoder's eager path over the same cache buffers.
 Capture failing falls back to the eager path for good, with a one-line notice.
+
+A greedy step's graph also chooses the token (``sampling.greedy_rows``) and writes it
+back into its own inputs. When the caller says another greedy step follows, the next
+replay is queued before the host reads this one's rows, so the GPU computes token n + 1
+while Python builds step n. The cache then holds that guessed next window, and
+``cached_ids`` says so: a guess nobody takes (a stop, a pick, an undo) costs one wasted
+replay and nothing else.
 """
 
 from __future__ import annotations
@@ -21,6 +28,25 @@ import torch
 
 from .decoder import common_prefix_length
 from .sampling import greedy_rows
+
+
+class RowsInFlight:
+    """A greedy step's rows on their way to the host: copied behind the replay that made
+    them (into pinned memory, on cuda), read once the copy is done."""
+
+    def __init__(self, shape: str, window_ids: list[int], out: torch.Tensor, host, event):
+        self.shape, self.window_ids = shape, window_ids
+        if event is None:  # not cuda (the tests' stand-in graphs): a plain copy
+            self.host, self.event = out.clone(), None
+        else:
+            host.copy_(out, non_blocking=True)
+            event.record()
+            self.host, self.event = host, event
+
+    def read(self) -> list[list[float]]:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.host.tolist()
 
 
 class GraphedDecoder:
@@ -38,8 +64,13 @@ class GraphedDecoder:
         self.token, self.position = self.inputs[0:1], self.inputs[1:2]
         self.window = torch.zeros(self.context_length, dtype=torch.long, device=device)
         self.graphs: dict[str, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        # Two pinned buffers and events per rows shape, used in turn: the rows of step n
+        # are read while step n + 1's are being copied.
+        self._landing: dict[tuple, list] = {}
+        self.ahead: RowsInFlight | None = None  # the next step's rows, already queued
         self.notice = ""  # why graphs are off, once they failed
         self.replays = 0  # for tests and benchmarks: steps served by a graph
+        self.served_ahead = 0  # of those, steps queued before the host asked for them
 
     # The engine reads and sets these on its decoder.
     @property
@@ -55,6 +86,7 @@ class GraphedDecoder:
         return self.decoder.last_attention
 
     def reset(self) -> None:
+        self.ahead = None
         self.decoder.cached_ids = []
 
     def _shape(self, window_ids: list[int]) -> str | None:
@@ -68,45 +100,92 @@ class GraphedDecoder:
             return "step"
         return "window" if start == 0 and n == self.context_length else None
 
-    def _replay(self, kind: str, window_ids: list[int]) -> torch.Tensor | None:
-        """Replay graph ``kind`` on this window; None when capture failed (eager now)."""
+    def _replay(self, kind: str, window_ids: list[int] | None) -> torch.Tensor | None:
+        """Replay graph ``kind`` on this window (None: on the inputs a greedy graph left
+        behind); None when capture failed (eager now)."""
         d = self.decoder
+        try:
+            if kind not in self.graphs:
+                self._set_inputs(kind, window_ids)  # the warm-up computes this very step
+                self._capture(kind)
+            graph, out = self.graphs[kind]
+        except Exception as exc:  # an op that cannot be captured here: eager from now on
+            self.notice = f"CUDA graphs off ({type(exc).__name__}: {exc}); decoding eagerly"
+            d.cached_ids = []  # the cache may hold a failed capture's writes
+            return None
+        if window_ids is not None:
+            self._set_inputs(kind, window_ids)
+        graph.replay()
+        self.replays += 1
+        return out
+
+    def _set_inputs(self, kind: str, window_ids: list[int]) -> None:
         if kind.startswith("step"):
             self.host_view[0], self.host_view[1] = window_ids[-1], len(window_ids) - 1
             self.inputs.copy_(self.host_inputs, non_blocking=True)
         else:
             self.window.copy_(torch.tensor(window_ids), non_blocking=True)
-        try:
-            graph, out = self.graphs.get(kind) or self._capture(kind)
-        except Exception as exc:  # an op that cannot be captured here: eager from now on
-            self.notice = f"CUDA graphs off ({type(exc).__name__}: {exc}); decoding eagerly"
-            d.cached_ids = []  # the cache may hold a failed capture's writes
-            return None
-        graph.replay()
-        self.replays += 1
-        d.cached_ids = list(window_ids)
-        return out
 
     def last_logits(self, window_ids: list[int]) -> torch.Tensor:
+        self.ahead = None  # the cache holds the guessed window; cached_ids says which
         kind = self._shape(window_ids)
         out = self._replay(kind, window_ids) if kind else None
         if out is None:
             return self.decoder.last_logits(window_ids)
+        self.decoder.cached_ids = list(window_ids)
         return out.clone()  # the next replay overwrites the graph's output
 
-    def greedy_rows(self, window_ids: list[int], n: int) -> list[list[float]] | None:
+    def greedy_rows(self, window_ids: list[int], n: int,
+                    ahead: bool = False) -> list[list[float]] | None:
         """A greedy step's rows (``sampling.greedy_rows``) computed inside the graph,
         read in one transfer; None where no graph serves (the engine goes the long way).
-        The step's tail was 0.3 ms of small launches after a 0.27 ms replay on an H200."""
-        kind = self._shape(window_ids)
-        out = self._replay(f"{kind}+greedy{n}", window_ids) if kind else None
-        if out is None:
-            return None
-        rows = out.tolist()
+        The step's tail was 0.3 ms of small launches after a 0.27 ms replay on an H200.
+
+        ``ahead``: another greedy step follows at once, so its replay is queued now, on
+        the token this one's graph chose, before this step's rows are read."""
+        queued, self.ahead = self.ahead, None
+        if queued is not None and queued.window_ids == window_ids:
+            current = queued
+            self.served_ahead += 1
+        else:
+            shape = self._shape(window_ids)
+            out = self._replay(f"{shape}+greedy{n}", window_ids) if shape else None
+            if out is None:
+                return None
+            current = self._in_flight(shape, window_ids, out)
+        following = self._queue_next(current, n) if ahead else None
+        rows = current.read()
+        chosen = int(rows[0][-1])
+        if following is None:
+            self.decoder.cached_ids = list(window_ids)
+        else:  # the cache now holds the next window, on the token chosen in the graph
+            following.window_ids = next_window(current.shape, window_ids, chosen)
+            self.decoder.cached_ids = list(following.window_ids)
+            self.ahead = following
         shown = len(rows[1]) - 1
         if shown > 1 and rows[1][0] == rows[1][shown - 1]:
+            self.ahead = None
             return None  # maybe n or more tied maxima: the argmax needs the whole vector
         return rows
+
+    def _queue_next(self, current: RowsInFlight, n: int) -> RowsInFlight | None:
+        """Replay the next step on the inputs this step's graph wrote back; None where
+        the next step has another shape (the window is full and about to slide)."""
+        if current.shape == "step" and len(current.window_ids) == self.context_length:
+            return None
+        out = self._replay(f"{current.shape}+greedy{n}", None)
+        return None if out is None else self._in_flight(current.shape, [], out)
+
+    def _in_flight(self, shape: str, window_ids: list[int], out: torch.Tensor) -> RowsInFlight:
+        if not out.is_cuda:
+            return RowsInFlight(shape, window_ids, out, None, None)
+        key = tuple(out.shape)
+        if key not in self._landing:
+            self._landing[key] = [[torch.empty(key, dtype=out.dtype, pin_memory=True),
+                                   torch.cuda.Event()] for _ in range(2)]
+        buffers = self._landing[key]
+        buffers.reverse()  # the other pair from last time: its rows were read already
+        return RowsInFlight(shape, window_ids, out, *buffers[0])
 
     def _run(self, kind: str) -> torch.Tensor:
         d = self.decoder
@@ -115,25 +194,44 @@ class GraphedDecoder:
             logits = d.step_at(self.token, self.position)
         else:
             logits = d.forward_new(self.window, 0, self.context_length)
-        if tail:  # "greedy5": the greedy step's rows for the top 5, in the same graph
-            return greedy_rows(logits, int(tail.removeprefix("greedy")))
-        return logits
+        if not tail:
+            return logits
+        # "greedy5": the greedy step's rows for the top 5, in the same graph, and the
+        # chosen token written back as the next step's input.
+        rows = greedy_rows(logits, int(tail.removeprefix("greedy")))
+        chosen = rows[0, -1:].long()
+        if shape == "step":
+            self.token.copy_(chosen)
+            # Clamped: a replay past the window would index out of range (a device
+            # assert); the host never queues one there, and any other replay sets inputs.
+            self.position.add_(1).clamp_(max=self.context_length - 1)
+        else:
+            self.window.copy_(torch.cat([self.window[1:], chosen]))
+        return rows
 
     def _capture(self, kind: str):
         # Warm up on a side stream (lazy initialisation must not be captured); the
         # warm-up computes this step's cache entries, so the replay that follows
-        # writes the same values again.
+        # writes the same values again. A greedy graph writes its inputs: restore them.
+        inputs, window = self.inputs.clone(), self.window.clone()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):
                 self._run(kind)
+                self.inputs.copy_(inputs)
+                self.window.copy_(window)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             out = self._run(kind)
         self.graphs[kind] = (graph, out)
         return graph, out
+
+
+def next_window(shape: str, window_ids: list[int], chosen: int) -> list[int]:
+    """The window after ``chosen``: one longer inside the context, slid by one at its end."""
+    return [*window_ids, chosen] if shape == "step" else [*window_ids[1:], chosen]
 
 
 def graphs_enabled(device: torch.device) -> bool:

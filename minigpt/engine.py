@@ -220,14 +220,16 @@ class Engine(InsightsMixin):
         except RuntimeError:  # NaN on the CPU: the host check reports it
             return probs.argmax()
 
-    def step(self, token_id: int | None = None) -> Step:
-        """Append one token: sampled, or ``token_id`` when given (take-candidate)."""
+    def step(self, token_id: int | None = None, ahead: bool = False) -> Step:
+        """Append one token: sampled, or ``token_id`` when given (take-candidate).
+        ``ahead``: the caller asks for another sampled step right after this one (a
+        greedy step on CUDA graphs then queues it before reading this one)."""
         started = time.perf_counter()
         if token_id is not None and not 0 <= token_id < self.vocab_size:
             raise PromptError(f"token {token_id} is outside the vocabulary of {self.vocab_size}")
         context = min(len(self.tokens), self.context_length)
         greedy = token_id is None and self.settings.temperature == 0
-        rows = self._graphed_greedy_rows() if greedy else None
+        rows = self._graphed_greedy_rows(ahead) if greedy else None
         if rows is None:
             logits, probs, keep, top = self._distribution()
             with torch.inference_mode():
@@ -257,7 +259,7 @@ class Engine(InsightsMixin):
         self._path_kept = False  # a longer path than any kept
         return step
 
-    def _graphed_greedy_rows(self) -> list[list[float]] | None:
+    def _graphed_greedy_rows(self, ahead: bool) -> list[list[float]] | None:
         """A greedy step's rows straight from a CUDA graph (softmax, top-5 and argmax
         inside it), where one serves: plain logits, none cached by a peek."""
         rows_of = getattr(self.decoder, "greedy_rows", None)
@@ -265,7 +267,7 @@ class Engine(InsightsMixin):
                 or self.settings.repetition_penalty != 1.0:
             return None
         with torch.inference_mode():
-            return rows_of(self.tokens[-self.context_length:], TOP_N)
+            return rows_of(self.tokens[-self.context_length:], TOP_N, ahead)
 
     def undo(self) -> Step | None:
         """Remove the last generated token; its step's candidates become the next ones."""
@@ -333,10 +335,10 @@ class Engine(InsightsMixin):
         """Yield up to ``n`` steps (default: what max_new_tokens leaves), until cancelled."""
         self._cancel.clear()
         count = self.remaining if n is None else n
-        for _ in range(count):
+        for left in range(count - 1, -1, -1):
             if self._cancel.is_set():
                 break
-            yield self.step()
+            yield self.step(ahead=left > 0)
         self._cancel.clear()
 
     def __iter__(self) -> Iterator[Step]:

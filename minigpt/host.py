@@ -232,8 +232,8 @@ class Host:
         total = engine.remaining if op.count is None else op.count
         batch, produced, last_post = [], 0, time.perf_counter()
         while produced < total and not self.cancelled(op):
-            batch.append(engine.step())
             produced += 1
+            batch.append(engine.step(ahead=produced < total))
             now = time.perf_counter()
             if now - last_post >= FRAME_SECONDS:
                 self.send(p.StepsAdded(op.seq, tuple(batch), produced / (now - started),

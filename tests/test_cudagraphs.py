@@ -106,6 +106,67 @@ def test_graph_dispatch_matches_eager_through_slides_undo_and_picks(make, temper
         assert a.chosen_rank == b.chosen_rank and a.text == b.text
     served = {"step+greedy5", "window+greedy5"} if temperature == 0 else {"step", "window"}
     assert graphed_decoder.replays > 20 and served <= set(graphed_decoder.graphs)
+    if temperature == 0:  # greedy runs queue each next step before reading the last
+        assert graphed_decoder.served_ahead > 20
+
+
+@pytest.mark.parametrize("make", [book_model, nano_model], ids=["book", "nanogpt"])
+def test_an_uninterrupted_greedy_run_replays_once_a_step(make):
+    """Each step but the first (the prompt's prefill runs eagerly) is one replay, and all
+    but two were queued while the host read the step before: the second step (the first
+    ran eagerly) and the first slide (the step before it had the other shape). None is
+    wasted where the window fills up."""
+    model = make()
+    decoder = ReplayOnCpu(model.make_decoder() if hasattr(model, "make_decoder")
+                          else BookDecoder(model))
+    engine = Engine(model, ToyTokenizer(model.max_token_value),
+                    SamplingSettings(temperature=0, max_new_tokens=40), decoder=decoder)
+    engine.reset("abcd")
+    steps = list(engine.run(30))  # the window (12 or 16) fills and slides
+    assert len(steps) == 30
+    assert decoder.replays == 29 and decoder.served_ahead == 27
+
+
+def stop_after(engine, steps: int, n: int) -> None:
+    """A run of ``n`` stopped after ``steps`` of them, as the stop key does: the last
+    step taken had already queued the next."""
+    for step in engine.run(n):
+        if step.index == steps:
+            engine.cancel()
+
+
+@pytest.mark.parametrize("stop_at", [3, 14, 26], ids=["in-window", "window-fills", "sliding"])
+@pytest.mark.parametrize("make", [book_model, nano_model], ids=["book", "nanogpt"])
+def test_a_queued_step_nobody_takes_leaves_the_cache_exact(make, stop_at):
+    """A greedy run queues step n + 1 before step n is read; stopped there, then a pick,
+    an undo, a peek or a new run must see the cache the guess left, not a stale one
+    (past the window, the guess re-wrote every position)."""
+    model = make()
+    settings = SamplingSettings(temperature=0, max_new_tokens=60)
+    toks = ToyTokenizer(model.max_token_value)
+    fresh = (lambda: model.make_decoder()) if hasattr(model, "make_decoder") \
+        else (lambda: BookDecoder(model))
+    eager = Engine(model, toks, settings, decoder=fresh())
+    graphed_decoder = ReplayOnCpu(fresh())
+    graphed = Engine(model, toks, settings, decoder=graphed_decoder)
+    seen = []
+    for engine in (eager, graphed):
+        engine.reset("abcd")
+        stop_after(engine, stop_at, 40)
+        queued = engine is graphed and graphed_decoder.ahead is not None
+        engine.undo()
+        first = engine.peek()
+        engine.step(first.candidates[1].id)  # not the token the graph guessed
+        stop_after(engine, 3, 10)
+        engine.undo()
+        stop_after(engine, 2, 10)
+        seen.append((engine.tokens, [c.prob for s in engine.steps for c in s.candidates],
+                     [c.prob for c in first.candidates]))
+        if engine is graphed:
+            assert queued, "the stopped run had queued its next step"
+    (eager_tokens, eager_probs, eager_peek), (tokens, probs, peek) = seen
+    assert tokens == eager_tokens
+    assert max(abs(a - b) for a, b in zip(probs + peek, eager_probs + eager_peek)) < 1e-6
 
 
 @cuda

@@ -75,7 +75,7 @@ def test_a_bug_in_an_op_is_one_line_and_the_host_serves_on(harness, monkeypatch)
     seq = harness.send(p.Generate, prompt="hello", count=1, settings=SETTINGS)
     harness.replies_until(seq)
     engine = harness.host.engine
-    monkeypatch.setattr(engine, "step", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(engine, "step", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     seq = harness.send(p.Generate, prompt=None, count=1, settings=SETTINGS)
     replies = harness.replies_until(seq)
     [failed] = [r for r in replies if isinstance(r, p.RunFailed)]
