@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .devices import resolve_device
+from .devices import resolve_device, resolve_dtype
 from .errors import CheckpointError, MiniGPTError, TokenizerError
 from .formats import detect_format
 from .paths import require_regular_file
@@ -37,6 +37,7 @@ class LoadedModel:
     format: str  # human name of the detected layout
     device: torch.device
     path: Path
+    dtype: torch.dtype = torch.float32  # the weights' precision on the device (--dtype)
     inferred: list[str] = field(default_factory=list)  # what was inferred from shapes
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)  # as stored
 
@@ -208,14 +209,15 @@ def _first_line(exc: BaseException) -> str:
 
 def load(path: str | os.PathLike, device: str = "auto",
          tokenizer: Tokenizer | str | None = None, progress=None,
-         need_tokenizer: bool = True) -> LoadedModel:
-    """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu).
+         need_tokenizer: bool = True, dtype: str = "float32") -> LoadedModel:
+    """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu), its weights
+    in ``dtype`` (float32, bfloat16, float16; the file's own precision does not matter).
 
     ``tokenizer``: a Tokenizer, or --tokenizer's NAME|FILE, or None for the layout's own.
     ``progress``: called with each stage's name ("read", "build", "to device").
     ``need_tokenizer`` False (``inspect``): a missing vocabulary is no error."""
     progress = progress or (lambda stage: None)
-    target = resolve_device(device)
+    target, precision = resolve_device(device), resolve_dtype(dtype)
     progress("read")
     obj = read_checkpoint(path)
     try:
@@ -232,7 +234,7 @@ def load(path: str | os.PathLike, device: str = "auto",
                 tokenizer = MissingTokenizer(str(exc))
         model = layout.build_model()
         progress("to device")
-        model.to(target).eval()
+        model.to(target, precision).eval()
     except CheckpointError as exc:
         message = str(exc)
         raise CheckpointError(message if message.startswith(str(path)) else f"{path}: {message}")
@@ -248,6 +250,7 @@ def load(path: str | os.PathLike, device: str = "auto",
         format=layout.name,
         device=target,
         path=Path(path),
+        dtype=precision,
         inferred=layout.inferred,
         tensors=layout.tensors,
     )

@@ -73,6 +73,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, mps")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="the weights' precision (default float32; bfloat16/float16 halve "
+                        "the memory a token reads, at a stated probability error: see README)")
     p.add_argument("--threads", type=thread_count, default=None, metavar="N",
                    help="CPU threads for torch (default: 1 for decoding small models, "
                         "measured fastest; more for scoring)")
@@ -141,7 +144,7 @@ def open_engine(args: argparse.Namespace):
 
     settings = settings_from(args)  # validate knobs before the (slow) load
     loaded = load(args.ckpt or default_checkpoint(), device=args.device,
-                  tokenizer=args.tokenizer)
+                  tokenizer=args.tokenizer, dtype=args.dtype)
     use_threads(args.threads or decode_threads(loaded.num_parameters))
     engine = Engine.from_loaded(loaded, settings)
     engine.reset(args.prompt)
@@ -196,11 +199,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     use_threads(args.threads or batch_threads())
     keep_freed_memory()  # [64, 100k] logits a window: reuse the heap, not fresh mmaps
     loaded = load(args.ckpt or default_checkpoint(), device=args.device,
-                  tokenizer=args.tokenizer)
+                  tokenizer=args.tokenizer, dtype=args.dtype)
     other = None
     if args.compare:
         from .compare import check_comparable
-        other = load(args.compare, device=args.device, tokenizer=args.tokenizer)
+        other = load(args.compare, device=args.device, tokenizer=args.tokenizer,
+                     dtype=args.dtype)
         check_comparable(loaded, other, str(loaded.path), str(other.path))
     results = []
     for model in (loaded, other) if other is not None else (loaded,):
@@ -229,8 +233,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .render import CompareRenderer
 
     settings = settings_from(args)
-    a = load(args.a, device=args.device, tokenizer=args.tokenizer)
-    b = load(args.b, device=args.device, tokenizer=args.tokenizer)
+    a = load(args.a, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype)
+    b = load(args.b, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype)
     check_comparable(a, b, args.a, args.b)
     use_threads(args.threads or decode_threads(a.num_parameters + b.num_parameters))
     engines = [Engine.from_loaded(loaded, settings) for loaded in (a, b)]
@@ -263,7 +267,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .render import inspect_report, print_inspect
 
     loaded = load(args.ckpt or default_checkpoint(), device=args.device,
-                  tokenizer=args.tokenizer, need_tokenizer=False)
+                  tokenizer=args.tokenizer, dtype=args.dtype, need_tokenizer=False)
     report = inspect_report(loaded)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))

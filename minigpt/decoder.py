@@ -122,7 +122,8 @@ class BookDecoder:
         self.last_attention = torch.stack(captured) if captured is not None else None
         w, b, eps = self.final_ln
         last = F.layer_norm(x[-1:], (self.d_model,), w, b, eps)
-        return torch.addmm(self.out_bias, last, self.out_weight_t)[0]  # [V]
+        # float32 logits whatever the weights' dtype: the sampler's numbers stay exact.
+        return torch.addmm(self.out_bias, last, self.out_weight_t)[0].float()  # [V]
 
     def step_at(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """Logits [V] after one new ``token`` [1] at ``position`` [1] (device tensors).
@@ -145,7 +146,7 @@ class BookDecoder:
             x = x + F.linear(F.relu(F.linear(h, *layer["ffn_in"])), *layer["ffn_out"])
         w, b, eps = self.final_ln
         last = F.layer_norm(x, (d,), w, b, eps)
-        return torch.addmm(self.out_bias, last, self.out_weight_t)[0]  # [V]
+        return torch.addmm(self.out_bias, last, self.out_weight_t)[0].float()  # [V]
 
     def _block(self, layer_index: int, layer: dict, x: torch.Tensor, start: int,
                last_only: bool = False, captured: list | None = None) -> torch.Tensor:

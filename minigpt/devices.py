@@ -35,6 +35,19 @@ def resolve_device(name: str) -> torch.device:
         raise SettingsError(f"unknown device {name!r}") from exc
 
 
+# --dtype: the weights' precision. Probabilities are always computed in float32 from the
+# logits (the output layer's result is cast up), so a lower precision changes the model's
+# numbers, not the sampler's: benchmarks/bench_dtype.py measures by how much.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    dtype = DTYPES.get((name or "float32").strip().lower())
+    if dtype is None:
+        raise SettingsError(f"unknown dtype {name!r}: choose one of {', '.join(DTYPES)}")
+    return dtype
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory instead of unmapping it (Linux only).
 

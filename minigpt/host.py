@@ -115,10 +115,10 @@ class Host:
             from .devices import decode_threads, use_threads
             from .engine import Engine
 
-            key = (op.path, op.device, op.tokenizer)
+            key = (op.path, op.device, op.tokenizer, op.dtype)
             if self.loaded is None or self.loaded[0] != key:
                 self.loaded = None  # free the old model before loading another
-                loaded = load(op.path, device=op.device, tokenizer=op.tokenizer,
+                loaded = load(op.path, device=op.device, tokenizer=op.tokenizer, dtype=op.dtype,
                               progress=lambda stage: self.send(p.Loading(op.seq, stage)))
                 self.loaded = (key, loaded)
             loaded = self.loaded[1]
@@ -138,7 +138,7 @@ class Host:
         from .checkpoint import load
         from .compare import Other, check_comparable
 
-        other = load(op.compare, device=op.device, tokenizer=op.tokenizer,
+        other = load(op.compare, device=op.device, tokenizer=op.tokenizer, dtype=op.dtype,
                      progress=lambda stage: self.send(p.Loading(op.seq, f"B: {stage}")))
         check_comparable(loaded, other, str(loaded.path), str(other.path))
         self.engine.other = Other(other.model, "B")
@@ -304,5 +304,6 @@ def model_info(loaded) -> p.ModelInfo:
     return p.ModelInfo(path=str(loaded.path), format=loaded.format,
                        parameters=loaded.num_parameters, device=str(loaded.device),
                        context_length=loaded.context_length, vocab_size=loaded.vocab_size,
-                       report=inspect_report(loaded))
+                       report=inspect_report(loaded),
+                       dtype=str(loaded.dtype).removeprefix("torch."))
 

@@ -147,7 +147,7 @@ class NanoGPTDecoder:
             x = x + self._attend(i, block.attn, block.ln_1(x), start)
             x = x + block.mlp(block.ln_2(x))
         self.last_attention = torch.stack(self._captured) if self._captured is not None else None
-        return m.ln_f(x[-1]) @ self.lm_head_t
+        return (m.ln_f(x[-1]) @ self.lm_head_t).float()  # float32, as BookDecoder
 
     def step_at(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """As ``BookDecoder.step_at``: one token at a device-side position, fixed shapes."""
@@ -165,7 +165,7 @@ class NanoGPTDecoder:
                                                scale=1 / math.sqrt(hs))
             x = x + block.attn.c_proj(y.transpose(0, 1).reshape(1, -1))
             x = x + block.mlp(block.ln_2(x))
-        return m.ln_f(x[-1]) @ self.lm_head_t
+        return (m.ln_f(x[-1]) @ self.lm_head_t).float()  # float32, as BookDecoder
 
     def _attend(self, layer: int, attn: CausalSelfAttention, h: torch.Tensor,
                 start: int) -> torch.Tensor:

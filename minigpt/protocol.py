@@ -38,6 +38,7 @@ class Open(Op):
     path: str
     device: str = "auto"
     tokenizer: str | None = None
+    dtype: str = "float32"  # the weights' precision (--dtype)
     settings: SamplingSettings = field(default_factory=SamplingSettings)
     threads: int | None = None  # None: the measured policy (minigpt.devices)
     compare: str | None = None  # a second checkpoint (B), shown every token A chooses
@@ -162,6 +163,12 @@ class ModelInfo:
     context_length: int
     vocab_size: int
     report: dict  # ``render.inspect_report``, every value JSON-able
+    dtype: str = "float32"
+
+    @property
+    def where(self) -> str:
+        """Device, and the weights' precision where it is not the usual float32."""
+        return self.device if self.dtype == "float32" else f"{self.device} · {self.dtype}"
 
 
 @dataclass(frozen=True)

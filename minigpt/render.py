@@ -132,6 +132,7 @@ def inspect_report(loaded) -> dict:
         "parameters": loaded.num_parameters,
         "tokenizer": loaded.tokenizer.name,
         "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
         "tensors": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in loaded.tensors],
     }
 

@@ -64,13 +64,13 @@ def make_tui(tiny_ckpt, monkeypatch, engine_client):
 
     monkeypatch.chdir(tiny_ckpt.parent)
 
-    def factory(session_path=None, resumed=None, compare=None, **settings):
+    def factory(session_path=None, resumed=None, compare=None, dtype="float32", **settings):
         base = dict(temperature=0.0, max_new_tokens=12)
         with monkeypatch.context() as m:  # the test may have moved elsewhere since
             m.chdir(tiny_ckpt.parent)
             return make_app(tiny_ckpt.name, SamplingSettings(**{**base, **settings}),
                             session_path, resumed, device="cpu", client=engine_client,
-                            compare=compare)
+                            compare=compare, dtype=dtype)
 
     return factory
 

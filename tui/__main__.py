@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.ckpt or default_checkpoint()
     app = make_app(path, settings, session, resumed, device=args.device,
                    tokenizer=args.tokenizer, skipped_lines=skipped, threads=args.threads,
-                   compare=args.compare)
+                   compare=args.compare, dtype=args.dtype)
     app.run()
     if app.load_error:  # the model did not load: nothing to explore
         print(f"minigpt-tui: error: {printable(app.load_error)}", file=sys.stderr)

@@ -92,7 +92,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
                  session_path: Path | None = None, resumed: list[dict] | None = None,
                  device: str = "auto", tokenizer: str | None = None,
                  client: EngineClient | None = None, skipped_lines: int = 0,
-                 threads: int | None = None, compare: str | Path | None = None):
+                 threads: int | None = None, compare: str | Path | None = None,
+                 dtype: str = "float32"):
         super().__init__()
         self.threads = threads
         self.compare = str(compare) if compare else None  # as written, for the header
@@ -103,7 +104,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
         self.checkpoint = str(checkpoint)  # as the user wrote it, for the header
         # Absolute for the engine process, which may run in another directory (tests).
         self.checkpoint_path = os.path.abspath(checkpoint)
-        self.device, self.tokenizer = device, tokenizer
+        self.device, self.tokenizer, self.dtype = device, tokenizer, dtype
         self.owns_client = client is None
         self.client = client or EngineClient()
         self.recorder = SessionRecorder(session_path, self.checkpoint) if session_path else None
@@ -182,7 +183,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
 
     def open_model(self) -> None:
         self.engine_state = "loading"
-        self.send(p.Open, path=self.checkpoint_path, device=self.device,
+        self.send(p.Open, path=self.checkpoint_path, device=self.device, dtype=self.dtype,
                   tokenizer=self.tokenizer, settings=self.settings, threads=self.threads,
                   compare=self.compare_path)
 
@@ -193,7 +194,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
                    f"({self.loading_stage})"
         else:
             text = (f"minigpt-tui · {printable(self.checkpoint)} · "
-                    f"{human_count(info.parameters)} params · {info.device}")
+                    f"{human_count(info.parameters)} params · {info.where}")
             if self.compare:
                 text = self.compare_header(info)
         self.query_one("#header", OneLine).update(text)
@@ -407,7 +408,8 @@ def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              session_path: Path | None = None, resumed: list[dict] | None = None,
              device: str = "auto", tokenizer: str | None = None,
              client: EngineClient | None = None, skipped_lines: int = 0,
-             threads: int | None = None, compare: str | Path | None = None) -> MiniGPTApp:
+             threads: int | None = None, compare: str | Path | None = None,
+             dtype: str = "float32") -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
-                      skipped_lines, threads, compare)
+                      skipped_lines, threads, compare, dtype)

@@ -50,7 +50,7 @@ class VersusMixin:
     def compare_header(self, info: p.ModelInfo) -> str:
         a, b = short_names(self.checkpoint, self.compare)
         return (f"minigpt-tui · {self.driver} drives · A {printable(a)} vs B {printable(b)} · "
-                f"{info.device}")
+                f"{info.where}")
 
     def tint_modes(self) -> tuple[str, ...]:
         return ("", "probability", "divergence") if self.comparing else ("", "probability")
