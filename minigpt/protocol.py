@@ -167,8 +167,10 @@ class ModelInfo:
 
     @property
     def where(self) -> str:
-        """Device, and the weights' precision where it is not the usual float32."""
-        return self.device if self.dtype == "float32" else f"{self.device} · {self.dtype}"
+        """Device, and the weights' precision where it is not the usual float32 (short:
+        the header must keep it at 60 columns)."""
+        short = {"bfloat16": "bf16", "float16": "fp16"}.get(self.dtype)
+        return f"{self.device} · {short}" if short else self.device
 
 
 @dataclass(frozen=True)
