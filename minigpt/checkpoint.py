@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .devices import resolve_device, resolve_dtype
-from .errors import CheckpointError, MiniGPTError, TokenizerError
+from .errors import CheckpointError, MiniGPTError, SettingsError, TokenizerError
 from .formats import detect_format
 from .paths import require_regular_file
 from .tokenizer import Tokenizer
@@ -202,6 +202,18 @@ def outside_globals(path: Path, limit: int = 1 << 20) -> list[str]:
     return [g for g in dict.fromkeys(found) if not g.startswith(SAFE_MODULES)]
 
 
+def check_fits(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """float16 holds magnitudes up to 65,504: a larger weight would become Inf, and every
+    step NaN. Refuse instead, naming the alternative (bfloat16 has float32's range)."""
+    if dtype != torch.float16:
+        return
+    largest = max((p.detach().abs().max().item() for p in model.parameters() if p.numel()),
+                  default=0.0)
+    if largest > torch.finfo(torch.float16).max:
+        raise SettingsError(f"a weight of magnitude {largest:.4g} does not fit float16 "
+                            f"(largest 65,504): use --dtype bfloat16 or float32")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:160]
@@ -234,7 +246,13 @@ def load(path: str | os.PathLike, device: str = "auto",
                 tokenizer = MissingTokenizer(str(exc))
         model = layout.build_model()
         progress("to device")
-        model.to(target, precision).eval()
+        check_fits(model, precision)
+        try:
+            model.to(target, precision).eval()
+        except (RuntimeError, TypeError) as exc:  # e.g. a dtype this device lacks
+            raise SettingsError(f"cannot put the weights on {target} as "
+                                f"{str(precision).removeprefix('torch.')}: "
+                                f"{_first_line(exc)}") from exc
     except CheckpointError as exc:
         message = str(exc)
         raise CheckpointError(message if message.startswith(str(path)) else f"{path}: {message}")

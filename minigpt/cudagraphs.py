@@ -79,6 +79,8 @@ class GraphedDecoder:
 
     @capture_attention.setter
     def capture_attention(self, on: bool) -> None:
+        if on:
+            self.ahead = None  # a queued step kept no attention: its own pass must run
         self.decoder.capture_attention = on
 
     @property
@@ -173,6 +175,8 @@ class GraphedDecoder:
         the next step has another shape (the window is full and about to slide)."""
         if current.shape == "step" and len(current.window_ids) == self.context_length:
             return None
+        if self.decoder.capture_attention or self.notice:
+            return None
         out = self._replay(f"{current.shape}+greedy{n}", None)
         return None if out is None else self._in_flight(current.shape, [], out)
 
@@ -200,6 +204,10 @@ class GraphedDecoder:
         # chosen token written back as the next step's input.
         rows = greedy_rows(logits, int(tail.removeprefix("greedy")))
         chosen = rows[0, -1:].long()
+        # NaN logits choose no token (the id reads V, and the host reports the NaN); the
+        # queued step must still read a real embedding row, not assert on the device.
+        vocab = logits.numel()
+        chosen = torch.where(chosen < vocab, chosen, torch.zeros_like(chosen))
         if shape == "step":
             self.token.copy_(chosen)
             # Clamped: a replay past the window would index out of range (a device

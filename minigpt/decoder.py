@@ -122,7 +122,8 @@ class BookDecoder:
         self.last_attention = torch.stack(captured) if captured is not None else None
         w, b, eps = self.final_ln
         last = F.layer_norm(x[-1:], (self.d_model,), w, b, eps)
-        # float32 logits whatever the weights' dtype: the sampler's numbers stay exact.
+        # float32 logits whatever the weights' dtype, for the sampler's arithmetic (their
+        # values carry the weights' precision: bfloat16 keeps about 3 digits).
         return torch.addmm(self.out_bias, last, self.out_weight_t)[0].float()  # [V]
 
     def step_at(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:

@@ -147,10 +147,12 @@ def inspect_renderables(report: dict) -> list:
     tensors = Table("tensor", "shape", "dtype", box=None, pad_edge=False)
     for t in report["tensors"]:
         tensors.add_row(Text(printable(t["name"])), Text(str(t["shape"])), Text(t["dtype"]))
+    dtype = report.get("dtype", "float32")  # loaded as (--dtype), not as stored
+    precision = "" if dtype == "float32" else f", weights in {dtype}"
     return [
         Text.assemble((printable(report["path"]), "bold"), f" · {printable(report['format'])}"),
         Text(f"{report['parameters']:,} trainable parameters · tokenizer "
-             f"{printable(report['tokenizer'])} · device {report['device']}"),
+             f"{printable(report['tokenizer'])} · device {report['device']}{precision}"),
         *(Text(f"inferred: {printable(note)}", style="dim") for note in report["inferred"]),
         hp, tensors,
     ]

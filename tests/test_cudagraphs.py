@@ -8,6 +8,7 @@ import torch
 from minigpt.cudagraphs import GraphedDecoder
 from minigpt.decoder import BookDecoder
 from minigpt.engine import Engine
+from minigpt.errors import GenerationError
 from minigpt.model import Model
 from minigpt.nanogpt import NanoGPT
 from minigpt.settings import SamplingSettings
@@ -207,6 +208,40 @@ def test_a_failed_capture_falls_back_with_a_notice(monkeypatch):
     engine.reset("abc")
     steps = list(engine.run())
     assert len(steps) == 5 and "CUDA graphs off" in engine.notice
+
+
+def test_nan_logits_mid_run_are_one_error_not_a_bad_index():
+    """NaN logits choose no token (the graph's id reads V); the step queued behind them
+    must still read a real embedding row — on a GPU an index past the table is a device
+    assert that loses the CUDA context — and the engine reports the NaN as it does eagerly."""
+    model = book_model()
+    engine = Engine(model, ToyTokenizer(model.max_token_value),
+                    SamplingSettings(temperature=0, max_new_tokens=20),
+                    decoder=ReplayOnCpu(BookDecoder(model)))
+    engine.reset("abcd")
+    with pytest.raises(GenerationError, match="NaN/Inf logits"):
+        for step in engine.run():
+            if step.index == 4:
+                with torch.no_grad():
+                    model.model_out_linear_layer.bias.fill_(float("nan"))
+    assert 4 <= len(engine.steps) < 8
+
+
+def test_turning_attention_on_drops_a_queued_step():
+    """The attention strip keeps each step's rows from the step's own pass; a step queued
+    before it was turned on has none, so it is dropped and the step runs again."""
+    model = book_model()
+    decoder = ReplayOnCpu(BookDecoder(model))
+    engine = Engine(model, ToyTokenizer(model.max_token_value),
+                    SamplingSettings(temperature=0, max_new_tokens=40), decoder=decoder)
+    engine.reset("abcd")
+    stop_after(engine, 3, 10)
+    assert decoder.ahead is not None
+    engine.capture_attention = True
+    served = decoder.served_ahead
+    steps = list(engine.run(4))
+    assert decoder.served_ahead == served
+    assert all(step.position in engine._attention for step in steps)
 
 
 def test_greedy_steps_on_a_flat_distribution_still_take_the_lowest_id():
