@@ -110,7 +110,9 @@ def main() -> None:
     print(f"device {device} · torch {torch.__version__} · threads {torch.get_num_threads()} · "
           f"{n} tokens, greedy, prompt {len(prompt_ids)} tokens")
     print(f"  engine (KV cache)          {rate(t_ours):8.1f} tok/s"
-          + (f"  (CUDA graphs: {engine.notice or 'on'})" if device.type == "cuda" else ""))
+          + (f"  (CUDA graphs: {engine.notice or 'on'}, "
+             f"{getattr(engine.decoder, 'served_ahead', 0)} steps queued ahead)"
+             if device.type == "cuda" else ""))
     if t_eager is not None:
         print(f"  engine, no CUDA graphs     {rate(t_eager):8.1f} tok/s")
     print(f"  book Model.generate        {rate(t_book):8.1f} tok/s")

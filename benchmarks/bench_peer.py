@@ -127,7 +127,8 @@ def main() -> None:
     print(f"{name} · torch {torch.__version__} · transformers {transformers.__version__} · "
           f"GPT-2 small shape, V {SHAPE['vocab_size']:,} · {n} greedy tokens, top-5 each step")
     print(f"  minigpt engine            {n / t_ours:9.1f} tok/s"
-          + (f"  (CUDA graphs: {engine.decoder.replays} replays)"
+          + (f"  (CUDA graphs: {engine.decoder.replays} replays, "
+             f"{engine.decoder.served_ahead} queued ahead)"
              if hasattr(engine.decoder, "replays") else ""))
     print(f"  transformers generate     {n / t_theirs:9.1f} tok/s")
     print(f"  engine / transformers  = {t_theirs / t_ours:6.2f}×   (target ≥ 5 on cuda)")
