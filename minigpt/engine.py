@@ -261,10 +261,12 @@ class Engine(InsightsMixin):
 
     def _graphed_greedy_rows(self, ahead: bool) -> list[list[float]] | None:
         """A greedy step's rows straight from a CUDA graph (softmax, top-5 and argmax
-        inside it), where one serves: plain logits, none cached by a peek."""
-        rows_of = getattr(self.decoder, "greedy_rows", None)
+        inside it), where one serves: plain logits, none cached by a peek, and filters
+        that keep all five candidates (the graph's rows mark every one kept)."""
+        rows_of, s = getattr(self.decoder, "greedy_rows", None), self.settings
         if rows_of is None or self._next_logits is not None or not self.tokens or self.other \
-                or self.settings.repetition_penalty != 1.0:
+                or s.repetition_penalty != 1.0 or (s.top_k is not None and s.top_k < TOP_N) \
+                or (s.top_p is not None and s.top_p < 1.0):
             return None
         with torch.inference_mode():
             return rows_of(self.tokens[-self.context_length:], TOP_N, ahead)

@@ -210,6 +210,27 @@ def test_a_failed_capture_falls_back_with_a_notice(monkeypatch):
     assert len(steps) == 5 and "CUDA graphs off" in engine.notice
 
 
+@pytest.mark.parametrize("knobs", [dict(top_k=2), dict(top_p=0.3), dict(top_k=40)],
+                         ids=["top_k 2", "top_p 0.3", "top_k 40"])
+def test_greedy_with_filters_marks_the_same_candidates_kept(knobs):
+    """Greedy ignores top-k/top-p for the choice, but the table still marks which of the
+    five the filters would drop; the graph's greedy rows (all kept) serve only where the
+    filters keep all five, so both paths mark the same rows."""
+    model = book_model()
+    settings = SamplingSettings(temperature=0, max_new_tokens=20, **knobs)
+    toks = ToyTokenizer(model.max_token_value)
+    eager = Engine(model, toks, settings, decoder=BookDecoder(model))
+    graphed = Engine(model, toks, settings, decoder=ReplayOnCpu(BookDecoder(model)))
+    for engine in (eager, graphed):
+        engine.reset("abcd")
+        list(engine.run())
+    kept = [[[c.kept for c in s.candidates] for s in e.steps] for e in (eager, graphed)]
+    assert kept[0] == kept[1]
+    assert [s.chosen.id for s in graphed.steps] == [s.chosen.id for s in eager.steps]
+    if knobs.get("top_k") == 40:  # keeps all five: the graph serves
+        assert graphed.decoder.replays > 10
+
+
 def test_nan_logits_mid_run_are_one_error_not_a_bad_index():
     """NaN logits choose no token (the graph's id reads V); the step queued behind them
     must still read a real embedding row — on a GPU an index past the table is a device
