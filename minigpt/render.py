@@ -144,15 +144,16 @@ def inspect_renderables(report: dict) -> list:
     hp = Table("h_param", "value", box=None, pad_edge=False)
     for key, value in report["h_params"].items():
         hp.add_row(Text(printable(key)), Text(printable(value)))
-    tensors = Table("tensor", "shape", "dtype", box=None, pad_edge=False)
+    tensors = Table("tensor", "shape", "stored as", box=None, pad_edge=False)
     for t in report["tensors"]:
         tensors.add_row(Text(printable(t["name"])), Text(str(t["shape"])), Text(t["dtype"]))
     dtype = report.get("dtype", "float32")  # loaded as (--dtype), not as stored
-    precision = "" if dtype == "float32" else f", weights in {dtype}"
+    loaded_as = [] if dtype == "float32" else [Text(f"weights loaded as {dtype} (--dtype)")]
     return [
         Text.assemble((printable(report["path"]), "bold"), f" · {printable(report['format'])}"),
         Text(f"{report['parameters']:,} trainable parameters · tokenizer "
-             f"{printable(report['tokenizer'])} · device {report['device']}{precision}"),
+             f"{printable(report['tokenizer'])} · device {report['device']}"),
+        *loaded_as,
         *(Text(f"inferred: {printable(note)}", style="dim") for note in report["inferred"]),
         hp, tensors,
     ]

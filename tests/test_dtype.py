@@ -87,7 +87,7 @@ def test_the_cli_loads_and_reports_the_dtype(tiny_ckpt, capsys):
                  "--dtype", "float16"]) == 0
     assert json.loads(capsys.readouterr().out)["dtype"] == "float16"
     assert main(["inspect", str(tiny_ckpt), "--device", "cpu", "--dtype", "bfloat16"]) == 0
-    assert "weights in bfloat16" in " ".join(capsys.readouterr().out.split())
+    assert "weights loaded as bfloat16 (--dtype)" in capsys.readouterr().out
     assert main(["generate", str(tiny_ckpt), "--prompt", "农夫山泉 ", "--device", "cpu",
                  "--dtype", "bfloat16", "--max-new-tokens", "6", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -102,6 +102,19 @@ async def test_the_explorer_says_the_weights_precision(make_tui):
         await settle(app, pilot)
         assert app.info.dtype == "bfloat16" and len(app.history) == 5
         assert "cpu · bf16" in screen_text(app).splitlines()[0]
+
+
+async def test_a_narrow_compare_header_keeps_the_facts(make_tui, other_ckpt):
+    """At 60 columns the program's name gives way first: who drives, both names, the
+    device and the precision stay on screen; widened, the name comes back."""
+    app = make_tui(compare=other_ckpt, dtype="bfloat16", max_new_tokens=2)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(app, pilot)
+        header = screen_text(app).splitlines()[0].strip()
+        assert header.startswith("A drives") and header.endswith("cpu · bf16")
+        await pilot.resize_terminal(100, 30)
+        await settle(app, pilot)
+        assert screen_text(app).splitlines()[0].strip().startswith("minigpt-tui · A drives")
 
 
 @cuda

@@ -13,6 +13,7 @@ import signal
 import threading
 from pathlib import Path
 
+from rich.cells import cell_len
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -197,10 +198,14 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
                     f"{human_count(info.parameters)} params · {info.where}")
             if self.compare:
                 text = self.compare_header(info)
+        room = self.size.width - 2  # the header's padding
+        if 0 < room < cell_len(text):  # the facts matter more than the program's name
+            text = text.removeprefix("minigpt-tui · ")
         self.query_one("#header", OneLine).update(text)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_WIDTH, "narrow")
+        self.call_after_refresh(self.show_header)
         self.screen_rows = event.size.height  # self.size may not have caught up yet
         self.fit_panels()
 
