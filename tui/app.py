@@ -270,14 +270,18 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
             *self.table_arguments(candidates, chosen_id, shown, versus))
 
     def refresh_candidates(self) -> None:
+        # Compare mode adds KL/JS to the title: fewer words keep the chosen token in 80
+        # columns.
         if self.view_step is not None:
             step = self.history[self.view_step - 1]
+            keys = "([ ])" if self.comparing else "history ([ ])"
             self.show_candidates(f"step {step.index}/{len(self.history)} · chose "
-                                 f"{step.chosen.text!r} · history ([ ])", step.candidates,
+                                 f"{step.chosen.text!r} · {keys}", step.candidates,
                                  step.chosen.id, step.versus)
         elif self.preview is not None:
             last = f" · last chose {self.history[-1].chosen.text!r}" if self.history else ""
-            self.show_candidates(f"step {self.preview.index} · next token{last}",
+            next_token = "" if self.comparing else " · next token"
+            self.show_candidates(f"step {self.preview.index}{next_token}{last}",
                                  self.preview.candidates, None, self.preview.versus)
         else:
             self.show_candidates("", (), None)
