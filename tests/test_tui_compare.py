@@ -5,7 +5,7 @@ against two engines run in this process."""
 import torch
 from textual.widgets import Input
 
-from conftest import settle, write_book_checkpoint
+from conftest import screen_text, settle, write_book_checkpoint
 from minigpt.checkpoint import load
 from minigpt.engine import Engine
 from minigpt.sampling import exact_softmax
@@ -236,3 +236,14 @@ def test_a_missing_compare_file_is_one_line_before_the_screen_opens(tiny_ckpt, t
                  "--session", str(tmp_path / "s.jsonl")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "nope.ckpt: no such file" in err
+
+
+async def test_the_title_keeps_the_chosen_token_at_80_columns(make_tui, other_ckpt):
+    """KL/JS take room in the candidates' title; the last chosen token must still show
+    (it was cut off after 'last chose' when the title also said 'next token')."""
+    app = make_tui(compare=other_ckpt, max_new_tokens=3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*"ab", "enter")
+        await settle(app, pilot)
+        [title] = [line for line in screen_text(app).splitlines() if "last chose" in line]
+        assert title.rstrip().endswith(f"last chose {app.history[-1].chosen.text!r}")
