@@ -1,9 +1,13 @@
 """What a hands-on pass at 80×24, 120×40 and 60×20 found, each pinned by a test."""
 
+import shutil
+
 import pytest
 from textual.widgets import DataTable, Input, TextArea
 
-from conftest import eventually, settle
+from conftest import eventually, screen_text, settle
+from minigpt.settings import SamplingSettings
+from tui.app import make_app
 from tui.attention import AttentionStrip
 from tui.hints import KeyHints
 from tui.widgets import CandidatesTable, StatusLine, Transcript, TurnPart
@@ -282,3 +286,20 @@ async def test_the_focused_pane_is_marked(make_tui):
         await pilot.pause()
         assert transcript.styles.border_left[0] == "thick"
         assert table.styles.border_left[0] in ("blank", "")
+
+
+async def test_a_long_checkpoint_path_gives_way_to_its_file_name(tiny_ckpt, engine_client,
+                                                                  tmp_path):
+    """Over SSH a checkpoint is often deep in a run folder: where the header does not fit,
+    the folders go first and the program's name, size and device stay."""
+    deep = tmp_path / ("run-" + "x" * 40) / ("checkpoints-" + "y" * 30)
+    deep.mkdir(parents=True)
+    path = shutil.copy(tiny_ckpt, deep / "tiny.ckpt")
+    app = make_app(path, SamplingSettings(), device="cpu", client=engine_client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        assert screen_text(app).splitlines()[0].strip() == \
+            "minigpt-tui · tiny.ckpt · 6.5M params · cpu"
+        await pilot.resize_terminal(200, 30)
+        await settle(app, pilot)
+        assert str(path) in screen_text(app).splitlines()[0]

@@ -189,19 +189,24 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
                   compare=self.compare_path)
 
     def show_header(self) -> None:
-        info = self.info
-        if info is None:
-            text = f"minigpt-tui · {printable(self.checkpoint)} · loading model … " \
-                   f"({self.loading_stage})"
-        else:
-            text = (f"minigpt-tui · {printable(self.checkpoint)} · "
-                    f"{human_count(info.parameters)} params · {info.where}")
-            if self.compare:
-                text = self.compare_header(info)
+        """The header line; where it does not fit, the checkpoint's folders go first, then
+        the program's name (who drives, the device and the precision matter more)."""
         room = self.size.width - 2  # the header's padding
-        if 0 < room < cell_len(text):  # the facts matter more than the program's name
+        for checkpoint in (self.checkpoint, Path(self.checkpoint).name):
+            text = self.header_text(printable(checkpoint))
+            if not 0 < room < cell_len(text):
+                break
+        else:
             text = text.removeprefix("minigpt-tui · ")
         self.query_one("#header", OneLine).update(text)
+
+    def header_text(self, checkpoint: str) -> str:
+        info = self.info
+        if info is None:
+            return f"minigpt-tui · {checkpoint} · loading model … ({self.loading_stage})"
+        if self.compare:
+            return self.compare_header(info)
+        return f"minigpt-tui · {checkpoint} · {human_count(info.parameters)} params · {info.where}"
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_WIDTH, "narrow")
