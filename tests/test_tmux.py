@@ -43,7 +43,7 @@ def tui_session(tiny_ckpt):
     command = f"{exe} {tiny_ckpt} --temperature 0 --max-new-tokens 6 --device cpu"
     tmux("kill-session", "-t", SESSION)
     tmux("new-session", "-d", "-s", SESSION, "-x", "80", "-y", "24",
-         f"env -u COLUMNS -u LINES TERM=xterm-256color {command}; sleep 30")
+         f"env -u COLUMNS -u LINES TERM=xterm-256color {command}; echo EXITED $?; sleep 30")
     yield
     tmux("kill-session", "-t", SESSION)
 
@@ -76,7 +76,7 @@ def test_real_terminal_session(tui_session, tiny_hp, size):
     tmux("send-keys", "-t", SESSION, "3")
     text = wait_for(lambda s: "picked · 7 tokens" in s)
     tmux("send-keys", "-t", SESSION, "C-q")
-    wait_for(lambda s: "minigpt-tui ·" not in s, timeout=10)
+    wait_for(lambda s: "EXITED 0" in s, timeout=10)
 
 
 def start(command: str, size=(80, 24)) -> None:
@@ -163,7 +163,7 @@ def test_new_views_in_a_real_terminal(tui_session):
     tmux("send-keys", "-t", SESSION, "Escape")
     wait_for(lambda s: "Score my text" not in s)
     tmux("send-keys", "-t", SESSION, "C-q")
-    wait_for(lambda s: "minigpt-tui ·" not in s, timeout=10)
+    wait_for(lambda s: "EXITED 0" in s, timeout=10)
 
 
 def ui_pid() -> int:
