@@ -6,7 +6,7 @@ vocabulary of 100,277 tokens: "GPT-2 small shape"), converted to ``GPT2LMHeadMod
 of every step on both sides; prints tokens/s, the ratio and whether the ids agree.
 Needs the ``[bench]`` extra (``pip install -e ".[bench]"``).
 
-    python benchmarks/bench_peer.py [--device cuda] [--tokens 200]
+    python benchmarks/bench_peer.py [--device cuda] [--tokens 200] [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 import torch  # noqa: E402
 
-from minigpt.devices import decode_threads, resolve_device, use_threads  # noqa: E402
+from minigpt.devices import DTYPES, decode_threads, resolve_device, use_threads  # noqa: E402
 from minigpt.engine import Engine  # noqa: E402
 from minigpt.nanogpt import NanoGPT  # noqa: E402
 from minigpt.settings import SamplingSettings  # noqa: E402
@@ -91,13 +91,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tokens", type=int, default=None, help="default 200 on cuda, 30 on cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES),
+                        help="both models' weights in this precision (default float32)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     n = args.tokens or (200 if device.type == "cuda" else 30)
     torch.manual_seed(0)
     sd = random_weights()
     prompt_ids = cl100k().encode(PROMPT)
-    model = ours(sd, device)
+    model = ours(sd, device).to(DTYPES[args.dtype])
     if device.type == "cpu":
         use_threads(decode_threads(sum(p.numel() for p in model.parameters())))
     engine = Engine(model, cl100k(), SamplingSettings(temperature=0, max_new_tokens=n))
@@ -106,7 +108,7 @@ def main() -> None:
         engine.reset(PROMPT)
         return [(s.chosen.id, [c.id for c in s.candidates]) for s in engine.run()]
 
-    hf = theirs(sd, device)
+    hf = theirs(sd, device).to(DTYPES[args.dtype])
     x = torch.tensor([prompt_ids], device=device)
 
     def run_theirs():
@@ -125,7 +127,8 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     import transformers
     print(f"{name} · torch {torch.__version__} · transformers {transformers.__version__} · "
-          f"GPT-2 small shape, V {SHAPE['vocab_size']:,} · {n} greedy tokens, top-5 each step")
+          f"GPT-2 small shape, V {SHAPE['vocab_size']:,} · {args.dtype} · {n} greedy tokens, "
+          f"top-5 each step")
     print(f"  minigpt engine            {n / t_ours:9.1f} tok/s"
           + (f"  (CUDA graphs: {engine.decoder.replays} replays, "
              f"{engine.decoder.served_ahead} queued ahead)"
