@@ -3,7 +3,7 @@
 import pytest
 from textual.widgets import DataTable, Input, Static, TextArea
 
-from conftest import settle
+from conftest import screen_text, settle
 from minigpt.score import score_text
 from tui.scoring import ScoreScreen, significant
 
@@ -119,3 +119,21 @@ def test_significant_digits():
     assert significant(12.3456) == "12.35"
     assert significant(0.00123456) == "0.001235"
     assert significant(1.0) == "1.000"
+
+
+async def test_every_column_shows_at_60_columns(make_tui):
+    """The narrowest screen kept: the bits column (surprisal) was cut off at 60×20; a
+    wider screen gives the tokens their room back, without scoring again."""
+    app = make_tui()
+    async with app.run_test(size=(60, 20)) as pilot:
+        app.query_one("#prompt", Input).value = TEXT
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        rows = [line.split() for line in screen_text(app).splitlines()]
+        assert ["│", "#", "token", "id", "prob", "rank", "bits", "│"] in rows, \
+            screen_text(app)
+        assert "' ‹e5 a4…" in screen_text(app)  # a space and a byte pair: cut, but marked
+        await pilot.resize_terminal(100, 30)  # wider: the token column grows, rows stay
+        await settle(app, pilot)
+        assert "' ‹e5 a4›'" in screen_text(app)
+        assert app.screen.query_one(DataTable).row_count == len(app.screen.score.tokens)

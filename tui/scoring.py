@@ -19,6 +19,8 @@ from .widgets import prob_style
 
 
 SMALL_BELOW_ROWS = 32
+NARROW_COLUMNS = (("#", 5), ("token", 9), ("id", 6), ("prob", 6), ("rank", 5), ("bits", 5))
+WIDE_COLUMNS = (("#", 6), ("token", 16), ("id", 6), ("prob", 6), ("rank", 6), ("bits", 5))
 
 
 def significant(x: float, digits: int = 4) -> str:
@@ -65,15 +67,26 @@ class ScoreScreen(ModalScreen):
             yield DataTable(id="score-table", cursor_type="row", zebra_stripes=False)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, width in (("#", 5), ("token", 14), ("id", 7), ("prob", 7), ("rank", 7),
-                             ("bits", 6)):
-            table.add_column(label, width=width)
+        self.set_columns(self.app.size.width)
         self.query_one(TextArea).focus()
         self.action_score()
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.height < SMALL_BELOW_ROWS, "small")
+        self.set_columns(event.size.width)
+
+    def set_columns(self, screen_width: int) -> None:
+        """Below 70 columns the six columns take 48 cells with their padding (the table's
+        room at 60); wider, tokens get room for a space and two byte pieces."""
+        widths = NARROW_COLUMNS if screen_width < 70 else WIDE_COLUMNS
+        table = self.query_one(DataTable)
+        if [c.width for c in table.columns.values()] == [w for _, w in widths]:
+            return
+        table.clear(columns=True)
+        for label, width in widths:
+            table.add_column(label, width=width)
+        if self.score is not None:
+            self.show_score(self.score)
 
     def title_text(self) -> str:
         windows = "exact per token (f3: one pass each)" if self.exact else \
