@@ -144,7 +144,10 @@ def inspect_renderables(report: dict) -> list:
     hp = Table("h_param", "value", box=None, pad_edge=False)
     for key, value in report["h_params"].items():
         hp.add_row(Text(printable(key)), Text(printable(value)))
-    tensors = Table("tensor", "shape", "stored as", box=None, pad_edge=False)
+    tensors = Table(box=None, pad_edge=False)
+    tensors.add_column("tensor", overflow="fold")  # narrow: wrapped, never cut to the
+    tensors.add_column("shape")                     # same "transformer_blocks.3.mha…"
+    tensors.add_column("stored as")
     for t in report["tensors"]:
         tensors.add_row(Text(printable(t["name"])), Text(str(t["shape"])), Text(t["dtype"]))
     dtype = report.get("dtype", "float32")  # loaded as (--dtype), not as stored

@@ -1,5 +1,6 @@
 """The headless CLI: JSON shapes, determinism, and one-line errors with exit status 2."""
 
+import io
 import json
 import subprocess
 import sys
@@ -145,3 +146,18 @@ def test_building_a_model_imports_no_dynamo(tiny_ckpt):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120).stdout
     assert "DYNAMO False" in out
+
+
+def test_inspect_in_a_narrow_terminal_wraps_tensor_names(tiny_ckpt):
+    """At 40 columns the names wrap instead of ending in the same
+    'transformer_blocks.0.mha…' for every tensor of a block."""
+    from rich.console import Console
+
+    from minigpt.checkpoint import load
+    from minigpt.render import inspect_renderables, inspect_report
+
+    console = Console(width=40, record=True, file=io.StringIO())
+    for renderable in inspect_renderables(inspect_report(load(tiny_ckpt, "cpu"))):
+        console.print(renderable)
+    text = console.export_text()
+    assert "…" not in text and "Wq.weight" in text

@@ -163,9 +163,10 @@ async def test_p_toggles_tint(make_tui):
 async def test_m_opens_model_screen_and_f1_help(make_tui):
     app = make_tui()
     async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)  # m before the model is ready only says it is loading
         await pilot.press("escape", "m")
         assert isinstance(app.screen, ModelScreen)
-        assert app.screen.report["h_params"]["d_model"] == 32
+        assert [r["h_params"]["d_model"] for r in app.screen.reports] == [32]
         await pilot.press("escape")
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)

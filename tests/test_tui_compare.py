@@ -3,13 +3,14 @@ KL/JS of each step, a divergence tint (p), and B driving after x — each checke
 against two engines run in this process."""
 
 import torch
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from conftest import screen_text, settle, write_book_checkpoint
 from minigpt.checkpoint import load
 from minigpt.engine import Engine
 from minigpt.sampling import exact_softmax
 from minigpt.settings import SamplingSettings
+from tui.screens import ModelScreen
 from tui.widgets import CandidatesTable, OneLine, StatusLine, Transcript, short_prob
 
 PROMPT = "hello world, "
@@ -247,3 +248,17 @@ async def test_the_title_keeps_the_chosen_token_at_80_columns(make_tui, other_ck
         await settle(app, pilot)
         [title] = [line for line in screen_text(app).splitlines() if "last chose" in line]
         assert title.rstrip().endswith(f"last chose {app.history[-1].chosen.text!r}")
+
+
+async def test_the_model_screen_shows_both_checkpoints(make_tui, other_ckpt):
+    """m with --compare: A's report, then B's (it showed A alone)."""
+    app = make_tui(compare=other_ckpt)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("escape", "m")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ModelScreen)
+        text = "\n".join(str(w.render()) for w in app.screen.query(Static))
+        assert "Models · A, then B" in text
+        a_at, b_at = text.index("tiny.ckpt · book"), text.index(f"{other_ckpt} · book")
+        assert a_at < b_at and "\nB\n" in text[a_at:b_at]

@@ -112,6 +112,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
         self.resumed = resumed or []
         self.set_reactive(MiniGPTApp.settings, settings or SamplingSettings())
         self.info: p.ModelInfo | None = None  # from Ready
+        self.other_info: p.ModelInfo | None = None  # --compare's B, from Ready
         self.loading_stage = "start"
         self.turn = TurnState()  # the turn on screen, as the engine reported it
         self.preview: Preview | None = None

@@ -73,7 +73,10 @@ class ModalsMixin:
         if self.info is None:
             self.set_status("the model is still loading")
             return
-        self.push_screen(ModelScreen({**self.info.report, "path": self.checkpoint}))
+        reports = [{**self.info.report, "path": self.checkpoint}]
+        if self.other_info is not None:  # compare: A, then B (as the header names them)
+            reports.append({**self.other_info.report, "path": self.compare})
+        self.push_screen(ModelScreen(reports))
 
     def action_export(self) -> None:
         if self.recorder is None:

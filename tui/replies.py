@@ -65,7 +65,7 @@ class RepliesMixin:
         self.set_status(f"loading model … ({reply.stage}){queued}")
 
     def got_ready(self, reply: p.Ready) -> None:
-        self.info = reply.info
+        self.info, self.other_info = reply.info, reply.other
         self.engine_state = "ready"
         self.show_header()
         if self.restoring:

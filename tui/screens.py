@@ -54,16 +54,21 @@ class HelpScreen(ModalScreen):
 class ModelScreen(ModalScreen):
     BINDINGS = [Binding("escape,m,q", "dismiss", "close", id="close-model")]
 
-    def __init__(self, report: dict):
-        """``report``: ``minigpt.render.inspect_report`` of the model, from the engine."""
+    def __init__(self, reports: list[dict]):
+        """``reports``: ``minigpt.render.inspect_report`` of each model (with --compare:
+        A, then B), from the engine."""
         super().__init__()
-        self.report = report
+        self.reports = reports
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="model-body", classes="modal-body"):
-            yield Static("[bold]Model[/bold] · escape closes", classes="modal-title")
-            for renderable in inspect_renderables(self.report):
-                yield Static(renderable)
+            title = "Models · A, then B" if len(self.reports) > 1 else "Model"
+            yield Static(f"[bold]{title}[/bold] · escape closes", classes="modal-title")
+            for label, report in zip("AB", self.reports):
+                if len(self.reports) > 1:
+                    yield Static(f"[bold]{label}[/bold]", classes="model-label")
+                for renderable in inspect_renderables(report):
+                    yield Static(renderable)
 
 
 class KnobScreen(ModalScreen):
