@@ -78,6 +78,17 @@ class ReplayOnCpu(GraphedDecoder):
         return self.graphs[kind]
 
 
+def run_both(model, settings, prompt: str) -> list[Engine]:
+    """The same run on the eager decoder and on 'graphs' replayed eagerly."""
+    toks = ToyTokenizer(model.max_token_value)
+    engines = [Engine(model, toks, settings, decoder=decoder)
+               for decoder in (BookDecoder(model), ReplayOnCpu(BookDecoder(model)))]
+    for engine in engines:
+        engine.reset(prompt)
+        list(engine.run())
+    return engines
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.0], ids=["sampled", "greedy"])
 @pytest.mark.parametrize("make", [book_model, nano_model], ids=["book", "nanogpt"])
 def test_graph_dispatch_matches_eager_through_slides_undo_and_picks(make, temperature):
@@ -216,14 +227,8 @@ def test_greedy_with_filters_marks_the_same_candidates_kept(knobs):
     """Greedy ignores top-k/top-p for the choice, but the table still marks which of the
     five the filters would drop; the graph's greedy rows (all kept) serve only where the
     filters keep all five, so both paths mark the same rows."""
-    model = book_model()
-    settings = SamplingSettings(temperature=0, max_new_tokens=20, **knobs)
-    toks = ToyTokenizer(model.max_token_value)
-    eager = Engine(model, toks, settings, decoder=BookDecoder(model))
-    graphed = Engine(model, toks, settings, decoder=ReplayOnCpu(BookDecoder(model)))
-    for engine in (eager, graphed):
-        engine.reset("abcd")
-        list(engine.run())
+    eager, graphed = run_both(book_model(), SamplingSettings(temperature=0, max_new_tokens=20,
+                                                             **knobs), "abcd")
     kept = [[[c.kept for c in s.candidates] for s in e.steps] for e in (eager, graphed)]
     assert kept[0] == kept[1]
     assert [s.chosen.id for s in graphed.steps] == [s.chosen.id for s in eager.steps]
@@ -272,13 +277,6 @@ def test_greedy_steps_on_a_flat_distribution_still_take_the_lowest_id():
     with torch.no_grad():
         model.model_out_linear_layer.weight.zero_()
         model.model_out_linear_layer.bias.zero_()
-    settings = SamplingSettings(temperature=0, max_new_tokens=6)
-
-    toks = ToyTokenizer(model.max_token_value)
-    eager = Engine(model, toks, settings, decoder=BookDecoder(model))
-    graphed = Engine(model, toks, settings, decoder=ReplayOnCpu(BookDecoder(model)))
-    for engine in (eager, graphed):
-        engine.reset("abc")
-        list(engine.run())
+    eager, graphed = run_both(model, SamplingSettings(temperature=0, max_new_tokens=6), "abc")
     assert [s.chosen.id for s in graphed.steps] == [s.chosen.id for s in eager.steps] == [0] * 6
 

@@ -13,7 +13,6 @@ import signal
 import threading
 from pathlib import Path
 
-from rich.cells import cell_len
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -35,9 +34,10 @@ from .commands import explorer_commands
 from .insights import InsightsMixin
 from .knobs import Sidebar, kept_value
 from .messages import EngineExited, EngineReplies
-from .replies import RepliesMixin, human_count
+from .replies import RepliesMixin
 from .scoring import ScoreScreen
 from .screens import HelpScreen, KnobScreen, ModelScreen
+from .header import HeaderMixin
 from .hints import KeyHints, where
 from .modals import ModalsMixin
 from .stepping import SteppingMixin
@@ -49,7 +49,8 @@ NARROW_WIDTH = 70  # below this the sidebar hides
 HANG_UP_GRACE_SECONDS = 3.0  # for Textual to restore the terminal after SIGHUP/SIGTERM
 
 
-class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, ModalsMixin, App):
+class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, ModalsMixin,
+                 HeaderMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
     BINDINGS = [
@@ -188,26 +189,6 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
         self.send(p.Open, path=self.checkpoint_path, device=self.device, dtype=self.dtype,
                   tokenizer=self.tokenizer, settings=self.settings, threads=self.threads,
                   compare=self.compare_path)
-
-    def show_header(self) -> None:
-        """The header line; where it does not fit, the checkpoint's folders go first, then
-        the program's name (who drives, the device and the precision matter more)."""
-        room = self.size.width - 2  # the header's padding
-        for checkpoint in (self.checkpoint, Path(self.checkpoint).name):
-            text = self.header_text(printable(checkpoint))
-            if not 0 < room < cell_len(text):
-                break
-        else:
-            text = text.removeprefix("minigpt-tui · ")
-        self.query_one("#header", OneLine).update(text)
-
-    def header_text(self, checkpoint: str) -> str:
-        info = self.info
-        if info is None:
-            return f"minigpt-tui · {checkpoint} · loading model … ({self.loading_stage})"
-        if self.compare:
-            return self.compare_header(info)
-        return f"minigpt-tui · {checkpoint} · {human_count(info.parameters)} params · {info.where}"
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_WIDTH, "narrow")
