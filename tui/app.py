@@ -41,7 +41,7 @@ from .header import HeaderMixin
 from .hints import KeyHints, where
 from .modals import ModalsMixin
 from .stepping import SteppingMixin
-from .versus import VersusMixin, divergence_text
+from .versus import VersusMixin
 from .widgets import CandidatesTable, OneLine, PromptInput, StatusLine, Transcript
 from .why import WhyPanel
 
@@ -244,34 +244,6 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
         status.add_class("error")
         status.update(f"✗ {text}")
         self.notify(text, severity="error", timeout=6, markup=False)
-
-    def show_candidates(self, title: str, candidates, chosen_id: int | None,
-                        versus=None) -> None:
-        if versus is not None:  # right after the step's number: 80 columns keep it
-            head, _, rest = title.partition(" · ")
-            title = " · ".join(part for part in (head, divergence_text(versus), rest) if part)
-        self.query_one("#candidates-title", OneLine).update(title)
-        step, completions = self.completions
-        shown = completions if self.complete_shown and step == self.view_step else None
-        self.query_one(CandidatesTable).show(
-            *self.table_arguments(candidates, chosen_id, shown, versus))
-
-    def refresh_candidates(self) -> None:
-        # Compare mode adds KL/JS to the title: fewer words keep the chosen token in 80
-        # columns.
-        if self.view_step is not None:
-            step = self.history[self.view_step - 1]
-            keys = "([ ])" if self.comparing else "history ([ ])"
-            self.show_candidates(f"step {step.index}/{len(self.history)} · chose "
-                                 f"{step.chosen.text!r} · {keys}", step.candidates,
-                                 step.chosen.id, step.versus)
-        elif self.preview is not None:
-            last = f" · last chose {self.history[-1].chosen.text!r}" if self.history else ""
-            next_token = "" if self.comparing else " · next token"
-            self.show_candidates(f"step {self.preview.index}{next_token}{last}",
-                                 self.preview.candidates, None, self.preview.versus)
-        else:
-            self.show_candidates("", (), None)
 
     def prompt_text(self) -> str:
         return self.query_one("#prompt", Input).value

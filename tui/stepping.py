@@ -1,10 +1,14 @@
 """The keys that move through generation: one token, go on, pick a candidate, undo,
 and browse older and newer steps. Each becomes an op for the engine process (ops run
-in order there), or only a change of the step on show."""
+in order there), or only a change of the step on show — whose candidates the table
+shows."""
 
 from __future__ import annotations
 
 from minigpt import protocol as p
+
+from .versus import divergence_text
+from .widgets import CandidatesTable, OneLine
 
 
 class SteppingMixin:
@@ -69,3 +73,31 @@ class SteppingMixin:
         if self.view_step is None:
             return
         self.view_step = None if self.view_step >= len(self.history) else self.view_step + 1
+
+    def show_candidates(self, title: str, candidates, chosen_id: int | None,
+                        versus=None) -> None:
+        if versus is not None:  # right after the step's number: 80 columns keep it
+            head, _, rest = title.partition(" · ")
+            title = " · ".join(part for part in (head, divergence_text(versus), rest) if part)
+        self.query_one("#candidates-title", OneLine).update(title)
+        step, completions = self.completions
+        shown = completions if self.complete_shown and step == self.view_step else None
+        self.query_one(CandidatesTable).show(
+            *self.table_arguments(candidates, chosen_id, shown, versus))
+
+    def refresh_candidates(self) -> None:
+        # Compare mode adds KL/JS to the title: fewer words keep the chosen token in 80
+        # columns.
+        if self.view_step is not None:
+            step = self.history[self.view_step - 1]
+            keys = "([ ])" if self.comparing else "history ([ ])"
+            self.show_candidates(f"step {step.index}/{len(self.history)} · chose "
+                                 f"{step.chosen.text!r} · {keys}", step.candidates,
+                                 step.chosen.id, step.versus)
+        elif self.preview is not None:
+            last = f" · last chose {self.history[-1].chosen.text!r}" if self.history else ""
+            next_token = "" if self.comparing else " · next token"
+            self.show_candidates(f"step {self.preview.index}{next_token}{last}",
+                                 self.preview.candidates, None, self.preview.versus)
+        else:
+            self.show_candidates("", (), None)
