@@ -301,9 +301,9 @@ class Host:
 def model_info(loaded) -> p.ModelInfo:
     from .render import inspect_report
 
+    report = inspect_report(loaded)
     return p.ModelInfo(path=str(loaded.path), format=loaded.format,
                        parameters=loaded.num_parameters, device=str(loaded.device),
                        context_length=loaded.context_length, vocab_size=loaded.vocab_size,
-                       report=inspect_report(loaded),
-                       dtype=str(loaded.dtype).removeprefix("torch."))
+                       report=report, dtype=report["dtype"])
 
