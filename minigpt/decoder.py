@@ -39,6 +39,29 @@ def last_row_attention(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return F.softmax(scores, dim=-1)[:, 0]
 
 
+def visible_bias(positions: torch.Tensor, position: torch.Tensor,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """An additive attention mask over the cache's positions: 0 up to ``position``, -inf
+    past it, [1, 1, 1, C]. Built once a step: a boolean mask would be converted again in every layer
+    (on cuda a kernel or two each, inside the step's graph)."""
+    zero = torch.zeros((), dtype=dtype, device=positions.device)
+    return torch.where(positions <= position, zero, float("-inf")).view(1, 1, 1, -1)
+
+
+def new_positions_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                            start: int) -> torch.Tensor:
+    """Attention of the queries at positions start.. ([1, H, T, hs]) over the cached keys
+    and values of positions 0..start+T-1 ([1, H, start+T, hs]), causal."""
+    T, end = q.shape[-2], keys.shape[-2]
+    if T == 1:  # one new query sees every cached position: no mask needed
+        return F.scaled_dot_product_attention(q, keys, values)
+    if start == 0:  # the whole window (prefill, or after a slide): plain causal
+        return F.scaled_dot_product_attention(q, keys, values, is_causal=True)
+    # query i (position start + i) sees positions ≤ start + i
+    mask = torch.ones(T, end, dtype=torch.bool, device=q.device).tril(diagonal=start)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+
+
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     if a[:n] == b[:n]:  # the usual step (one token more): compared in C, not a loop
@@ -134,7 +157,7 @@ class BookDecoder:
         step (``minigpt.cudagraphs``). Same math as ``forward_new`` with T = 1."""
         d, H, hs = self.d_model, self.num_heads, self.head_size
         x = self.embedding[token] + self.position_table[position]  # [1, d]
-        visible = (self.positions <= position).view(1, 1, 1, -1)
+        visible = visible_bias(self.positions, position, x.dtype)
         for layer_index, layer in enumerate(self.layers):
             h = F.layer_norm(x, (d,), *layer["ln1"][:2], layer["ln1"][2])
             q, k, v = F.linear(h, layer["qkv"]).view(1, 1, 3, H, hs).permute(2, 0, 3, 1, 4)
@@ -168,13 +191,7 @@ class BookDecoder:
             captured.append(last_row_attention(q[0, :, -1:], keys[0]))
         if last_only and T > 1:
             q, x, T = q[:, :, -1:], x[-1:], 1
-        if T == 1:  # one new query sees every cached position: no mask needed
-            attn = F.scaled_dot_product_attention(q, keys, values)
-        elif start == 0:  # the whole window (prefill, or after a slide): plain causal
-            attn = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
-        else:  # query i (position start+i) sees positions ≤ start+i
-            mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
-            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        attn = new_positions_attention(q, keys, values, start)
         x = x + F.linear(attn[0].transpose(0, 1).reshape(T, d), *layer["proj"])
         h = F.layer_norm(x, (d,), *layer["ln2"][:2], layer["ln2"][2])
         return x + F.linear(F.relu(F.linear(h, *layer["ffn_in"])), *layer["ffn_out"])

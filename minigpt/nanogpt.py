@@ -3,13 +3,12 @@ optional biases) and its KV-cache decoder, for ``ckpt.pt`` files with ``model_ar
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .decoder import common_prefix_length, last_row_attention, output_weight_by_columns
+from .decoder import (common_prefix_length, last_row_attention, new_positions_attention,
+                      output_weight_by_columns, visible_bias)
 
 
 class LayerNorm(nn.Module):
@@ -119,7 +118,10 @@ class NanoGPTDecoder:
         # Tied with the embedding, which reads rows of it just as well in this layout.
         self.lm_head_t = output_weight_by_columns(model.lm_head.weight)
         w = model.transformer.wte.weight
-        shape = (len(model.transformer.h), self.num_heads, self.context_length, self.head_size)
+        # A batch axis of 1, as BookDecoder: fused attention kernels (CPU's flash, cuda's
+        # memory-efficient one) take 4-D inputs only; 3-D ones run the unfused math path.
+        shape = (len(model.transformer.h), 1, self.num_heads, self.context_length,
+                 self.head_size)
         self.k_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
         self.v_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
         self.positions = torch.arange(self.context_length, device=w.device)
@@ -154,16 +156,15 @@ class NanoGPTDecoder:
         m = self.model.transformer
         H, hs = self.num_heads, self.head_size
         x = m.wte.weight[token] + m.wpe.weight[position]  # [1, d]
-        visible = (self.positions <= position).view(1, 1, -1)
+        visible = visible_bias(self.positions, position, x.dtype)
         for i, block in enumerate(m.h):
             h = block.ln_1(x)
-            q, k, v = block.attn.c_attn(h).view(1, 3, H, hs).permute(1, 2, 0, 3)
-            keys, values = self.k_cache[i], self.v_cache[i]
-            keys.index_copy_(1, position, k)
-            values.index_copy_(1, position, v)
-            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible,
-                                               scale=1 / math.sqrt(hs))
-            x = x + block.attn.c_proj(y.transpose(0, 1).reshape(1, -1))
+            q, k, v = block.attn.c_attn(h).view(1, 1, 3, H, hs).permute(2, 0, 3, 1, 4)
+            keys, values = self.k_cache[i], self.v_cache[i]  # [1, H, C, hs]
+            keys.index_copy_(2, position, k)
+            values.index_copy_(2, position, v)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
+            x = x + block.attn.c_proj(y[0].transpose(0, 1).reshape(1, -1))
             x = x + block.mlp(block.ln_2(x))
         return (m.ln_f(x[-1]) @ self.lm_head_t).float()  # float32, as BookDecoder
 
@@ -172,14 +173,11 @@ class NanoGPTDecoder:
         T, C = h.shape
         H, hs = self.num_heads, self.head_size
         end = start + T
-        q, k, v = attn.c_attn(h).view(T, 3, H, hs).permute(1, 2, 0, 3)
-        self.k_cache[layer, :, start:end] = k
-        self.v_cache[layer, :, start:end] = v
-        keys, values = self.k_cache[layer, :, :end], self.v_cache[layer, :, :end]
+        q, k, v = attn.c_attn(h).view(1, T, 3, H, hs).permute(2, 0, 3, 1, 4)  # 3×[1, H, T, hs]
+        self.k_cache[layer, :, :, start:end] = k
+        self.v_cache[layer, :, :, start:end] = v
+        keys, values = self.k_cache[layer, :, :, :end], self.v_cache[layer, :, :, :end]
         if self._captured is not None:
-            self._captured.append(last_row_attention(q[:, -1:], keys))
-        mask = None if T == 1 else torch.ones(T, end, dtype=torch.bool,
-                                               device=h.device).tril(diagonal=start)
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask,
-                                           scale=1 / math.sqrt(hs))
-        return attn.c_proj(y.transpose(0, 1).reshape(T, C))
+            self._captured.append(last_row_attention(q[0, :, -1:], keys[0]))
+        y = new_positions_attention(q, keys, values, start)
+        return attn.c_proj(y[0].transpose(0, 1).reshape(T, C))

@@ -64,6 +64,32 @@ def test_fixed_shape_step_equals_the_eager_path_at_every_position(make):
             assert torch.allclose(got, expected, atol=1e-5), n
 
 
+@pytest.mark.parametrize("make", [book_model, nano_model], ids=["book", "nanogpt"])
+def test_attention_gets_what_fused_kernels_take(make, monkeypatch):
+    """Every attention call, stepping and prefilling, gets 4-D inputs, and a step's mask is
+    an additive one of the query's dtype: 3-D inputs run the unfused math path (on cuda
+    about seven kernels a layer instead of one, inside every replay), and a boolean mask is
+    converted again in every layer."""
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kw):
+        seen.append((q.dim(), k.dim(), None if attn_mask is None else attn_mask.dtype))
+        return sdpa(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    model = make()
+    decoder = model.make_decoder() if hasattr(model, "make_decoder") else BookDecoder(model)
+    with torch.inference_mode():
+        decoder.last_logits([1, 2, 3])  # prefill: causal
+        decoder.last_logits([1, 2, 3, 4, 5])  # two new positions after cached ones: masked
+        prefill = len(seen)
+        decoder.step_at(torch.tensor([6]), torch.tensor([5]))
+    assert prefill and len(seen) > prefill
+    assert all(q == k == 4 for q, k, _ in seen)
+    assert {mask for _, _, mask in seen[prefill:]} == {torch.float32}
+
+
 class ReplayOnCpu(GraphedDecoder):
     """The wrapper's dispatch and bookkeeping, with each 'graph' run eagerly: what the
     replay computes on a GPU, checked on any machine."""
