@@ -56,10 +56,13 @@ class GraphedDecoder:
         self.decoder = decoder
         device = decoder.k_cache.device
         self.context_length = decoder.context_length
-        # The step's inputs, token and position, go over in one copy from pinned memory
-        # (each step ends in a host sync, so the buffer is free again by the next one).
+        # The step's inputs, token and position, go over in one copy from pinned memory.
+        # The copy reads the buffer when the stream reaches it, so the next write waits
+        # for that (``last_logits`` returns without a sync: back-to-back calls would
+        # otherwise send a later step's inputs to an earlier replay).
         self.host_inputs = torch.zeros(2, dtype=torch.long, pin_memory=device.type == "cuda")
         self.host_view = self.host_inputs.numpy()  # sets them without a torch op each
+        self.inputs_sent = torch.cuda.Event() if device.type == "cuda" else None
         self.inputs = torch.zeros(2, dtype=torch.long, device=device)
         self.token, self.position = self.inputs[0:1], self.inputs[1:2]
         self.window = torch.zeros(self.context_length, dtype=torch.long, device=device)
@@ -123,8 +126,12 @@ class GraphedDecoder:
 
     def _set_inputs(self, kind: str, window_ids: list[int]) -> None:
         if kind.startswith("step"):
+            if self.inputs_sent is not None:
+                self.inputs_sent.synchronize()  # the last copy has read the buffer
             self.host_view[0], self.host_view[1] = window_ids[-1], len(window_ids) - 1
             self.inputs.copy_(self.host_inputs, non_blocking=True)
+            if self.inputs_sent is not None:
+                self.inputs_sent.record()
         else:
             self.window.copy_(torch.tensor(window_ids), non_blocking=True)
 

@@ -247,6 +247,30 @@ def test_a_failed_capture_falls_back_with_a_notice(monkeypatch):
     assert len(steps) == 5 and "CUDA graphs off" in engine.notice
 
 
+@cuda
+@pytest.mark.parametrize("make", [book_model, nano_model], ids=["book", "nanogpt"])
+def test_graphed_logits_back_to_back_without_a_sync_stay_exact(make):
+    """``last_logits`` returns without a host sync, so a caller may ask for window after
+    window (``bench_dtype``'s teacher forcing) while the GPU is still behind: each replay
+    must still get its own token and position, not a later call's, from the pinned
+    buffer they are copied from."""
+    torch.manual_seed(0)
+    model = make("cuda")
+    fresh = (lambda: model.make_decoder()) if hasattr(model, "make_decoder") \
+        else (lambda: BookDecoder(model))
+    eager, graphed = fresh(), GraphedDecoder(fresh())
+    ids = torch.randint(0, 250, (eager.context_length,)).tolist()
+    with torch.inference_mode():
+        expected = [eager.last_logits(ids[:n]).cpu() for n in range(3, len(ids) + 1)]
+        got = [graphed.last_logits(ids[:n]) for n in (3, 4)]  # prefill, then the capture
+        torch.cuda._sleep(100_000_000)  # the GPU falls behind every call that follows
+        got += [graphed.last_logits(ids[:n]) for n in range(5, len(ids) + 1)]
+        torch.cuda.synchronize()
+    assert graphed.replays >= len(ids) - 4 and not graphed.notice
+    for n, (a, b) in enumerate(zip(got, expected), 3):
+        assert torch.allclose(a.cpu(), b, atol=1e-5), n
+
+
 @pytest.mark.parametrize("knobs", [dict(top_k=2), dict(top_p=0.3), dict(top_k=40)],
                          ids=["top_k 2", "top_p 0.3", "top_k 40"])
 def test_greedy_with_filters_marks_the_same_candidates_kept(knobs):
