@@ -62,6 +62,25 @@ def new_positions_attention(q: torch.Tensor, keys: torch.Tensor, values: torch.T
     return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
 
 
+def kv_cache(layers: int, heads: int, context_length: int, head_size: int,
+             like: torch.Tensor) -> torch.Tensor:
+    """Keys and values of every layer, [layers, 2, 1, heads, C, head_size]: a layer's keys
+    ``[:, 0]`` and values ``[:, 1]`` sit side by side, so a step writes both in one op.
+    The batch axis of 1 is for CPU's fused (flash) attention kernel and cuda's
+    memory-efficient one, which take 4-D inputs only; 3-D ones run the unfused path."""
+    shape = (layers, 2, 1, heads, context_length, head_size)
+    return torch.zeros(shape, device=like.device, dtype=like.dtype)
+
+
+def add_linear_(x: torch.Tensor, h: torch.Tensor, weight: torch.Tensor,
+                bias: torch.Tensor | None) -> torch.Tensor:
+    """``x += h @ weightᵀ + bias`` in place, for the residual stream of one row. On cuda a
+    one-row linear with a bias is two kernels (the bias copied out, then the matmul) and
+    the residual add a third; a matmul into ``x``, then the bias, is two."""
+    x.addmm_(h, weight.t())
+    return x if bias is None else x.add_(bias)
+
+
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     if a[:n] == b[:n]:  # the usual step (one token more): compared in C, not a loop
@@ -90,13 +109,10 @@ class BookDecoder:
             self.position_table = model.position_table
             self.out_weight_t = output_weight_by_columns(model.model_out_linear_layer.weight)
             self.out_bias = model.model_out_linear_layer.bias.detach()
-        device, dtype = self.embedding.device, self.embedding.dtype
-        # A leading batch axis of 1: CPU's fused (flash) attention kernel takes 4-D inputs
-        # only; 3-D ones fall back to the unfused path at about twice the cost.
-        shape = (len(self.layers), 1, self.num_heads, self.context_length, self.head_size)
-        self.k_cache = torch.zeros(shape, device=device, dtype=dtype)
-        self.v_cache = torch.zeros(shape, device=device, dtype=dtype)
-        self.positions = torch.arange(self.context_length, device=device)
+        self.kv_cache = kv_cache(len(self.layers), self.num_heads, self.context_length,
+                                 self.head_size, like=self.embedding)
+        self.k_cache, self.v_cache = self.kv_cache[:, 0], self.kv_cache[:, 1]
+        self.positions = torch.arange(self.context_length, device=self.embedding.device)
         self.cached_ids: list[int] = []
         # When set, each call also keeps the last position's attention weights,
         # [layers, heads, window], from the same pass (the attention strip).
@@ -160,14 +176,13 @@ class BookDecoder:
         visible = visible_bias(self.positions, position, x.dtype)
         for layer_index, layer in enumerate(self.layers):
             h = F.layer_norm(x, (d,), *layer["ln1"][:2], layer["ln1"][2])
-            q, k, v = F.linear(h, layer["qkv"]).view(1, 1, 3, H, hs).permute(2, 0, 3, 1, 4)
-            keys, values = self.k_cache[layer_index], self.v_cache[layer_index]
-            keys.index_copy_(2, position, k)
-            values.index_copy_(2, position, v)
-            attn = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
-            x = x + F.linear(attn[0].transpose(0, 1).reshape(1, d), *layer["proj"])
+            qkv = F.linear(h, layer["qkv"]).view(1, 1, 3, H, hs).permute(2, 0, 3, 1, 4)
+            self.kv_cache[layer_index].index_copy_(3, position, qkv[1:])  # keys and values
+            attn = F.scaled_dot_product_attention(qkv[0], self.k_cache[layer_index],
+                                                  self.v_cache[layer_index], attn_mask=visible)
+            add_linear_(x, attn[0].transpose(0, 1).reshape(1, d), *layer["proj"])
             h = F.layer_norm(x, (d,), *layer["ln2"][:2], layer["ln2"][2])
-            x = x + F.linear(F.relu(F.linear(h, *layer["ffn_in"])), *layer["ffn_out"])
+            add_linear_(x, F.relu(F.linear(h, *layer["ffn_in"])), *layer["ffn_out"])
         w, b, eps = self.final_ln
         last = F.layer_norm(x, (d,), w, b, eps)
         return torch.addmm(self.out_bias, last, self.out_weight_t)[0].float()  # [V]
@@ -181,10 +196,9 @@ class BookDecoder:
         H, hs = self.num_heads, self.head_size
         end = start + T
         h = F.layer_norm(x, (d,), *layer["ln1"][:2], layer["ln1"][2])
-        # 3×[1, H, T, hs]
-        q, k, v = F.linear(h, layer["qkv"]).view(1, T, 3, H, hs).permute(2, 0, 3, 1, 4)
-        self.k_cache[layer_index, :, :, start:end] = k
-        self.v_cache[layer_index, :, :, start:end] = v
+        qkv = F.linear(h, layer["qkv"]).view(1, T, 3, H, hs).permute(2, 0, 3, 1, 4)
+        q = qkv[0]  # [1, H, T, hs]
+        self.kv_cache[layer_index, :, :, :, start:end] = qkv[1:]  # keys and values
         keys = self.k_cache[layer_index, :, :, :end]
         values = self.v_cache[layer_index, :, :, :end]
         if captured is not None:

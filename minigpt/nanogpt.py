@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .decoder import (common_prefix_length, last_row_attention, new_positions_attention,
-                      output_weight_by_columns, visible_bias)
+from .decoder import (add_linear_, common_prefix_length, kv_cache, last_row_attention,
+                      new_positions_attention, output_weight_by_columns, visible_bias)
 
 
 class LayerNorm(nn.Module):
@@ -118,12 +118,9 @@ class NanoGPTDecoder:
         # Tied with the embedding, which reads rows of it just as well in this layout.
         self.lm_head_t = output_weight_by_columns(model.lm_head.weight)
         w = model.transformer.wte.weight
-        # A batch axis of 1, as BookDecoder: fused attention kernels (CPU's flash, cuda's
-        # memory-efficient one) take 4-D inputs only; 3-D ones run the unfused math path.
-        shape = (len(model.transformer.h), 1, self.num_heads, self.context_length,
-                 self.head_size)
-        self.k_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
-        self.v_cache = torch.zeros(shape, device=w.device, dtype=w.dtype)
+        self.kv_cache = kv_cache(len(model.transformer.h), self.num_heads, self.context_length,
+                                 self.head_size, like=w)
+        self.k_cache, self.v_cache = self.kv_cache[:, 0], self.kv_cache[:, 1]
         self.positions = torch.arange(self.context_length, device=w.device)
         self.cached_ids: list[int] = []
         self.capture_attention = False  # as BookDecoder: keep the last row's weights
@@ -158,14 +155,14 @@ class NanoGPTDecoder:
         x = m.wte.weight[token] + m.wpe.weight[position]  # [1, d]
         visible = visible_bias(self.positions, position, x.dtype)
         for i, block in enumerate(m.h):
-            h = block.ln_1(x)
-            q, k, v = block.attn.c_attn(h).view(1, 1, 3, H, hs).permute(2, 0, 3, 1, 4)
-            keys, values = self.k_cache[i], self.v_cache[i]  # [1, H, C, hs]
-            keys.index_copy_(2, position, k)
-            values.index_copy_(2, position, v)
-            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
-            x = x + block.attn.c_proj(y[0].transpose(0, 1).reshape(1, -1))
-            x = x + block.mlp(block.ln_2(x))
+            qkv = block.attn.c_attn(block.ln_1(x)).view(1, 1, 3, H, hs).permute(2, 0, 3, 1, 4)
+            self.kv_cache[i].index_copy_(3, position, qkv[1:])  # keys and values
+            y = F.scaled_dot_product_attention(qkv[0], self.k_cache[i], self.v_cache[i],
+                                               attn_mask=visible)
+            proj, mlp = block.attn.c_proj, block.mlp
+            add_linear_(x, y[0].transpose(0, 1).reshape(1, -1), proj.weight, proj.bias)
+            hidden = mlp.gelu(mlp.c_fc(block.ln_2(x)))
+            add_linear_(x, hidden, mlp.c_proj.weight, mlp.c_proj.bias)
         return (m.ln_f(x[-1]) @ self.lm_head_t).float()  # float32, as BookDecoder
 
     def _attend(self, layer: int, attn: CausalSelfAttention, h: torch.Tensor,
@@ -173,9 +170,9 @@ class NanoGPTDecoder:
         T, C = h.shape
         H, hs = self.num_heads, self.head_size
         end = start + T
-        q, k, v = attn.c_attn(h).view(1, T, 3, H, hs).permute(2, 0, 3, 1, 4)  # 3×[1, H, T, hs]
-        self.k_cache[layer, :, :, start:end] = k
-        self.v_cache[layer, :, :, start:end] = v
+        qkv = attn.c_attn(h).view(1, T, 3, H, hs).permute(2, 0, 3, 1, 4)
+        q = qkv[0]  # [1, H, T, hs]
+        self.kv_cache[layer, :, :, :, start:end] = qkv[1:]  # keys and values
         keys, values = self.k_cache[layer, :, :, :end], self.v_cache[layer, :, :, :end]
         if self._captured is not None:
             self._captured.append(last_row_attention(q[0, :, -1:], keys[0]))
