@@ -42,8 +42,8 @@ def last_row_attention(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 def visible_bias(positions: torch.Tensor, position: torch.Tensor,
                  dtype: torch.dtype) -> torch.Tensor:
     """An additive attention mask over the cache's positions: 0 up to ``position``, -inf
-    past it, [1, 1, 1, C]. Built once a step: a boolean mask would be converted again in every layer
-    (on cuda a kernel or two each, inside the step's graph)."""
+    past it, [1, 1, 1, C]. Built once a step: a boolean mask would be converted again in
+    every layer (on cuda a kernel or two each, inside the step's graph)."""
     zero = torch.zeros((), dtype=dtype, device=positions.device)
     return torch.where(positions <= position, zero, float("-inf")).view(1, 1, 1, -1)
 
