@@ -4,7 +4,8 @@
   the same torch threads, the same pipe; only the UI is missing);
 - key-press-to-screen latency while tokens stream;
 - launch to first frame and launch to ready in a real pseudo-terminal, next to
-  ``python -c "import torch"``.
+  ``python -c "import torch"``;
+- ctrl+q in the middle of a run to the process's exit, in the same pseudo-terminal.
 
     python benchmarks/bench_tui.py [--tokens 500] [--device cpu] [--checkpoint model/model.ckpt]
 """
@@ -168,41 +169,68 @@ async def key_latency(checkpoint: str, device: str, presses: int) -> list[float]
     return latencies
 
 
-def launch_times(checkpoint: str, device: str) -> tuple[float, float]:
-    """(first frame, ready) seconds after starting ``minigpt-tui`` in a pseudo-terminal:
-    the first frame is the header's first bytes, ready is the model's size in it."""
+def in_pty(checkpoint: str, device: str, *flags: str):
+    """``minigpt-tui`` in an 80×24 pseudo-terminal: (process, the terminal's end)."""
     exe = Path(sys.executable).with_name("minigpt-tui")
     main, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = dict(os.environ, TERM="xterm-256color")
-    started = time.perf_counter()
-    proc = subprocess.Popen([str(exe), checkpoint, "--device", device], stdin=child,
+    proc = subprocess.Popen([str(exe), checkpoint, "--device", device, *flags], stdin=child,
                             stdout=child, stderr=child, env=env, close_fds=True)
     os.close(child)
-    seen, first_frame, ready = b"", None, None
-    try:
-        while ready is None and time.perf_counter() - started < 120:
-            if select.select([main], [], [], 0.01)[0]:
-                seen += os.read(main, 65536)
-                now = time.perf_counter() - started
-                if first_frame is None and b"minigpt-tui" in seen:
-                    first_frame = now
-                if b"params" in seen:
-                    ready = now
-        os.write(main, b"\x11")  # ctrl+q
-        deadline = time.perf_counter() + 5
-        while proc.poll() is None and time.perf_counter() < deadline:
-            if select.select([main], [], [], 0.05)[0]:
-                try:
-                    os.read(main, 65536)
-                except OSError:
-                    break
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        os.close(main)
+    return proc, main
+
+
+def read_until(main: int, wanted: bytes, started: float, seen: bytearray,
+               limit: float = 120) -> float | None:
+    """Seconds from ``started`` until ``wanted`` has been drawn (None: not in time);
+    ``seen`` keeps what was read, for the next wait."""
+    while wanted not in seen:
+        if time.perf_counter() - started > limit:
+            return None
+        if select.select([main], [], [], 0.01)[0]:
+            seen += os.read(main, 65536)
+    return time.perf_counter() - started
+
+
+def close(proc, main: int) -> float:
+    """Send ctrl+q; seconds until the process has exited (it is killed after 5 s)."""
+    sent = time.perf_counter()
+    os.write(main, b"\x11")
+    while proc.poll() is None and time.perf_counter() - sent < 5:
+        if select.select([main], [], [], 0.005)[0]:
+            try:
+                os.read(main, 65536)
+            except OSError:
+                break
+    exited = time.perf_counter() - sent
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    os.close(main)
+    return exited
+
+
+def launch_times(checkpoint: str, device: str) -> tuple[float, float]:
+    """(first frame, ready) seconds after starting ``minigpt-tui`` in a pseudo-terminal:
+    the first frame is the header's first bytes, ready is the model's size in it."""
+    started = time.perf_counter()
+    proc, main = in_pty(checkpoint, device)
+    seen = bytearray()
+    first_frame = read_until(main, b"minigpt-tui", started, seen)
+    ready = read_until(main, b"params", started, seen)
+    close(proc, main)
     return first_frame, ready
+
+
+def quit_mid_run_seconds(checkpoint: str, device: str) -> float:
+    """ctrl+q while tokens stream: seconds until the explorer's process has exited."""
+    proc, main = in_pty(checkpoint, device, "--max-new-tokens", "1000000")
+    seen = bytearray()
+    read_until(main, b"params", time.perf_counter(), seen)
+    os.write(main, b"hello\r")
+    read_until(main, b"generating", time.perf_counter(), seen)
+    return close(proc, main)
 
 
 def import_torch_seconds() -> float:
@@ -228,6 +256,7 @@ def main() -> None:
         through_app = asyncio.run(app_rate(checkpoint, args.device, args.tokens))
         latencies = asyncio.run(key_latency(checkpoint, args.device, args.presses))
         first_frame, ready = launch_times(checkpoint, args.device)
+        quit_seconds = quit_mid_run_seconds(checkpoint, args.device)
         torch_import = import_torch_seconds()
     model = args.checkpoint or "book-default-size model (random weights)"
     print(f"device {args.device} · {args.tokens} tokens, greedy, {model}")
@@ -240,6 +269,7 @@ def main() -> None:
     print(f"  launch → first frame {first_frame:.2f} s · launch → ready {ready:.2f} s · "
           f"python -c 'import torch' {torch_import:.2f} s "
           f"(first frame = {first_frame / torch_import:.2f} × import torch)")
+    print(f"  ctrl+q mid-run → exited {quit_seconds:.2f} s (target ≤ 0.5 s)")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,26 @@ async def settle(app, pilot, timeout: float = 60.0):
                          f"answered {app.last_done} of {app.client.seq})")
 
 
+ENDLESS = 100_000
+"""max_new_tokens for a run that must still be going when a test's key lands: at 1,500
+tokens a second (a fast machine, the tiny model) it lasts over a minute; tests stop it."""
+
+
+async def until_streaming(app, pilot, steps: int = 1, timeout: float = 60.0) -> None:
+    """Wait until a run is in progress and has streamed at least ``steps`` steps: the
+    state a "mid-run" key needs, however fast or slow the engine is. Give the run
+    ``max_new_tokens=ENDLESS`` so that it cannot end first."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (app.running and len(app.history) >= steps):
+        assert app.engine_state != "failed", f"the model did not load: {app.load_error}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no run streamed {steps} steps (running {app.running}, "
+                                 f"{len(app.history)} steps, state {app.engine_state})")
+        await pilot.pause(0.01)
+
+
 async def eventually(pilot, condition, timeout: float = 10.0) -> bool:
     """Whether ``condition()`` holds within ``timeout``: for what the app does after a
     refresh (scrolling to the end waits for the new layout), which a loaded machine may

@@ -37,7 +37,8 @@ def test_generate_streams_text(capsys, tiny_ckpt):
 
 def test_trace_json_matches_reference(capsys, tiny_ckpt, tiny_hp):
     code, out, _ = run_cli(capsys, "trace", tiny_ckpt, "--prompt", "one two three four five six",
-                           "--max-new-tokens", 25, "--temperature", 0, "--json")
+                           "--max-new-tokens", 25, "--temperature", 0, "--json",
+                           "--device", "cpu")  # the reference runs on the CPU
     assert code == 0
     sd = random_book_state_dict(tiny_hp)
     from minigpt.tokenizer import cl100k

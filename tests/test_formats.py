@@ -87,7 +87,7 @@ def test_nanogpt_trace_cli_with_explicit_meta(tmp_path, capsys):
     write_meta(tmp_path / "vocab.pkl")
     code = main(["trace", str(tmp_path / "out" / "ckpt.pt"), "--tokenizer",
                  str(tmp_path / "vocab.pkl"), "--prompt", "hi", "--temperature", "0",
-                 "--max-new-tokens", "3", "--json"])
+                 "--max-new-tokens", "3", "--json", "--device", "cpu"])  # as the reference
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0 and len(lines) == 3
     ids = [CHARS.index("h"), CHARS.index("i")]

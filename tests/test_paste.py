@@ -21,12 +21,28 @@ def test_a_hostile_paste_is_one_paste_event_in_order():
     assert events_[0].text == "农夫RED 山泉 end"
 
 
-def test_textual_alone_turns_it_into_key_presses():
-    """The upstream behaviour this works around (if it changes, the filter can go)."""
-    from textual._xterm_parser import XTermParser
-    keys = [e for e in parse(XTermParser(), PASTE_START + HOSTILE + PASTE_END)
-            if isinstance(e, events.Key)]
-    assert keys
+async def test_a_paste_lands_in_the_prompt_once():
+    """The prompt joins a paste's lines itself; Input's own handler, further along the
+    MRO, must not insert the first line again (every paste landed twice)."""
+    from textual.app import App
+
+    from tui.widgets import PromptInput
+
+    class PromptApp(App):
+        def compose(self):
+            yield PromptInput(id="prompt")
+
+    app = PromptApp()
+    async with app.run_test() as pilot:
+        prompt = app.query_one(PromptInput)
+        prompt.focus()
+        await pilot.press(*"abc ")
+        prompt.post_message(events.Paste("XYZ"))
+        await pilot.pause()
+        assert prompt.value == "abc XYZ"
+        prompt.post_message(events.Paste("one\ntwo\n\nthree"))
+        await pilot.pause()
+        assert prompt.value == "abc XYZone two three"
 
 
 def test_markers_and_escapes_split_across_reads():

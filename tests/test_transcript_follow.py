@@ -9,6 +9,7 @@ from textual.app import App
 from textual.widgets import Static
 
 import tui
+from conftest import eventually
 from tui.widgets import Transcript
 
 
@@ -32,12 +33,11 @@ async def test_a_frame_that_wraps_after_a_layout_pass_is_followed():
         transcript.add_steps(steps([" Stop"] * 20), "")
         await pilot.pause()
         app.query_one("#status", Static).update("20 tokens")  # a layout pass measures all
-        await pilot.pause()
+        assert await eventually(pilot, lambda: transcript.max_scroll_y > 0
+                                and transcript.scroll_y == transcript.max_scroll_y)
         end = transcript.max_scroll_y
-        assert end > 0 and transcript.scroll_y == end
         # Two lines taller: extend must say so (its caller scrolls), and the transcript
         # follows once laid out, whoever added the lines.
         assert transcript.current.extend([("\n\nend", 0.5)], "")
-        for _ in range(5):
-            await pilot.pause(0.02)
-        assert transcript.max_scroll_y == end + 2 and transcript.scroll_y == end + 2
+        assert await eventually(pilot, lambda: transcript.max_scroll_y == end + 2
+                                and transcript.scroll_y == end + 2)

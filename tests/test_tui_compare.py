@@ -5,7 +5,7 @@ against two engines run in this process."""
 import torch
 from textual.widgets import Input, Static
 
-from conftest import screen_text, settle, write_book_checkpoint
+from conftest import ENDLESS, screen_text, settle, until_streaming, write_book_checkpoint
 from minigpt.checkpoint import load
 from minigpt.engine import Engine
 from minigpt.sampling import exact_softmax
@@ -57,6 +57,7 @@ async def generate(app, pilot, count=None):
 
 async def test_each_step_shows_b_beside_a(make_tui, tiny_ckpt, other_ckpt):
     app = make_tui(compare=other_ckpt, max_new_tokens=20)  # past both windows
+    # 1e-5, as conftest's assert_close: the engine process may use another thread count
     async with app.run_test(size=(120, 40)) as pilot:
         await generate(app, pilot)
         step = app.history[-1]
@@ -65,12 +66,12 @@ async def test_each_step_shows_b_beside_a(make_tui, tiny_ckpt, other_ckpt):
         versus = step.versus
         assert versus.other == "B" and step.chosen.id == int(torch.argmax(la))
         ids = [c.id for c in step.candidates]
-        assert max(abs(x - pb[i].item()) for x, i in zip(versus.probs, ids)) < 1e-6
+        assert max(abs(x - pb[i].item()) for x, i in zip(versus.probs, ids)) < 1e-5
         assert [c.id for c in versus.top] == torch.topk(pb, 5).indices.tolist()
         assert max(abs(x - pa[c.id].item()) for x, c in zip(versus.top_driver_probs,
-                                                          versus.top)) < 1e-6
+                                                          versus.top)) < 1e-5
         kl, js = kl_js(la, lb)
-        assert abs(versus.kl - kl) < 1e-6 and abs(versus.js - js) < 1e-6
+        assert abs(versus.kl - kl) < 1e-5 and abs(versus.js - js) < 1e-5
         # On screen: the browsed step's B column, and KL/JS on the title and status line.
         await pilot.press("escape", "[")
         await settle(app, pilot)
@@ -212,21 +213,24 @@ async def test_the_session_file_keeps_bs_view_of_each_step(make_tui, other_ckpt,
         assert (v["kl"], v["js"]) == (step.versus.kl, step.versus.js)
 
 
-async def test_x_mid_run_lets_the_other_model_finish_the_run(make_tui, other_ckpt):
-    app = make_tui(compare=other_ckpt, max_new_tokens=300)
+async def test_x_mid_run_lets_the_other_model_drive_the_run_on(make_tui, other_ckpt):
+    app = make_tui(compare=other_ckpt, max_new_tokens=ENDLESS)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         app.query_one("#prompt", Input).value = PROMPT
-        await pilot.press("enter", "escape")  # a run, stopped at once; the table has focus
-        await settle(app, pilot)
-        started = len(app.history)
-        await pilot.press("g", "x")  # go on, and swap while it runs
+        await pilot.press("enter")
+        await until_streaming(app, pilot)
+        app.query_one(CandidatesTable).focus()  # x is a key here, not a letter
+        await pilot.press("x")  # swap while it runs
+        for _ in range(3):  # B drives, and the same run goes on
+            await until_streaming(app, pilot, steps=len(app.history) + 1)
+        await pilot.press("escape")
         await settle(app, pilot)
         drivers = [s.versus.other for s in app.history]  # "B" beside A, "A" beside B
-        assert app.driver == "B" and len(app.history) == 300 > started
+        assert app.driver == "B" and drivers[0] == "B" and drivers[-1] == "A"
         swap = drivers.index("A")
         assert set(drivers[:swap]) == {"B"} and set(drivers[swap:]) == {"A"}
-
+        assert app.turn.prompt == PROMPT and len(app.history) - swap >= 3
 
 
 def test_a_missing_compare_file_is_one_line_before_the_screen_opens(tiny_ckpt, tmp_path,

@@ -3,7 +3,7 @@
 import pytest
 from textual.widgets import Input
 
-from conftest import assert_close, mirror_engine, settle
+from conftest import ENDLESS, assert_close, mirror_engine, settle, until_streaming
 from minigpt.settings import SamplingSettings
 from tui.why import WhyPanel
 
@@ -83,16 +83,19 @@ async def test_browsing_past_steps_explains_that_step(make_tui):
 
 
 async def test_opening_it_while_streaming_does_not_stop_the_run(make_tui):
-    app = make_tui(max_new_tokens=300)
+    app = make_tui(max_new_tokens=ENDLESS)
     async with app.run_test(size=(80, 24)) as pilot:
         app.query_one("#prompt", Input).value = "hello"
         await pilot.press("enter")
-        await pilot.pause()
+        await until_streaming(app, pilot)
         app.query_one("#transcript").focus()  # keys off the prompt, the run going on
         await pilot.press("w")
+        opened_at = len(app.history)
+        await until_streaming(app, pilot, steps=opened_at + 1)  # the run goes on
+        assert app.query_one(WhyPanel).display
+        await pilot.press("escape")
         await settle(app, pilot)
-        assert len(app.history) == 300
-        assert app.query_one(WhyPanel).shown[0] == "step 301 · next token"
+        assert app.query_one(WhyPanel).shown[0] == f"step {len(app.history) + 1} · next token"
 
 
 async def test_before_any_prompt_it_says_so(make_tui):

@@ -362,7 +362,10 @@ class PromptInput(Input):
     Input would keep only the first)."""
 
     def _on_paste(self, event: events.Paste) -> None:
+        # Textual calls every class's _on_paste along the MRO; without prevent_default
+        # Input's own handler inserts the paste's first line a second time.
         event.stop()
+        event.prevent_default()
         text = " ".join(line for line in event.text.splitlines() if line)
         if text:
             selection = self.selection
