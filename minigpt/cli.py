@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import MiniGPTError, PromptError
-from .paths import default_checkpoint, require_regular_file
+from .paths import default_checkpoint, require_regular_file, unshipped_default_note
 from .settings import SamplingSettings
 from .tokenizer import printable
 
@@ -137,13 +137,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def checkpoint_of(args: argparse.Namespace) -> Path:
+    """The checkpoint argument, or the default; a default that is not the shipped model
+    is named on stderr (a quick ``train`` elsewhere must not pass for it)."""
+    if args.ckpt:
+        return Path(args.ckpt)
+    path = default_checkpoint()
+    note = unshipped_default_note(path)
+    if note:
+        print(f"minigpt: {printable(note)}", file=sys.stderr)
+    return path
+
+
 def open_engine(args: argparse.Namespace):
     from .checkpoint import load
     from .devices import decode_threads, use_threads
     from .engine import Engine
 
     settings = settings_from(args)  # validate knobs before the (slow) load
-    loaded = load(args.ckpt or default_checkpoint(), device=args.device,
+    loaded = load(checkpoint_of(args), device=args.device,
                   tokenizer=args.tokenizer, dtype=args.dtype)
     use_threads(args.threads or decode_threads(loaded.num_parameters))
     engine = Engine.from_loaded(loaded, settings)
@@ -198,7 +210,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     text = read_text(args)
     use_threads(args.threads or batch_threads())
     keep_freed_memory()  # [64, 100k] logits a window: reuse the heap, not fresh mmaps
-    loaded = load(args.ckpt or default_checkpoint(), device=args.device,
+    loaded = load(checkpoint_of(args), device=args.device,
                   tokenizer=args.tokenizer, dtype=args.dtype)
     other = None
     if args.compare:
@@ -266,7 +278,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .checkpoint import load
     from .render import inspect_report, print_inspect
 
-    loaded = load(args.ckpt or default_checkpoint(), device=args.device,
+    loaded = load(checkpoint_of(args), device=args.device,
                   tokenizer=args.tokenizer, dtype=args.dtype, need_tokenizer=False)
     report = inspect_report(loaded)
     if args.json:

@@ -8,20 +8,37 @@ from pathlib import Path
 CHECKOUT_MODEL = Path(__file__).resolve().parent.parent / "model" / "model.ckpt"
 
 
-def default_checkpoint() -> Path:
-    """``./model/model.ckpt`` from a checkout, else the copy installed with the package."""
-    local = Path("model") / "model.ckpt"
-    if local.is_file():
-        return local
-    if CHECKOUT_MODEL.is_file():
-        return CHECKOUT_MODEL
+def shipped_checkpoints() -> list[Path]:
+    """The shipped model where it lies: in this checkout, and installed with the package."""
+    found = [CHECKOUT_MODEL] if CHECKOUT_MODEL.is_file() else []
     try:
         installed = resources.files("minigpt_model") / "model.ckpt"
         if installed.is_file():
-            return Path(str(installed))
+            found.append(Path(str(installed)))
     except ModuleNotFoundError:
         pass
-    return local  # the loader reports it missing, naming the expected path
+    return found
+
+
+def default_checkpoint() -> Path:
+    """``./model/model.ckpt`` (where the book's train.py saves), else the shipped model."""
+    local = Path("model") / "model.ckpt"
+    if local.is_file():
+        return local
+    shipped = shipped_checkpoints()
+    return shipped[0] if shipped else local  # the loader reports a missing one by name
+
+
+def is_shipped(path: Path) -> bool:
+    return any(path.resolve() == shipped.resolve() for shipped in shipped_checkpoints())
+
+
+def unshipped_default_note(path: Path) -> str | None:
+    """When no checkpoint was named and the default is a model of the current directory,
+    not the shipped one: a line that says which file is used."""
+    if is_shipped(path) or not path.is_file():
+        return None
+    return f"using {path.resolve()} (this directory's model/model.ckpt, not the shipped model)"
 
 
 def require_regular_file(path: Path, what: str, error=None) -> None:

@@ -111,14 +111,20 @@ def train(tokens: list[int], config: TrainConfig,
     return model.cpu().eval(), h_params
 
 
-def check_out(out: Path) -> None:
+def check_out(out: Path, force: bool = False, snapshots: tuple[Path, ...] = ()) -> None:
     """Before training: ``--out`` must be a file we can write (a finished model must
-    never be thrown away for a bad path)."""
+    never be thrown away for a bad path), and no model is replaced unless asked: from
+    the repository's root the default is the shipped model."""
     if out.is_dir():
         raise SettingsError(f"--out {out}: is a directory; name the checkpoint file, "
                             f"e.g. {out / 'model.ckpt'}")
     if out.exists() and not out.is_file():
         raise SettingsError(f"--out {out}: not a regular file")
+    if not force:
+        for path in (out, *snapshots):
+            if path.exists():
+                raise SettingsError(f"{path} exists: pass --force to replace it, or name "
+                                    "another file with --out")
     folder = out.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent  # the directories save will create start here
@@ -162,6 +168,10 @@ def save_somewhere(model: Model, h_params: dict, out: Path, dtype: str) -> Path:
     raise MiniGPTError("could not save the trained model anywhere: " + "; ".join(errors))
 
 
+def snapshot_path(out: Path, iteration: int) -> Path:
+    return out.parent / f"ckpt-iter{iteration}.ckpt"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress as Bar, TextColumn, TimeRemainingColumn
@@ -169,9 +179,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     fields = {k: getattr(args, k) for k in asdict(TrainConfig()) if hasattr(args, k)}
     config = TrainConfig(**fields)
     tokens = read_corpus(args.data, config)  # errors before the progress bar appears
-    check_out(args.out)
     if args.save_every < 0:
         raise SettingsError("--save-every must be ≥ 0 (0: no snapshots)")
+    check_out(args.out, args.force, tuple(
+        snapshot_path(args.out, i)
+        for i in range(args.save_every, config.max_iters + 1, args.save_every or 1)
+        if args.save_every))
     console = Console(stderr=True)
     started = time.perf_counter()
     columns = (TextColumn("step {task.completed}/{task.total}"), BarColumn(),
@@ -191,7 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         def snapshot(iteration: int, model: Model, h_params: dict) -> None:
             """A book-format checkpoint of the run so far, next to --out (compare them)."""
-            path = args.out.parent / f"ckpt-iter{iteration}.ckpt"
+            path = snapshot_path(args.out, iteration)
             save_checkpoint(model, h_params, path, config.dtype)
             if not console.is_terminal:
                 console.print(f"saved {path}", markup=False)

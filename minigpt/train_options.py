@@ -49,7 +49,12 @@ def add_train_parser(sub) -> None:
     d = TrainConfig()
     p = sub.add_parser("train", help="train the book's model on a text file")
     p.add_argument("data", type=Path, metavar="DATA", help="UTF-8 text file")
-    p.add_argument("--out", type=Path, default=Path("model/model.ckpt"), metavar="PATH")
+    p.add_argument("--out", type=Path, default=Path("model/model.ckpt"), metavar="PATH",
+                   help="where the trained model goes (default: model/model.ckpt in the "
+                        "current directory, as the book's train.py); an existing file is "
+                        "never replaced without --force")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --out file (and ckpt-iterN.ckpt snapshots)")
     for name, kind in (("d_model", int), ("num_blocks", int), ("num_heads", int),
                        ("context_length", int), ("batch_size", int), ("max_iters", int),
                        ("learning_rate", float), ("eval_interval", int), ("eval_iters", int),

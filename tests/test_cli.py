@@ -162,3 +162,57 @@ def test_inspect_in_a_narrow_terminal_wraps_tensor_names(tiny_ckpt):
         console.print(renderable)
     text = console.export_text()
     assert "…" not in text and "Wq.weight" in text
+
+
+def test_a_default_that_is_not_the_shipped_model_is_named(capsys, tiny_ckpt, tmp_path,
+                                                          monkeypatch):
+    """No checkpoint named, a model/model.ckpt in the current directory (a quick train
+    there): every command says which file it opened; the shipped model needs no note."""
+    import shutil
+
+    (tmp_path / "model").mkdir()
+    shutil.copy(tiny_ckpt, tmp_path / "model" / "model.ckpt")
+    monkeypatch.chdir(tmp_path)
+    for command in (["inspect"], ["generate", "--prompt", "hi", "--max-new-tokens", 1],
+                    ["trace", "--prompt", "hi", "--max-new-tokens", 1]):
+        code, out, err = run_cli(capsys, *command, "--device", "cpu")
+        assert code == 0
+        assert f"minigpt: using {tmp_path / 'model' / 'model.ckpt'} (this directory's " \
+               "model/model.ckpt, not the shipped model)" in err, command
+    monkeypatch.chdir(tmp_path / "model")  # no model/ here: the shipped model
+    code, out, err = run_cli(capsys, "inspect", "--device", "cpu")
+    assert code == 0 and "not the shipped model" not in err
+
+
+async def test_the_explorer_says_it_opened_another_default(make_tui):
+    app = make_tui()
+    app.opening_note = "using /x/model/model.ckpt (this directory's model/model.ckpt, not " \
+                       "the shipped model)"
+    from conftest import settle
+    from tui.widgets import StatusLine
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(app, pilot)
+        assert "ready · using /x/model/model.ckpt" in app.query_one(StatusLine).full_text
+
+
+def test_minigpt_tui_opens_another_default_by_its_full_path(tiny_ckpt, tmp_path, monkeypatch):
+    import shutil
+    from types import SimpleNamespace
+
+    import tui.app
+    from tui.__main__ import main as tui_main
+
+    opened = {}
+
+    def fake_make_app(path, *args, **kwargs):
+        opened.update(path=path, note=kwargs["opening_note"])
+        return SimpleNamespace(run=lambda: None, load_error="", return_code=0)
+
+    monkeypatch.setattr(tui.app, "make_app", fake_make_app)
+    monkeypatch.setattr("tui.paste.install", lambda: None)
+    monkeypatch.setattr("tui.terminal.remember_modes", lambda: None)
+    (tmp_path / "model").mkdir()
+    shutil.copy(tiny_ckpt, tmp_path / "model" / "model.ckpt")
+    monkeypatch.chdir(tmp_path)
+    assert tui_main(["--session", str(tmp_path / "s.jsonl")]) == 0
+    assert opened["path"] == tmp_path / "model" / "model.ckpt" and "not the shipped" in opened["note"]

@@ -88,7 +88,8 @@ def test_ctrl_c_leaves_the_old_checkpoint_untouched(corpus, tmp_path, monkeypatc
         return real_forward(self, *args, **kwargs)
 
     monkeypatch.setattr(train_module.Model, "forward", interrupted)
-    code = main(["train", str(corpus), "--out", str(out), *tiny_args(max_iters=50)])
+    code = main(["train", str(corpus), "--out", str(out), "--force",
+                 *tiny_args(max_iters=50)])
     assert code == 130
     assert "no checkpoint written" in capsys.readouterr().err
     assert out.read_bytes() == b"previous"
@@ -151,3 +152,36 @@ def test_a_failed_save_keeps_the_model_next_to_it(corpus, tmp_path, capsys, monk
     [rescued] = [p for p in tmp_path.iterdir()]
     assert rescued.name.startswith("model.rescued-") and not out.exists()
     assert load(rescued, device="cpu").h_params["d_model"] == 16
+
+
+def test_the_default_out_never_replaces_a_model(corpus, tmp_path, capsys, monkeypatch):
+    """From the repository's root ``model/model.ckpt`` is the shipped model: train without
+    --out refuses it in one line before training; --force replaces it."""
+    trained = []
+    real_train = train_module.train
+    monkeypatch.setattr(train_module, "train", lambda *a: trained.append(1) or real_train(*a))
+    monkeypatch.chdir(tmp_path)
+    shipped = tmp_path / "model" / "model.ckpt"
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"the shipped model")
+    assert main(["train", str(corpus), *tiny_args()]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model/model.ckpt exists" in err and "--force" in err
+    assert shipped.read_bytes() == b"the shipped model" and not trained
+    assert main(["train", str(corpus), "--force", *tiny_args()]) == 0
+    assert trained and load(shipped, device="cpu").h_params["d_model"] == 16
+
+
+def test_snapshots_never_replace_earlier_ones(corpus, tmp_path, capsys):
+    (tmp_path / "ckpt-iter2.ckpt").write_bytes(b"an earlier run")
+    code = main(["train", str(corpus), "--out", str(tmp_path / "new.ckpt"), "--save-every", "2",
+                 *tiny_args(max_iters=4)])
+    assert code == 2 and "ckpt-iter2.ckpt exists" in capsys.readouterr().err
+    assert (tmp_path / "ckpt-iter2.ckpt").read_bytes() == b"an earlier run"
+    assert not (tmp_path / "new.ckpt").exists()
+
+
+def test_help_states_the_default_out(capsys):
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: model/model.ckpt in the current directory" in text and "--force" in text

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from minigpt.cli import OneLineParser, add_device_options, add_sampling_options, settings_from
 from minigpt.errors import MiniGPTError
-from minigpt.paths import default_checkpoint
+from minigpt.paths import default_checkpoint, unshipped_default_note
 from minigpt.tokenizer import printable
 from minigpt.session import new_session_path, read_session_counting
 
@@ -77,10 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     paste.install()
     terminal.remember_modes()
 
-    path = args.ckpt or default_checkpoint()
+    path, note = args.ckpt, None
+    if path is None:
+        path = default_checkpoint()
+        note = unshipped_default_note(path)
+        if note:  # the header names it in full: not the shipped model
+            path = path.resolve()
     app = make_app(path, settings, session, resumed, device=args.device,
                    tokenizer=args.tokenizer, skipped_lines=skipped, threads=args.threads,
-                   compare=args.compare, dtype=args.dtype)
+                   compare=args.compare, dtype=args.dtype, opening_note=note)
     app.run()
     if app.load_error:  # the model did not load: nothing to explore
         print(f"minigpt-tui: error: {printable(app.load_error)}", file=sys.stderr)

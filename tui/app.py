@@ -95,8 +95,9 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
                  device: str = "auto", tokenizer: str | None = None,
                  client: EngineClient | None = None, skipped_lines: int = 0,
                  threads: int | None = None, compare: str | Path | None = None,
-                 dtype: str = "float32"):
+                 dtype: str = "float32", opening_note: str | None = None):
         super().__init__()
+        self.opening_note = opening_note  # said once the model is ready (which file)
         self.threads = threads
         self.compare = str(compare) if compare else None  # as written, for the header
         self.compare_path = os.path.abspath(compare) if compare else None
@@ -377,7 +378,7 @@ def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              device: str = "auto", tokenizer: str | None = None,
              client: EngineClient | None = None, skipped_lines: int = 0,
              threads: int | None = None, compare: str | Path | None = None,
-             dtype: str = "float32") -> MiniGPTApp:
+             dtype: str = "float32", opening_note: str | None = None) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
-                      skipped_lines, threads, compare, dtype)
+                      skipped_lines, threads, compare, dtype, opening_note)

@@ -75,6 +75,8 @@ class RepliesMixin:
             lines = "line" if self.skipped_lines == 1 else "lines"
             self.show_error(f"{self.skipped_lines} unreadable {lines} of the session file "
                             "skipped (a crash mid-write?); the rest is here")
+        elif self.opening_note and not self.running:
+            self.set_status(f"ready · {self.opening_note}")
         elif not self.running:
             self.set_status("ready · type a prompt and press enter")
 
