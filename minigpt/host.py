@@ -66,6 +66,7 @@ class Host:
             p.Open: self.open, p.Generate: self.engine_op, p.Take: self.engine_op,
             p.Undo: self.engine_op, p.Switch: self.engine_op, p.Restore: self.engine_op,
             p.Explain: self.explain, p.Complete: self.complete, p.Attend: self.attend,
+            p.Peek: self.peek,
             p.ScoreText: self.score, p.ListBranches: self.branches, p.SwapModels: self.swap,
             p.Shutdown: lambda op: None,
         }
@@ -249,6 +250,12 @@ class Host:
         return produced, "step" if op.count == 1 else "done"
 
     # --- ops that only read ---------------------------------------------------
+
+    def peek(self, op: p.Peek) -> None:
+        """The knobs apply from the next op anyway; taking them now lets the preview
+        show the distribution the next step will draw from."""
+        self.require_engine().set_settings(op.settings)
+        self.send(p.Peeked(op.seq, self.preview()))
 
     def explain(self, op: p.Explain) -> None:
         try:

@@ -115,6 +115,14 @@ class Attend(Op):
 
 
 @dataclass(frozen=True)
+class Peek(Op):
+    """The next token's candidates under ``settings`` (the knobs changed): what the table
+    shows is then what the next key samples from."""
+
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
 class ScoreText(Op):
     text: str
     exact: bool = False
@@ -139,7 +147,7 @@ class Shutdown(Op):
 
 # Ops that only read the engine; a newer one of the same kind makes an older, still
 # queued one pointless (the explorer shows only the answer to its latest request).
-INSIGHTS = (Explain, Complete, Attend)
+INSIGHTS = (Explain, Complete, Attend, Peek)
 
 
 # --- replies: engine → explorer --------------------------------------------------
@@ -248,6 +256,11 @@ class Attended(Reply):
     step_index: int | None
     attention: Attention | None
     error: str = ""
+
+
+@dataclass(frozen=True)
+class Peeked(Reply):
+    preview: Preview | None  # None: no turn yet, or the logits were unusable
 
 
 @dataclass(frozen=True)

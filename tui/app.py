@@ -288,8 +288,11 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
     @on(Sidebar.Changed)
     def sidebar_changed(self, event: Sidebar.Changed) -> None:
         self.settings = event.settings
-        self.set_status("settings applied from the next token")
-        self.request_insights()
+        self.knobs_changed()
+
+    @on(Sidebar.Valid)
+    def sidebar_valid(self, event: Sidebar.Valid) -> None:
+        self.set_status(f"{event.label} {kept_value(self.settings, event.label)} in force")
 
     @on(Sidebar.Invalid)
     def sidebar_invalid(self, event: Sidebar.Invalid) -> None:

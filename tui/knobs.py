@@ -17,6 +17,10 @@ from minigpt.errors import SettingsError
 from minigpt.settings import MAX_NEW_TOKENS_LIMIT, SamplingSettings
 
 UNSET = ("", "-", "—", "none", "off")
+# What a field holds while a value is being typed: "" (cleared for a new value) or "-"
+# (the start of a negative number). Neither is applied until enter or leaving the field:
+# typing "-1" must not switch top_k off on the way to an error.
+PENDING = ("", "-")
 
 
 def parse_optional_int(text: str) -> int | None:
@@ -34,6 +38,8 @@ class Knob:
     parse: Callable[[str], object]
     expects: str  # what a valid value looks like, said when one is not
 
+
+OPTIONAL = (parse_optional_int, parse_optional_float)  # knobs that "—" switches off
 
 KNOBS = (
     Knob("temperature", "temperature", float, "0 (greedy) or 0.0001…1000"),
@@ -81,6 +87,7 @@ class Sidebar(VerticalScroll):
         super().__init__(**kwargs)
         self.settings = settings
         self.can_focus = False
+        self.said_invalid: str | None = None  # the knob the status line's ✗ is about
 
     def compose(self) -> ComposeResult:
         for knob in KNOBS:
@@ -91,28 +98,50 @@ class Sidebar(VerticalScroll):
                 field.cursor_blink = False
                 yield field
 
+    @dataclass
+    class Valid(Message):
+        """A field marked invalid reads as a valid value again (the one in force)."""
+
+        label: str
+
+    def knob_of(self, field) -> Knob | None:
+        return next((k for k in KNOBS if f"knob-{k.field}" == field.id), None)
+
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
-        knob = next(k for k in KNOBS if f"knob-{k.field}" == event.input.id)
+        if event.value.strip() in PENDING:
+            event.input.remove_class("invalid")  # decided on enter or on leaving
+            return
+        self.take(self.knob_of(event.input), event.input, event.value)
+
+    def take(self, knob: Knob, field: Input, text: str) -> None:
+        """Apply ``text`` when valid; else mark the field and change nothing."""
         try:
-            settings = parse_knob(knob, event.value, self.settings)
+            settings = parse_knob(knob, text, self.settings)
         except SettingsError as exc:
-            event.input.add_class("invalid")
+            field.add_class("invalid")
+            self.said_invalid = knob.label
             self.post_message(self.Invalid(knob.label, str(exc)))
             return
-        event.input.remove_class("invalid")
+        field.remove_class("invalid")
         if settings != self.settings:
             self.settings = settings
             self.post_message(self.Changed(settings))
+        elif self.said_invalid == knob.label:
+            self.post_message(self.Valid(knob.label))
+        self.said_invalid = None
 
     def on_descendant_blur(self, event) -> None:
-        """Leaving a knob shows the value in force: invalid text goes, a cleared
-        optional knob shows — again."""
+        """Leaving a knob decides a pending value (an emptied optional knob is off),
+        then shows the value in force: invalid text goes, off shows — again."""
         field = event.widget
-        knob = next((k for k in KNOBS if f"knob-{k.field}" == field.id), None)
-        if knob is not None:
-            field.value = show(getattr(self.settings, knob.field))
-            field.remove_class("invalid")
+        knob = self.knob_of(field)
+        if knob is None:
+            return
+        if field.value.strip() in PENDING and knob.parse in OPTIONAL:
+            self.take(knob, field, field.value)
+        field.value = show(getattr(self.settings, knob.field))
+        field.remove_class("invalid")
 
     def set_value(self, settings: SamplingSettings) -> None:
         """Show ``settings`` (changed elsewhere, e.g. from the command palette)."""

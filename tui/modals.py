@@ -63,8 +63,7 @@ class ModalsMixin:
         if settings is not None and settings != self.settings:
             self.query_one(Sidebar).set_value(settings)
             self.settings = settings
-            self.set_status("settings applied from the next token")
-            self.request_insights()
+            self.knobs_changed()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -49,11 +49,13 @@ class RepliesMixin:
     def reply_handlers(self) -> dict:
         return {
             p.Loading: self.got_loading, p.Ready: self.got_ready,
-            p.LoadFailed: self.got_load_failed, p.TurnStarted: self.got_turn_started, p.StepsAdded: self.got_steps_added,
+            p.LoadFailed: self.got_load_failed, p.TurnStarted: self.got_turn_started,
+            p.StepsAdded: self.got_steps_added,
             p.StepsUndone: self.got_steps_undone, p.RunFinished: self.got_run_finished,
             p.RunFailed: self.got_run_failed, p.Explained: self.got_explained,
             p.Completed: self.got_completed, p.Attended: self.got_attended,
-            p.Scored: self.got_scored, p.Branches: self.got_branches, p.OpDone: self.got_op_done,
+            p.Scored: self.got_scored, p.Peeked: self.got_peeked,
+            p.Branches: self.got_branches, p.OpDone: self.got_op_done,
         }
 
     # --- the engine's life ---------------------------------------------------------

@@ -85,6 +85,24 @@ class SteppingMixin:
         self.query_one(CandidatesTable).show(
             *self.table_arguments(candidates, chosen_id, shown, versus))
 
+    peek_request = 0  # the latest Peek: the next token's candidates under new knobs
+
+    def knobs_changed(self) -> None:
+        """New knobs: the table's next-token candidates are recomputed for them (the
+        engine uses its cached logits), so that what it shows is what the next key
+        samples from; the insight views follow."""
+        self.set_status("settings applied from the next token")
+        if self.engine_state == "ready" and self.preview is not None:
+            self.peek_request = self.send(p.Peek, settings=self.settings) or 0
+        self.request_insights()
+
+    def got_peeked(self, reply: p.Peeked) -> None:
+        if reply.seq != self.peek_request or reply.seq < self.last_engine_seq:
+            return  # a newer op's RunFinished brings its own preview
+        if reply.preview is not None:
+            self.preview = reply.preview
+            self.refresh_candidates()
+
     def refresh_candidates(self) -> None:
         # Compare mode adds KL/JS to the title: fewer words keep the chosen token in 80
         # columns.
