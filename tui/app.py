@@ -157,7 +157,10 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
                 yield StatusLine("loading model …", id="status", markup=False)
         with Horizontal(id="prompt-row"):
             yield Label("> ", id="prompt-mark")
-            prompt = PromptInput(placeholder="prompt, e.g. 农夫山泉 ", id="prompt", compact=True)
+            # i puts the cursor at the end: a selection of everything, replaced by the
+            # first key, surprised people (and is hard to see in some terminals).
+            prompt = PromptInput(placeholder="prompt, e.g. 农夫山泉 ", id="prompt", compact=True,
+                                 select_on_focus=False)
             prompt.cursor_blink = False  # nothing to repaint twice a second over SSH
             yield prompt
         yield KeyHints(id="hints")
@@ -317,8 +320,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
         elif self.running:
             self.client.cancel_all()
             self.query_one(CandidatesTable).focus()  # where the stepping keys live
-        elif isinstance(self.focused, Input) and self.focused.id == "prompt":
-            self.query_one(CandidatesTable).focus()
+        elif self.focused is not None and self.focused.id != "candidates":
+            self.query_one(CandidatesTable).focus()  # from the prompt, a knob, the transcript
         else:
             self.view_step = None
 

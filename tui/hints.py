@@ -14,6 +14,8 @@ QUIT = "ctrl+q quit"
 
 HINTS = {
     "running": ("esc stop", "⌫ stop+undo", "space stop+step"),
+    "running-prompt": ("esc stop", "enter new run", "f1 help"),  # space, ⌫ are text here
+    "running-field": ("esc stop", "f1 help"),
     "stopped": ("r restart engine", "f1 help"),
     "prompt": ("enter generate", "esc candidates", "f1 help", "ctrl+p commands"),
     "candidates": ("space step", "1-5 pick", "⌫ undo", "g go", "[ ] past", "w why",
@@ -39,11 +41,14 @@ def where(app, focused: Widget | None) -> str:
     """Which set of hints describes the focused widget."""
     if app.engine_state in ("stopped", "failed"):
         return "stopped"
-    if app.running:
-        return "running"
+    name = getattr(focused, "id", None) or ""
+    if app.running:  # the stepping keys work in the candidates table alone
+        if name == "prompt":
+            return "running-prompt"
+        return "running-field" if name.startswith("knob-") or name == "transcript" else \
+            "running"
     if app.screen is not app.screen_stack[0]:
         return "screen"
-    name = getattr(focused, "id", None) or ""
     if name == "prompt":
         return "prompt"
     if name.startswith("knob-"):
