@@ -120,6 +120,12 @@ async def test_engine_killed_mid_run_then_r_restores_the_same_path(tiny_ckpt, ti
             [record] = read_session(session)  # the turn was saved when the engine died
             assert record["tokens"] == [s.chosen.id for s in kept]
             assert isinstance(app.focused, CandidatesTable)  # so r restarts, not types
+            # The table on the transcript's last step, not the one it drew ≤ 1/8 s before.
+            title = str(app.query_one("#candidates-title").render())
+            assert title.startswith(f"step {kept[-1].index} · chose"), title
+            table = app.query_one(CandidatesTable)
+            assert [int(str(table.get_row_at(r)[2])) for r in range(table.row_count)] == \
+                [c.id for c in kept[-1].candidates]
             await pilot.press("space")  # nothing to send it to: said, not lost
             assert "engine stopped" in status(app)
             await pilot.press("r")

@@ -92,7 +92,9 @@ async def test_opening_it_while_streaming_does_not_stop_the_run(make_tui):
         await pilot.press("w")
         opened_at = len(app.history)
         await until_streaming(app, pilot, steps=opened_at + 1)  # the run goes on
-        assert app.query_one(WhyPanel).display
+        # Not an older step's breakdown while tokens stream (it showed step 201 of 935).
+        assert app.query_one(WhyPanel).display and app.query_one(WhyPanel).shown[0] == "paused"
+        assert "paused while tokens stream" in panel_text(app)
         await pilot.press("escape")
         await settle(app, pilot)
         assert app.query_one(WhyPanel).shown[0] == f"step {len(app.history) + 1} · next token"
@@ -106,3 +108,20 @@ async def test_before_any_prompt_it_says_so(make_tui):
         await settle(app, pilot)
         title, why, _ = app.query_one(WhyPanel).shown
         assert why is None and "give a prompt first" in panel_text(app)
+
+
+async def test_an_open_panel_pauses_when_a_run_starts(make_tui):
+    """Open on a finished turn, then a new run: not the old turn's step while it streams."""
+    app = make_tui(max_new_tokens=3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(app, pilot)
+        await pilot.press("escape", "w")
+        await settle(app, pilot)
+        assert app.query_one(WhyPanel).shown[0] == "step 4 · next token"
+        app.settings = app.settings.with_(max_new_tokens=ENDLESS)
+        await pilot.press("g")
+        await until_streaming(app, pilot, steps=5)
+        assert app.query_one(WhyPanel).shown[0] == "paused"
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.query_one(WhyPanel).shown[0] == f"step {len(app.history) + 1} · next token"

@@ -257,6 +257,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
     def watch_running(self, running: bool) -> None:
         self.set_class(running, "running")
         self.update_hints()
+        if running and self.why_shown:  # it is asked again when the run ends
+            self.query_one(WhyPanel).pause()
 
     def watch_view_step(self, step: int | None) -> None:
         self.query_one(Transcript).set_highlight(None if step is None else step - 1)

@@ -148,6 +148,8 @@ class InsightsMixin:
         if shown and self.one_panel_at_a_time():
             self.attention_shown = False
         self.fit_panels()
+        if shown and self.running:
+            self.query_one(WhyPanel).pause()
         self.request_why()
 
     def watch_complete_shown(self, shown: bool) -> None:

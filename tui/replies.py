@@ -93,6 +93,9 @@ class RepliesMixin:
     def on_engine_exited(self, message: EngineExited) -> None:
         self.engine_state = "stopped"
         self.last_done = self.client.seq  # nothing queued will be answered
+        if self.running:  # the table caught up at most 1/8 s ago: the transcript's last
+            self.preview = None  # step, not the one before the run
+            self.show_last_step()
         self.running = False
         self.remember_turn("stopped")
         self.show_error(f"engine stopped: {message.description} — r restarts")
@@ -128,14 +131,18 @@ class RepliesMixin:
         if now - self.table_shown_at < TABLE_SECONDS:
             return
         self.table_shown_at = now
-        if self.view_step is None:
-            last = reply.steps[-1]
-            self.show_candidates(f"step {last.index} · chose {last.chosen.text!r}",
-                                 last.candidates, last.chosen.id, last.versus)
+        self.show_last_step()
         if self.running:
             self.set_status(f"generating · {tokens(len(self.history))} · "
                             f"{reply.tokens_per_second:.0f} tok/s · "
                             f"{self.position_text(self.history[-1].position + 1)}")
+
+    def show_last_step(self) -> None:
+        """The table on the newest step streamed (unless the person browses history)."""
+        if self.view_step is None and self.history:
+            last = self.history[-1]
+            self.show_candidates(f"step {last.index} · chose {last.chosen.text!r}",
+                                 last.candidates, last.chosen.id, last.versus)
 
     def got_steps_undone(self, reply: p.StepsUndone) -> None:
         del self.history[len(self.history) - len(reply.steps):]

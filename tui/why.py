@@ -44,3 +44,10 @@ class WhyPanel(Static):
                        f"raw, T 1  H {why.raw_entropy:.2f} nats, exp(H) "
                        f"{why.raw_effective_vocab:,.1f} · of {why.vocab_size:,}", style="dim")
         self.update(Group(heading, table, summary))
+
+    def pause(self) -> None:
+        """Tokens are streaming: a breakdown on show would be an older step's."""
+        self.shown = ("paused", None, self.shown[2] if self.shown else SamplingSettings())
+        self.update(Group(Text("why · paused while tokens stream", style="bold"),
+                          Text("it shows the next token when the run stops (esc stops it)",
+                               style="dim")))
