@@ -78,9 +78,9 @@ async def test_each_step_shows_b_beside_a(make_tui, tiny_ckpt, other_ckpt):
         assert labels(app)[3:] == ["A", "B"]
         assert [r[4] for r in rows(app)] == [short_prob(x) for x in versus.probs]
         title = str(app.query_one("#candidates-title", OneLine).render())
-        assert f"KL {versus.kl:.3f} JS {versus.js:.3f}" in title
+        assert f"KL(A‖B) {versus.kl:.3f} JS {versus.js:.3f}" in title
         last = app.history[-1].versus  # the status line speaks of the step just taken
-        assert f"last step KL {last.kl:.3f} JS {last.js:.3f}" in str(
+        assert f"last step KL(A‖B) {last.kl:.3f} JS {last.js:.3f}" in str(
             app.query_one(StatusLine).render())
 
 
@@ -231,6 +231,8 @@ async def test_x_mid_run_lets_the_other_model_drive_the_run_on(make_tui, other_c
         swap = drivers.index("A")
         assert set(drivers[:swap]) == {"B"} and set(drivers[swap:]) == {"A"}
         assert app.turn.prompt == PROMPT and len(app.history) - swap >= 3
+        # KL names its direction, and turns with the driver: B's distribution to A's now.
+        assert "last step KL(B‖A) " in str(app.query_one(StatusLine).render())
 
 
 def test_a_missing_compare_file_is_one_line_before_the_screen_opens(tiny_ckpt, tmp_path,

@@ -253,7 +253,8 @@ async def test_end_of_run_status_fits_80_columns(make_tui):
     async with app.run_test(size=(80, 24)) as pilot:
         await generate(app, pilot)
         text = status(app)
-        assert text.startswith("max_new_tokens · 30 tokens") and text.endswith("(win 16)")
+        # One word for the window at every width (it was "win" at 80 columns, "window" wider).
+        assert text.startswith("max_new_tokens · 30 tokens") and text.endswith("(window 16)")
 
 
 async def test_one_token_is_singular(make_tui):
@@ -303,3 +304,13 @@ async def test_a_long_checkpoint_path_gives_way_to_its_file_name(tiny_ckpt, engi
         await pilot.resize_terminal(200, 30)
         await settle(app, pilot)
         assert str(path) in screen_text(app).splitlines()[0]
+
+
+async def test_a_single_step_reports_no_rate(make_tui):
+    app = make_tui(max_new_tokens=2)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await generate(app, pilot)
+        assert "tok/s" in status(app)  # a run has a rate
+        await pilot.press("escape", "space")
+        await settle(app, pilot)
+        assert status(app).startswith("step · 3 tokens") and "tok/s" not in status(app)

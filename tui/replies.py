@@ -173,7 +173,7 @@ class RepliesMixin:
         if self.new_turn_note:
             parts.append("new turn from the edited prompt")
             self.new_turn_note = False
-        if reply.tokens_per_second:
+        if reply.tokens_per_second and reply.reason != "step":  # one token: no rate
             parts.append(f"{reply.tokens_per_second:.0f} tok/s")
         if self.history and self.history[-1].versus is not None:
             parts.append(last_step_divergence(self.history[-1].versus))

@@ -18,7 +18,9 @@ from minigpt.tokenizer import printable
 
 
 def divergence_text(versus: Versus) -> str:
-    return f"KL {versus.kl:.3f} JS {versus.js:.3f}"
+    """KL from the driving model's distribution to the other's (it flips with x)."""
+    driver = "B" if versus.other == "A" else "A"
+    return f"KL({driver}‖{versus.other}) {versus.kl:.3f} JS {versus.js:.3f}"
 
 
 def last_step_divergence(versus: Versus) -> str:

@@ -380,8 +380,7 @@ def fit_status(text: str, width: int) -> str:
     end is cut with an ellipsis."""
     if width <= 0 or cell_len(text) <= width:
         return text
-    parts = [part for part in text.split(" · ") if not part.endswith("tok/s")]
-    text = " · ".join(parts).replace("(window ", "(win ")
+    text = " · ".join(part for part in text.split(" · ") if not part.endswith("tok/s"))
     if cell_len(text) <= width:
         return text
     cut = Text(text)
