@@ -258,8 +258,10 @@ def most_different(a, b, count: int = 10) -> list:
 
 def print_score_comparison(a, b, name_a: str, name_b: str) -> None:
     out = Console(highlight=False)
-    table = Table(box=None, pad_edge=False, show_edge=False,
-                  title="where they differ most (|log p_A − log p_B|)", title_justify="left")
+    # The title on its own line: as the table's it wrapped to the table's width,
+    # mid-formula.
+    out.print(Text("where they differ most (|log p_A − log p_B|)", style="italic"))
+    table = Table(box=None, pad_edge=False, show_edge=False)
     for name, justify in (("#", "right"), ("token", "left"), ("p A", "right"),
                           ("p B", "right"), ("Δ log p", "right")):
         table.add_column(name, justify=justify)
@@ -270,4 +272,5 @@ def print_score_comparison(a, b, name_a: str, name_b: str) -> None:
     out.print(Text(f"A {printable(name_a)}: perplexity {a.perplexity:,.2f} · "
                    f"{a.mean_surprisal_bits:.2f} bits/token"))
     out.print(Text(f"B {printable(name_b)}: perplexity {b.perplexity:,.2f} · "
-                   f"{b.mean_surprisal_bits:.2f} bits/token · {len(a.tokens)} tokens scored"))
+                   f"{b.mean_surprisal_bits:.2f} bits/token"))
+    out.print(Text(f"{len(a.tokens)} tokens scored", style="dim"))

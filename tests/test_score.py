@@ -210,3 +210,14 @@ def test_progress_is_reported_for_long_texts(tiny_loaded):
                tiny_loaded.context_length, exact=True, progress=lambda d, t: seen.append((d, t)))
     assert len(seen) >= 2 and all(d <= t for d, t in seen)
     assert len({t for _, t in seen}) == 1 and seen[-1][1] >= 512
+
+
+def test_score_compare_keeps_its_title_whole_in_a_narrow_terminal(tiny_ckpt, other_ckpt,
+                                                                   capsys, monkeypatch):
+    """At 60 columns the title wrapped to the table's width, mid-formula."""
+    monkeypatch.setenv("COLUMNS", "60")
+    code = main(["score", str(tiny_ckpt), "--compare", str(other_ckpt), "--text",
+                 "one two three four", "--device", "cpu"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and lines[0] == "where they differ most (|log p_A − log p_B|)"
+    assert any(line.endswith(" tokens scored") and line.split()[0].isdigit() for line in lines)

@@ -101,3 +101,23 @@ async def test_small_screens_show_one_panel_at_a_time(make_tui, size, both):
         assert app.query_one("#transcript").region.height >= 1
         await pilot.press("a")  # small: opens the strip, closes the panel; large: closes it
         assert app.attention_shown == (not both) and app.why_shown == both
+
+
+async def test_a_narrow_strip_wraps_between_phrases_and_never_inside_an_escape(make_tui):
+    """At 60 columns the heading wrapped 'mean of 4' / 'heads', and byte escapes split
+    across lines ('‹e5' / 'a4›')."""
+    import re
+
+    from conftest import screen_text
+
+    app = make_tui(max_new_tokens=5)
+    async with app.run_test(size=(60, 24)) as pilot:
+        await open_strip(app, pilot, prompt="农夫山泉 天然水 蒙牛 纯牛奶 可口可乐")
+        await pilot.press(*["full_stop"] * 4)  # past head 4/4: the mean of the heads
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "mean of 4 heads" in text, text
+        for line in text.splitlines():
+            assert not re.search(r"‹[0-9a-f ]*$", line), line  # an escape cut at its end
+            assert not re.match(r"^[0-9a-f]{2}[0-9a-f ]*›", line), line  # or its rest
+        assert re.search(r"‹[0-9a-f]{2} [0-9a-f]{2}›", text), "no escape to check on screen"

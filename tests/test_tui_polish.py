@@ -314,3 +314,25 @@ async def test_a_single_step_reports_no_rate(make_tui):
         await pilot.press("escape", "space")
         await settle(app, pilot)
         assert status(app).startswith("step · 3 tokens") and "tok/s" not in status(app)
+
+
+def test_the_status_line_gives_up_speed_then_divergence_before_cutting():
+    from tui.widgets import fit_status
+
+    text = "max_new_tokens · 4 tokens · 250 tok/s · last step KL(A‖B) 0.123 JS 0.045 · pos 10/16"
+    assert fit_status(text, 90) == text
+    assert fit_status(text, 75) == ("max_new_tokens · 4 tokens · last step KL(A‖B) 0.123 "
+                                    "JS 0.045 · pos 10/16")
+    assert fit_status(text, 50) == "max_new_tokens · 4 tokens · pos 10/16"  # not 'pos 10/…'
+    assert fit_status(text, 20).endswith("…")
+
+
+async def test_at_60_columns_max_new_reached_names_the_palette(make_tui):
+    """No sidebar below 70 columns: the way to raise max_new is the palette's command."""
+    app = make_tui(max_new_tokens=2)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await generate(app, pilot)
+        await pilot.press("escape", "g")
+        await settle(app, pilot)
+        assert status(app) == "max_new_tokens (2) reached · ctrl+p › Set max_new_tokens"
+        assert "sidebar" not in status(app)

@@ -32,8 +32,9 @@ class SteppingMixin:
         prompt = self.stepping_prompt()
         limit = self.settings.max_new_tokens
         if count is None and prompt is None and len(self.history) >= limit and not self.running:
-            self.set_status(f"max_new_tokens ({limit}) reached: raise max_new in the sidebar "
-                            "or with ctrl+p › Set max_new_tokens")
+            where = "ctrl+p › Set max_new_tokens" if self.has_class("narrow") else \
+                "raise max_new in the sidebar or with ctrl+p"  # narrow: no sidebar
+            self.set_status(f"max_new_tokens ({limit}) reached · {where}")
             return
         self.view_step = None
         self.new_turn_note = prompt is not None and bool(self.turn.prompt)

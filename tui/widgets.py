@@ -375,14 +375,22 @@ class PromptInput(Input):
                 self.replace(text, *selection)
 
 
+# What the status line gives up, in order, before its end is cut: the speed, then the
+# last step's divergence (the candidates' title shows it too).
+DROPPABLE = (lambda part: part.endswith("tok/s"), lambda part: part.startswith("last step "))
+
+
 def fit_status(text: str, width: int) -> str:
-    """``text`` in ``width`` cells: first the speed goes, then words shorten, then the
-    end is cut with an ellipsis."""
+    """``text`` in ``width`` cells: parts go in DROPPABLE's order, then the end is cut
+    with an ellipsis."""
     if width <= 0 or cell_len(text) <= width:
         return text
-    text = " · ".join(part for part in text.split(" · ") if not part.endswith("tok/s"))
-    if cell_len(text) <= width:
-        return text
+    parts = text.split(" · ")
+    for droppable in DROPPABLE:
+        parts = [part for part in parts if not droppable(part)]
+        text = " · ".join(parts)
+        if cell_len(text) <= width:
+            return text
     cut = Text(text)
     cut.truncate(width, overflow="ellipsis")
     return cut.plain
