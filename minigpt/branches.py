@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from .steps import Step
+from .tokenizer import display_piece
 
 Path = tuple[Step, ...]
 
@@ -26,6 +27,13 @@ def path_log_prob(path: Path) -> float:
 
 def path_text(path: Path) -> str:
     return "".join(s.text for s in path)
+
+
+def path_pieces(path: Path) -> str:
+    """The path's token bytes as text, incomplete characters as ``‹e5 a4›`` escapes: a
+    branch that differs only by byte pieces still shows what it adds (``path_text``
+    holds complete characters only, so it can read the same as its parent)."""
+    return display_piece(b"".join(s.token_bytes for s in path))
 
 
 def is_prefix(short: Path, long: Path) -> bool:

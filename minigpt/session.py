@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .branches import Path as StepPath
-from .branches import common_steps, path_ids, path_log_prob, path_text
+from .branches import common_steps, path_ids, path_log_prob, path_pieces, path_text
 from .settings import SamplingSettings
 from .steps import Candidate, Step
 
@@ -71,9 +71,13 @@ def finite(x: float) -> float | None:
 
 def branch_records(current: StepPath, alternatives: list[StepPath]) -> list[dict]:
     """The paths this turn abandoned, with where they leave the current one."""
-    return [{"tokens": path_ids(p), "text": path_text(p), "log_prob": finite(path_log_prob(p)),
-             "diverges_at_step": common_steps(current, p) + 1}
-            for p in alternatives]
+    records = []
+    for p in alternatives:
+        shared = common_steps(current, p)
+        records.append({"tokens": path_ids(p), "text": path_text(p),
+                        "log_prob": finite(path_log_prob(p)), "diverges_at_step": shared + 1,
+                        "adds": path_pieces(p[shared:])})
+    return records
 
 
 @dataclass
@@ -185,8 +189,9 @@ def export_markdown(turns: list[dict]) -> str:
             out += ["**Branches** (abandoned paths; Σ log p of their chosen tokens):", ""]
             for b in branches:
                 log_p = "–" if b.get("log_prob") is None else f"{b['log_prob']:.2f}"
+                adds = f" (from there: `{b['adds']!r}`)" if "adds" in b else ""
                 out.append(f"- from step {b['diverges_at_step']}, Σ log p {log_p}, "
-                           f"{len(b['tokens'])} tokens: `{b['text']}`")
+                           f"{len(b['tokens'])} tokens: `{b['text']}`{adds}")
             out.append("")
     return "\n".join(out)
 

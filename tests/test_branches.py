@@ -134,3 +134,24 @@ def test_a_long_rewind_keeps_the_path_once(engine, monkeypatch):
     engine.step()
     engine.undo()  # a new step made a path not kept yet
     assert len(kept) == 2 and len(engine.branches.paths) == 2
+
+
+def test_a_branch_of_a_space_and_byte_pieces_shows_what_it_adds(tiny_loaded):
+    """The hands-on pass: a branch that adds ' ' plus byte pieces showed no text in the
+    tree, and its export read like its parent. Both now show the pieces it adds."""
+    from minigpt.session import branch_records, export_markdown
+    from tui.branches import label
+
+    e = Engine.from_loaded(tiny_loaded, SamplingSettings(temperature=0))
+    e.reset("农夫山泉")
+    current = tuple(e.step(i) for i in (41766, 102, 61994))  # ' 天', '然': ' 天然'
+    e.undo(), e.undo(), e.undo()
+    branch = tuple(e.step(i) for i in (9085, 240))  # b' \xe8', b'\x92': a space, pieces
+    assert path_text(branch) == " "  # the characters it completes: nothing to see
+    text = label(branch, 0, False).plain
+    assert text.startswith("' ‹e8 92›'  Σ log p"), text
+    [record] = branch_records(current, [branch])
+    assert record["adds"] == " ‹e8 92›" and record["diverges_at_step"] == 1
+    markdown = export_markdown([{"prompt": "农夫山泉", "steps": [], "branches": [record],
+                                 "settings": {}, "model": "m", "turn": "t"}])
+    assert "(from there: `' ‹e8 92›'`)" in markdown

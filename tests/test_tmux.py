@@ -222,7 +222,7 @@ def test_compare_in_a_real_terminal(tiny_ckpt, other_ckpt):
     type_text("hello")
     send("Enter")
     text = wait_for(lambda s: "max_new_tokens · 4 tokens" in s)
-    assert "KL " in text and " JS " in text
+    assert "KL(A‖B) " in text and " JS " in text
     header = next(line for line in text.splitlines() if "#" in line and "token" in line)
     assert header.split()[-2:] == ["A", "B"]
     to_candidates()

@@ -42,7 +42,8 @@ from .hints import KeyHints, where
 from .modals import ModalsMixin
 from .stepping import SteppingMixin
 from .versus import VersusMixin
-from .widgets import CandidatesTable, OneLine, PromptInput, StatusLine, Transcript
+from .widgets import (CandidatesTable, OneLine, PromptInput, StatusLine, TitleLine,
+                      Transcript)
 from .why import WhyPanel
 
 NARROW_WIDTH = 70  # below this the sidebar hides
@@ -152,7 +153,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
                 yield Transcript(id="transcript")
                 yield AttentionStrip(id="attention")
                 yield WhyPanel("", id="why", markup=False)
-                yield OneLine("", id="candidates-title", markup=False)
+                yield TitleLine("", id="candidates-title", markup=False)
                 yield CandidatesTable(id="candidates")
                 yield StatusLine("loading model …", id="status", markup=False)
         with Horizontal(id="prompt-row"):

@@ -10,13 +10,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
-from minigpt.branches import Path, common_steps, path_log_prob, path_text
+from minigpt.branches import Path, common_steps, path_log_prob, path_pieces
 from minigpt.tokenizer import printable
 
 
 def label(path: Path, start: int, current: bool) -> Text:
-    """A node: the text its steps add, then Σ log p and length of the path so far."""
-    added = printable(path_text(path[start:])) or "…"
+    """A node: what its steps add (quoted, so a space shows; byte pieces as escapes),
+    then Σ log p and length of the path so far."""
+    added = repr(path_pieces(path[start:]))
     text = Text(("● " if current else "") + added, style="bold" if current else "")
     count = f"{len(path)} token" if len(path) == 1 else f"{len(path)} tokens"
     text.append(f"  Σ log p {path_log_prob(path):.2f} · {count}", style="dim")

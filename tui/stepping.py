@@ -8,7 +8,7 @@ from __future__ import annotations
 from minigpt import protocol as p
 
 from .versus import divergence_text
-from .widgets import CandidatesTable, OneLine
+from .widgets import CandidatesTable, TitleLine
 
 
 class SteppingMixin:
@@ -80,7 +80,7 @@ class SteppingMixin:
         if versus is not None:  # right after the step's number: 80 columns keep it
             head, _, rest = title.partition(" · ")
             title = " · ".join(part for part in (head, divergence_text(versus), rest) if part)
-        self.query_one("#candidates-title", OneLine).update(title)
+        self.query_one("#candidates-title", TitleLine).update(title)
         step, completions = self.completions
         shown = completions if self.complete_shown and step == self.view_step else None
         self.query_one(CandidatesTable).show(

@@ -378,16 +378,18 @@ class PromptInput(Input):
 # What the status line gives up, in order, before its end is cut: the speed, then the
 # last step's divergence (the candidates' title shows it too).
 DROPPABLE = (lambda part: part.endswith("tok/s"), lambda part: part.startswith("last step "))
+# The candidates' title gives up the browsing keys' reminder first (f1 lists them).
+TITLE_DROPPABLE = (lambda part: part.endswith("([ ])"),)
 
 
-def fit_status(text: str, width: int) -> str:
-    """``text`` in ``width`` cells: parts go in DROPPABLE's order, then the end is cut
-    with an ellipsis."""
+def fit_status(text: str, width: int, droppable=DROPPABLE) -> str:
+    """``text`` in ``width`` cells: " · " parts go in ``droppable``'s order, then the
+    end is cut with an ellipsis."""
     if width <= 0 or cell_len(text) <= width:
         return text
     parts = text.split(" · ")
-    for droppable in DROPPABLE:
-        parts = [part for part in parts if not droppable(part)]
+    for drop in droppable:
+        parts = [part for part in parts if not drop(part)]
         text = " · ".join(parts)
         if cell_len(text) <= width:
             return text
@@ -396,13 +398,28 @@ def fit_status(text: str, width: int) -> str:
     return cut.plain
 
 
-class StatusLine(OneLine):
-    """Tokens generated, speed, position in the context window, why it stopped; fitted
-    to its width rather than cut."""
+class FittedLine(OneLine):
+    """A line fitted to its width (``fit_status``) rather than cut, again on resize."""
+
+    droppable = DROPPABLE
 
     def update(self, content="", *, layout: bool = False) -> None:
         self.full_text = str(content)
-        super().update(fit_status(self.full_text, self.content_region.width), layout=layout)
+        super().update(self.fitted(), layout=layout)
+
+    def fitted(self) -> str:
+        return fit_status(getattr(self, "full_text", ""), self.content_region.width,
+                          self.droppable)
 
     def on_resize(self) -> None:
-        super().update(fit_status(getattr(self, "full_text", ""), self.content_region.width))
+        super().update(self.fitted())
+
+
+class StatusLine(FittedLine):
+    """Tokens generated, speed, position in the context window, why it stopped."""
+
+
+class TitleLine(FittedLine):
+    """The candidates' title: which step, what was chosen, KL/JS when comparing."""
+
+    droppable = TITLE_DROPPABLE
