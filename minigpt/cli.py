@@ -1,4 +1,4 @@
-"""``minigpt``: generate, trace, score, inspect and train from the command line.
+"""``minigpt``: generate, trace, score, compare, inspect and train from the command line.
 
 Rich output for people, ``--json`` for scripts. User mistakes end in one line
 on stderr and exit status 2, never a traceback.
@@ -53,11 +53,14 @@ def finite_float(text: str) -> float:
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     d = SamplingSettings()
-    p.add_argument("--max-new-tokens", type=positive_int, default=d.max_new_tokens, metavar="N")
+    p.add_argument("--max-new-tokens", type=positive_int, default=d.max_new_tokens, metavar="N",
+                   help="tokens to generate (default %(default)s)")
     p.add_argument("--temperature", type=finite_float, default=d.temperature, metavar="T",
                    help="0 = greedy (default %(default)s)")
-    p.add_argument("--top-k", type=positive_int, default=None, metavar="K")
-    p.add_argument("--top-p", type=finite_float, default=None, metavar="P")
+    p.add_argument("--top-k", type=positive_int, default=None, metavar="K",
+                   help="keep the K most likely tokens (default: off)")
+    p.add_argument("--top-p", type=finite_float, default=None, metavar="P",
+                   help="keep the smallest set with probability ≥ P (default: off)")
     p.add_argument("--repetition-penalty", type=finite_float, default=d.repetition_penalty,
                    metavar="R", help="1 = off (default)")
     p.add_argument("--seed", type=positive_int, default=d.seed, metavar="S",
@@ -66,7 +69,8 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", nargs="?", default=None, metavar="CKPT",
-                   help="checkpoint file (default: the shipped model/model.ckpt)")
+                   help="checkpoint file (default: model/model.ckpt here, else the "
+                        "shipped model)")
     add_device_options(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 

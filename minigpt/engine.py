@@ -271,6 +271,22 @@ class Engine(InsightsMixin):
         with torch.inference_mode():
             return rows_of(self.tokens[-self.context_length:], TOP_N, ahead)
 
+    def replay(self, prompt: str, tokens: list[int],
+               branches: tuple[tuple[int, ...], ...] = ()) -> None:
+        """A saved turn again from its token ids (a reopened session): each branch, then
+        the current path, taken token by token (nothing sampled), so its steps,
+        candidates and branch tree are what the model computes now."""
+        self.reset(prompt)
+        for path in (*branches, tuple(tokens)):
+            shared = 0
+            while shared < min(len(path), len(self.steps)) and \
+                    self.steps[shared].chosen.id == path[shared]:
+                shared += 1
+            while len(self.steps) > shared:
+                self.undo()
+            for token_id in path[shared:]:
+                self.step(int(token_id))
+
     def undo(self) -> Step | None:
         """Remove the last generated token; its step's candidates become the next ones."""
         if not self.steps:

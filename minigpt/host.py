@@ -65,6 +65,7 @@ class Host:
         self.handlers = {
             p.Open: self.open, p.Generate: self.engine_op, p.Take: self.engine_op,
             p.Undo: self.engine_op, p.Switch: self.engine_op, p.Restore: self.engine_op,
+            p.Replay: self.engine_op,
             p.Explain: self.explain, p.Complete: self.complete, p.Attend: self.attend,
             p.Peek: self.peek,
             p.ScoreText: self.score, p.ListBranches: self.branches, p.SwapModels: self.swap,
@@ -190,6 +191,13 @@ class Host:
                 if op.sampler_state is not None:
                     engine.restore_sampler(op.sampler_state)
                 reason = "restored"
+            elif isinstance(op, p.Replay):
+                engine.replay(op.prompt, list(op.tokens), op.branches)
+                self.send(p.TurnStarted(op.seq, op.prompt, tuple(engine.prompt_ids)))
+                if engine.steps:
+                    self.send(p.StepsAdded(op.seq, tuple(engine.steps), 0.0,
+                                           engine.pending_display))
+                reason = "resumed"
             elif isinstance(op, p.Undo):
                 self.rewind(op, len(engine.steps) - 1)
                 reason = "undo"

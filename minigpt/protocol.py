@@ -90,6 +90,17 @@ class Restore(Op):
 
 
 @dataclass(frozen=True)
+class Replay(Op):
+    """A reopened session's last turn, from its token ids: steppable again, with its
+    branches (``Engine.replay``)."""
+
+    prompt: str
+    tokens: tuple[int, ...]
+    branches: tuple[tuple[int, ...], ...]
+    settings: SamplingSettings
+
+
+@dataclass(frozen=True)
 class Explain(Op):
     """Why-this-token for a past step (1-based) or, with None, the next token."""
 

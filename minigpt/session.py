@@ -214,8 +214,13 @@ class SessionRecorder:
         """Some turn's latest state is not in the file yet."""
         return self.dirty or bool(self.unsaved)
 
-    def start_turn(self) -> None:
-        self.turn_id, self.dirty = new_turn_id(), False
+    def start_turn(self, turn_id: str | None = None) -> None:
+        """A new turn, or (``turn_id``) a reopened one: its records keep their id."""
+        self.turn_id, self.dirty = turn_id or new_turn_id(), False
+
+    def saved(self) -> None:
+        """The turn on screen is the one the file holds (a reopened turn, replayed)."""
+        self.dirty = False
 
     def changed(self, reason: str) -> None:
         """The turn changed (tokens streamed in, say) and is not saved yet."""
@@ -223,7 +228,7 @@ class SessionRecorder:
             self.dirty, self.last_reason = True, reason
 
     def after_op(self, turn: TurnState, reason: str) -> None:
-        if self.turn_id is None or reason == "error":
+        if self.turn_id is None or reason in ("error", "resumed"):
             return
         self.changed(reason)
         if reason in self.CONTINUOUS:

@@ -216,3 +216,15 @@ def test_minigpt_tui_opens_another_default_by_its_full_path(tiny_ckpt, tmp_path,
     monkeypatch.chdir(tmp_path)
     assert tui_main(["--session", str(tmp_path / "s.jsonl")]) == 0
     assert opened["path"] == tmp_path / "model" / "model.ckpt" and "not the shipped" in opened["note"]
+
+
+def test_help_names_every_command_and_the_sampling_defaults(capsys):
+    assert main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "generate, trace, score, compare, inspect and train" in text
+    assert main(["generate", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in (("--max-new-tokens N", "default 200"), ("--top-k K", "default: off"),
+                            ("--top-p P", "default: off"), ("--temperature T", "default 0.5")):
+        after = text.split(option)[-1]
+        assert default in after.split("--")[0], option

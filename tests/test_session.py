@@ -77,7 +77,7 @@ async def test_session_reopens_and_shows_transcript(make_tui, tmp_path):
         shown = app.query_one(Transcript).plain
     reopened = make_tui(session_path=path, resumed=read_session(path))
     async with reopened.run_test() as pilot:
-        await pilot.pause()
+        await settle(reopened, pilot)
         assert reopened.query_one(Transcript).plain == shown
 
 
@@ -187,3 +187,62 @@ async def test_turns_after_a_torn_line_are_all_kept(make_tui, tmp_path):
             await pilot.press("enter")
             await settle(app, pilot)
     assert [t["prompt"] for t in read_session(path)] == ["old", "a", "b"]
+
+
+async def test_a_reopened_session_can_be_explored_where_it_was_left(make_tui, tmp_path):
+    """The hands-on pass: a reopened session's turn could not be stepped (space: "give a
+    prompt first"), t said "no turn yet", [ did nothing, and the knobs were defaults."""
+    from tui.branches import BranchScreen
+
+    path = tmp_path / "session.jsonl"
+    app = make_tui(session_path=path, max_new_tokens=6, temperature=0.8, top_k=2, seed=5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press(*"农夫", "enter")
+        await settle(app, pilot)
+        await pilot.press("escape", "u", "u", "2")  # a branch: the two undone tokens
+        await settle(app, pilot)
+        kept = [s.chosen.id for s in app.history]
+        candidates = [c.id for c in app.preview.candidates]
+        await pilot.press("ctrl+q")
+    [saved] = read_session(path)
+    assert saved["tokens"] == kept and len(saved["branches"]) == 1
+    lines_before = len(path.read_text(encoding="utf-8").splitlines())
+
+    reopened = make_tui(session_path=path, resumed=read_session(path))  # default knobs
+    async with reopened.run_test(size=(120, 40)) as pilot:
+        await settle(reopened, pilot)
+        s = reopened.settings
+        assert (s.temperature, s.top_k, s.seed, s.max_new_tokens) == (0.8, 2, 5, 6)
+        assert reopened.query_one("#knob-top_k", Input).value == "2"
+        assert [st.chosen.id for st in reopened.history] == kept
+        assert [c.id for c in reopened.preview.candidates] == candidates
+        assert reopened.query_one(Transcript).plain == "农夫" + reopened.turn.completion
+        assert "reopened the last turn" in reopened.query_one("#status").full_text
+        await pilot.press("escape", "[")  # browse back
+        await settle(reopened, pilot)
+        assert reopened.view_step == len(kept)
+        await pilot.press("t")
+        await settle(reopened, pilot)
+        assert isinstance(reopened.screen, BranchScreen) and len(reopened.screen.paths) == 2
+        await pilot.press("escape", "escape", "space")  # close, live end, one more token
+        await settle(reopened, pilot)
+        assert len(reopened.history) == len(kept) + 1
+        await pilot.press("ctrl+q")
+    [turn] = read_session(path)  # the same turn, not a second one
+    assert turn["turn"] == saved["turn"] and turn["tokens"][:-1] == kept
+    assert len(path.read_text(encoding="utf-8").splitlines()) == lines_before + 1
+
+
+async def test_reopening_and_quitting_adds_no_record(make_tui, tmp_path):
+    path = tmp_path / "session.jsonl"
+    app = make_tui(session_path=path, max_new_tokens=3)
+    async with app.run_test() as pilot:
+        await pilot.press(*"abc", "enter")
+        await settle(app, pilot)
+    before = path.read_text(encoding="utf-8")
+    reopened = make_tui(session_path=path, resumed=read_session(path))
+    async with reopened.run_test() as pilot:
+        await settle(reopened, pilot)
+        assert len(reopened.history) == 3
+        await pilot.press("ctrl+q")
+    assert path.read_text(encoding="utf-8") == before

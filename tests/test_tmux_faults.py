@@ -106,3 +106,5 @@ def test_hang_up_saves_the_running_turn_and_restores_the_terminal(long_run, how)
     assert not Path(f"/proc/{engine}").exists(), "the engine outlived the explorer"
     record = last_record(long_run)
     assert record["prompt"] == "hello" and len(record["tokens"]) > 0
+    # One record of the turn: replies still in flight after the signal wrote a second.
+    assert len(long_run.read_text(encoding="utf-8").splitlines()) == 1

@@ -327,3 +327,16 @@ async def test_the_first_frame_needs_no_engine(tiny_ckpt, monkeypatch):
         text = screen_text(app)
         assert "minigpt-tui · tiny.ckpt · loading model" in text
         assert app.engine_state == "loading" and app.query_one(PromptInput).value == "hi"
+
+
+async def test_f1_says_how_to_move_between_panes_and_lists_f3(make_tui):
+    from tui.screens import KEYS
+    keys = {key: does for _, key, does in KEYS}
+    assert "sidebar" in keys["tab  shift+tab"] and "transcript" in keys["tab  shift+tab"]
+    assert "knob" in keys["escape"] and "f3" in keys
+    app = make_tui()
+    async with app.run_test(size=(100, 50)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "tab  shift+tab" in text and "exact windows" in text

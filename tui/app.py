@@ -35,6 +35,7 @@ from .insights import InsightsMixin
 from .knobs import Sidebar, kept_value
 from .messages import EngineExited, EngineReplies
 from .replies import RepliesMixin
+from .resume import ResumeMixin
 from .scoring import ScoreScreen
 from .screens import HelpScreen, KnobScreen, ModelScreen
 from .header import HeaderMixin
@@ -50,8 +51,8 @@ NARROW_WIDTH = 70  # below this the sidebar hides
 HANG_UP_GRACE_SECONDS = 3.0  # for Textual to restore the terminal after SIGHUP/SIGTERM
 
 
-class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, ModalsMixin,
-                 HeaderMixin, App):
+class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, VersusMixin,
+                 ModalsMixin, HeaderMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
     BINDINGS = [
@@ -132,6 +133,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
         self.branch_request = 0
         self.score_request = 0
         self.new_turn_note = False  # a stepping key started a new turn from an edited prompt
+        self.hung_up = False
 
     @property
     def history(self) -> list[Step]:
@@ -170,8 +172,8 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
         self.show_header()
         self.query_one("#prompt", Input).focus()
         transcript = self.query_one(Transcript)
-        for record in self.resumed:
-            transcript.add_past_turn(record)
+        for record in self.resumed[:-1] if self.resumable() else self.resumed:
+            transcript.add_past_turn(record)  # the last one is replayed once ready
         self.set_class(self.size.width < NARROW_WIDTH, "narrow")
         self.fit_panels()  # also shows the newest turn of a reopened session
         # Hints follow focus wherever it moves (modals closing, tab, the palette) and
@@ -355,6 +357,7 @@ class MiniGPTApp(RepliesMixin, InsightsMixin, SteppingMixin, VersusMixin, Modals
 
     def hang_up(self, code: int) -> None:
         """SIGHUP (an SSH drop) or SIGTERM: save the turn, stop the engine, leave."""
+        self.hung_up = True  # replies still in flight change nothing: one record, as shown
         self.client.cancel_all()
         self.remember_turn("stopped")
         self.client.stop()

@@ -37,6 +37,8 @@ class RepliesMixin:
     """Mixed into the app: one handler per reply type."""
 
     def on_engine_replies(self, message: EngineReplies) -> None:
+        if self.hung_up:
+            return
         handlers = self.reply_handlers
         for reply in message.replies:
             if reply.seq < self.first_seq:
@@ -81,6 +83,7 @@ class RepliesMixin:
             self.set_status(f"ready · {self.opening_note}")
         elif not self.running:
             self.set_status("ready · type a prompt and press enter")
+        self.replay_last_turn()
 
     def got_load_failed(self, reply: p.LoadFailed) -> None:
         self.engine_state = "failed"
@@ -118,7 +121,7 @@ class RepliesMixin:
         self.pending = ""
         self.view_step = None
         if self.recorder is not None:
-            self.recorder.start_turn()
+            self.recorder.start_turn(self.turn_id_for(reply))
         self.query_one(Transcript).start_turn(reply.prompt)
 
     def got_steps_added(self, reply: p.StepsAdded) -> None:
@@ -168,6 +171,9 @@ class RepliesMixin:
         if reply.reason == "error":
             return  # the error stays on the status line
         if reply.reason == "restored":
+            return
+        if reply.reason == "resumed":
+            self.got_replayed(reply)
             return
         parts = [reply.reason, tokens(len(self.history))]
         if self.new_turn_note:

@@ -13,13 +13,16 @@ from minigpt.render import inspect_renderables
 
 KEYS = [
     ("prompt", "enter", "generate from the prompt text, streaming"),
-    ("anywhere", "escape", "stop a running generation; idle in the prompt: go to the candidates"),
+    ("anywhere", "escape", "stop a run; idle: from the prompt, a knob or the transcript "
+                           "to the candidates"),
+    ("anywhere", "tab  shift+tab", "on to the sidebar's knobs and the transcript, and back"),
+    ("knob", "enter", "take the value, on to the next knob (escape leaves)"),
     ("candidates", "space  n  →", "generate exactly one token"),
     ("candidates", "1 … 5", "append that candidate instead of sampling"),
     ("candidates", "↑ ↓ then enter", "append the highlighted candidate"),
     ("candidates", "⌫  u  ←", "undo the last token (its candidates show again)"),
     ("candidates", "g", "continue generating"),
-    ("candidates", "i", "back to the prompt"),
+    ("candidates", "i", "back to the prompt, the cursor at its end"),
     ("not typing", "[  ]", "older / newer step in the table (token highlighted)"),
     ("not typing", "p", "tint the transcript: probability, divergence (--compare), off"),
     ("not typing", "b", "--compare: the other model's own top-5 in the table (b again: back)"),
@@ -30,6 +33,7 @@ KEYS = [
     ("not typing", ",  .  <  >", "attention: previous / next head (and the mean), layer"),
     ("not typing", "t", "branch tree: every path undo and picks left; enter switches to one"),
     ("anywhere", "f2", "score text: every token's probability, rank, surprisal; perplexity"),
+    ("score", "f3", "exact windows: every token scored on its own window (slower)"),
     ("not typing", "m", "model: format, h_params, tensors"),
     ("candidates", "r", "restart the engine after it stopped (the turn comes back as it was)"),
     ("anywhere", "ctrl+s", "export the transcript: Markdown + JSON in the current directory"),

@@ -1,0 +1,80 @@
+"""A reopened session (``--session FILE``): its last turn comes back steppable, with its
+branch tree and its knobs; older turns show in the transcript.
+
+The session file keeps token ids, not the engine's state, so the engine replays the turn
+(``Replay``: each branch, then the current path, teacher-forced, nothing sampled). Its
+records keep the turn's id: reopening and quitting adds no second record of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from minigpt import protocol as p
+from minigpt.errors import SettingsError
+from minigpt.settings import SamplingSettings
+
+from .knobs import Sidebar
+
+
+def saved_settings(record: dict) -> SamplingSettings | None:
+    """The knobs a record was made with, if they are still valid ones."""
+    saved = record.get("settings")
+    if not isinstance(saved, dict):
+        return None
+    known = {f.name for f in fields(SamplingSettings)}
+    try:
+        return SamplingSettings().with_(**{k: v for k, v in saved.items() if k in known})
+    except (SettingsError, TypeError, ValueError):
+        return None
+
+
+def saved_branches(record: dict) -> tuple[tuple[int, ...], ...]:
+    branches = record.get("branches")
+    return tuple(tuple(b["tokens"]) for b in branches or ()
+                 if isinstance(b, dict) and isinstance(b.get("tokens"), list)
+                 and all(isinstance(t, int) for t in b["tokens"]))
+
+
+class ResumeMixin:
+    """For ``MiniGPTApp``: replay the reopened session's last turn once the model is up."""
+
+    replay_seq = 0  # the Replay op's seq: its TurnStarted keeps the saved turn's id
+    replay_turn_id: str | None = None
+
+    def resumable(self) -> dict | None:
+        """The reopened session's last turn, if the engine can replay it."""
+        last = self.resumed[-1] if self.resumed else None
+        if last and last.get("prompt") and isinstance(last.get("tokens"), list) \
+                and all(isinstance(t, int) for t in last["tokens"]):
+            return last
+        return None
+
+    def replay_last_turn(self) -> None:
+        """Once, at the first Ready: the knobs it was made with, then the turn itself
+        (unless a turn was started meanwhile)."""
+        record = self.resumable()
+        if record is None or self.replay_seq or self.turn.prompt or self.running:
+            return
+        settings = saved_settings(record)
+        if settings is not None and settings != self.settings:
+            self.settings = settings
+            self.query_one(Sidebar).set_value(settings)
+        self.replay_turn_id = record.get("turn")
+        self.submit(p.Replay, prompt=record["prompt"], tokens=tuple(record["tokens"]),
+                    branches=saved_branches(record))
+        self.replay_seq = self.last_engine_seq
+
+    def turn_id_for(self, reply: p.TurnStarted) -> str | None:
+        return self.replay_turn_id if reply.seq == self.replay_seq else None
+
+    def got_replayed(self, reply: p.RunFinished) -> None:
+        if self.recorder is not None:
+            self.recorder.saved()  # what is on screen is what the file holds
+        if self.skipped_lines:
+            lines = "line" if self.skipped_lines == 1 else "lines"
+            self.show_error(f"{self.skipped_lines} unreadable {lines} of the session file "
+                            "skipped (a crash mid-write?); the last turn is back")
+            return
+        self.set_status(f"reopened the last turn · {len(self.history)} tokens · space steps, "
+                        "[ ] browse, t branches")
