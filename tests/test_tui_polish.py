@@ -214,10 +214,14 @@ async def test_stepping_keys_act_on_the_prompt_shown(make_tui):
         await generate(app, pilot, "first")
         prompt = app.query_one("#prompt", Input)
         prompt.value = "second"
-        await pilot.press("escape", "space")
+        await pilot.press("escape")  # the edited prompt's turn opens: step 1's candidates
+        await settle(app, pilot)
+        assert app.turn.prompt == "second" and len(app.history) == 0
+        assert status(app).startswith("new turn · step 1's candidates")
+        assert [c.id for c in app.preview.candidates] and app.preview.index == 1
+        await pilot.press("space")
         await settle(app, pilot)
         assert app.turn.prompt == "second" and len(app.history) == 1
-        assert "new turn from the edited prompt" in status(app)
         await pilot.press("space")  # unchanged now: the same turn goes on
         await settle(app, pilot)
         assert app.turn.prompt == "second" and len(app.history) == 2
@@ -336,3 +340,37 @@ async def test_at_60_columns_max_new_reached_names_the_palette(make_tui):
         await settle(app, pilot)
         assert status(app) == "max_new_tokens (2) reached · ctrl+p › Set max_new_tokens"
         assert "sidebar" not in status(app)
+
+
+async def test_wishes_of_a_book_reader(make_tui, tmp_path):
+    """Escape from a typed prompt shows step 1's candidates (and saves no empty turn);
+    the session file's path is on F1 and m; p says what its colours mean; a repeated
+    enter with a fixed seed says it drew the same tokens."""
+    from minigpt.session import read_session
+
+    session = tmp_path / "s.jsonl"
+    app = make_tui(session_path=session, max_new_tokens=3, temperature=1.0, seed=4)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        app.query_one("#prompt", Input).value = "农夫"
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.turn.prompt == "农夫" and app.preview.index == 1 and not app.history
+        assert len(app.query_one(CandidatesTable).rows) == 5
+        await pilot.press("f1")
+        assert f"session file: {session}" in screen_text(app)
+        await pilot.press("escape", "m")
+        await settle(app, pilot)
+        assert f"session file: {session}" in screen_text(app)
+        await pilot.press("escape", "p")
+        assert status(app) == "tint p: green ≥.5 yellow ≥.2 magenta ≥.05 red <.05"
+        await pilot.press("i", "enter")
+        await settle(app, pilot)
+        first = [s.chosen.id for s in app.history]
+        assert "the same draw" not in status(app)
+        await pilot.press("enter")  # the same prompt, the same seed
+        await settle(app, pilot)
+        assert [s.chosen.id for s in app.history] == first
+        assert "the same draw as the last turn (seed 4" in app.query_one(StatusLine).full_text
+    assert [r["prompt"] for r in read_session(session)] == ["农夫", "农夫"]
+    assert all(r["tokens"] for r in read_session(session))  # no empty turn was saved

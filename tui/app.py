@@ -44,7 +44,7 @@ from .modals import ModalsMixin
 from .stepping import SteppingMixin
 from .versus import VersusMixin
 from .widgets import (CandidatesTable, OneLine, PromptInput, StatusLine, TitleLine,
-                      Transcript)
+                      Transcript, tint_legend)
 from .why import WhyPanel
 
 NARROW_WIDTH = 70  # below this the sidebar hides
@@ -133,6 +133,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, Versus
         self.branch_request = 0
         self.score_request = 0
         self.new_turn_note = False  # a stepping key started a new turn from an edited prompt
+        self.same_draw_note = ""  # a repeated prompt with a fixed seed: the same tokens
         self.hung_up = False
 
     @property
@@ -326,7 +327,10 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, Versus
             self.client.cancel_all()
             self.query_one(CandidatesTable).focus()  # where the stepping keys live
         elif self.focused is not None and self.focused.id != "candidates":
+            from_prompt = self.focused.id == "prompt"
             self.query_one(CandidatesTable).focus()  # from the prompt, a knob, the transcript
+            if from_prompt:
+                self.open_typed_prompt()
         else:
             self.view_step = None
 
@@ -337,7 +341,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, Versus
         modes = self.tint_modes()
         self.tint = modes[(modes.index(self.tint) + 1) % len(modes)]
         cycle = " → ".join(mode or "off" for mode in modes)
-        self.set_status(f"tint: {self.tint or 'off'} (p: {cycle})")
+        self.set_status(tint_legend(self.tint) if self.tint else f"tint off (p: {cycle})")
 
     def action_restart_engine(self) -> None:
         if self.engine_state not in ("stopped", "failed"):

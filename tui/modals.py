@@ -8,6 +8,7 @@ from pathlib import Path
 from minigpt import protocol as p
 from minigpt.session import export_transcript
 from minigpt.settings import SamplingSettings
+from minigpt.tokenizer import printable
 
 from .branches import BranchScreen
 from .knobs import Sidebar
@@ -66,7 +67,7 @@ class ModalsMixin:
             self.knobs_changed()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.session_path()))
 
     def action_model(self) -> None:
         if self.info is None:
@@ -75,7 +76,10 @@ class ModalsMixin:
         reports = [{**self.info.report, "path": self.checkpoint}]
         if self.other_info is not None:  # compare: A, then B (as the header names them)
             reports.append({**self.other_info.report, "path": self.compare})
-        self.push_screen(ModelScreen(reports))
+        self.push_screen(ModelScreen(reports, self.session_path()))
+
+    def session_path(self) -> str | None:
+        return printable(str(self.recorder.path)) if self.recorder is not None else None
 
     def action_export(self) -> None:
         if self.recorder is None:

@@ -116,6 +116,13 @@ class RepliesMixin:
 
     def got_turn_started(self, reply: p.TurnStarted) -> None:
         self.remember_turn()  # the previous turn, if it changed since it was saved
+        seed = self.settings.seed
+        # The same prompt and a fixed seed draw the same tokens: say so, or a repeated
+        # enter looks as if nothing ran.
+        self.same_draw_note = (
+            f"the same draw as the last turn (seed {seed}; seed — draws anew)"
+            if reply.prompt == self.turn.prompt and seed is not None
+            and self.turn.settings.seed == seed and self.history else "")
         self.turn = TurnState(reply.prompt, reply.prompt_ids, self.settings)
         self.preview = None
         self.pending = ""
@@ -175,7 +182,13 @@ class RepliesMixin:
         if reply.reason == "resumed":
             self.got_replayed(reply)
             return
+        if reply.reason == "done" and not self.history:  # escape from a typed prompt
+            self.set_status("new turn · step 1's candidates · space steps, 1-5 pick")
+            return
         parts = [reply.reason, tokens(len(self.history))]
+        if self.same_draw_note and self.turn.settings.temperature > 0:
+            parts.append(self.same_draw_note)
+            self.same_draw_note = ""
         if self.new_turn_note:
             parts.append("new turn from the edited prompt")
             self.new_turn_note = False
@@ -192,8 +205,9 @@ class RepliesMixin:
         """Save the turn to the session file (after an op, or on the way out). A failed
         save is one line on the status bar; the turn stays in memory and is written
         at the next save."""
-        if self.recorder is None or not self.turn.prompt:
-            return
+        if self.recorder is None or not self.turn.prompt or \
+                not (self.history or self.turn.branches):
+            return  # nothing explored yet (escape from a typed prompt): nothing to keep
         try:
             if after_op:
                 self.recorder.after_op(self.turn, reason)

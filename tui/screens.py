@@ -43,8 +43,18 @@ KEYS = [
 ]
 
 
+def session_line(session: str | None) -> Static:
+    text = f"session file: {session} (every turn is appended; ctrl+s exports it)" \
+        if session else "no session file"
+    return Static(text, classes="session-path", markup=False)
+
+
 class HelpScreen(ModalScreen):
     BINDINGS = [Binding("escape,f1,q", "dismiss", "close", id="close-help")]
+
+    def __init__(self, session: str | None = None):
+        super().__init__()
+        self.session = session
 
     def compose(self) -> ComposeResult:
         table = Table("where", "key", "does", box=None, pad_edge=False, expand=True)
@@ -52,22 +62,25 @@ class HelpScreen(ModalScreen):
             table.add_row(where, f"[bold]{key}[/bold]", does)
         with VerticalScroll(id="help-body", classes="modal-body"):
             yield Static("[bold]Keys[/bold] · escape closes", classes="modal-title")
+            yield session_line(self.session)
             yield Static(table)
 
 
 class ModelScreen(ModalScreen):
     BINDINGS = [Binding("escape,m,q", "dismiss", "close", id="close-model")]
 
-    def __init__(self, reports: list[dict]):
+    def __init__(self, reports: list[dict], session: str | None = None):
         """``reports``: ``minigpt.render.inspect_report`` of each model (with --compare:
         A, then B), from the engine."""
         super().__init__()
         self.reports = reports
+        self.session = session
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="model-body", classes="modal-body"):
             title = "Models · A, then B" if len(self.reports) > 1 else "Model"
             yield Static(f"[bold]{title}[/bold] · escape closes", classes="modal-title")
+            yield session_line(self.session)
             for label, report in zip("AB", self.reports):
                 if len(self.reports) > 1:
                     yield Static(f"[bold]{label}[/bold]", classes="model-label")

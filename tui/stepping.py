@@ -22,6 +22,15 @@ class SteppingMixin:
             return text
         return None
 
+    def open_typed_prompt(self) -> None:
+        """Escape from a prompt typed but not run: a turn with no token yet, so step 1's
+        candidates show at once (it was an empty table until space, then undo)."""
+        prompt = self.stepping_prompt()
+        if prompt and self.engine_state not in ("stopped", "failed"):
+            self.view_step = None
+            self.new_turn_note = False
+            self.submit(p.Generate, prompt=prompt, count=0)
+
     def action_step_one(self) -> None:
         self.step_or_go(1)
 

@@ -16,15 +16,24 @@ from minigpt.tokenizer import printable
 BAR_WIDTH = 10
 
 
+# Tints by level, in named ANSI colours so 16-colour terminals work: (floor, colour).
+PROB_LEVELS = ((0.5, "green"), (0.2, "yellow"), (0.05, "magenta"), (0.0, "red"))
+JS_LEVELS = ((0.4, "red"), (0.2, "magenta"), (0.05, "yellow"), (0.0, "green"))
+
+
 def prob_style(prob: float) -> str:
-    """Tint for a token's probability; named ANSI colours so 16-colour terminals work."""
-    if prob >= 0.5:
-        return "green"
-    if prob >= 0.2:
-        return "yellow"
-    if prob >= 0.05:
-        return "magenta"
-    return "red"
+    """Tint for a token's probability."""
+    return next(colour for floor, colour in PROB_LEVELS if prob >= floor)
+
+
+def tint_legend(tint: str) -> str:
+    """What the colours mean, short enough for 60 columns:
+    'tint p: green ≥.5 yellow ≥.2 magenta ≥.05 red <.05'."""
+    levels, name = (PROB_LEVELS, "p") if tint == "probability" else (JS_LEVELS, "JS")
+    *higher, (_, lowest) = levels
+    short = lambda x: f"{x:g}".removeprefix("0")  # noqa: E731
+    return " ".join([f"tint {name}:", *(f"{colour} ≥{short(floor)}" for floor, colour in higher),
+                     f"{lowest} <{short(higher[-1][0])}"])
 
 
 def short_prob(prob: float) -> str:
@@ -38,13 +47,7 @@ def divergence_style(js: float | None) -> str:
     nats, at most ln 2): green where they agree, red where they part."""
     if js is None:
         return ""
-    if js < 0.05:
-        return "green"
-    if js < 0.2:
-        return "yellow"
-    if js < 0.4:
-        return "magenta"
-    return "red"
+    return next(colour for floor, colour in JS_LEVELS if js >= floor)
 
 
 PART_STEPS = 200  # a turn part is sealed after this many steps, at the next line break
