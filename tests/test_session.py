@@ -183,6 +183,7 @@ async def test_turns_after_a_torn_line_are_all_kept(make_tui, tmp_path):
     async with app.run_test() as pilot:
         for prompt in ("a", "b"):
             await settle(app, pilot)
+            app.query_one("#prompt", Input).focus()  # the reopened turn has the table's
             app.query_one("#prompt", Input).value = prompt
             await pilot.press("enter")
             await settle(app, pilot)
@@ -218,7 +219,10 @@ async def test_a_reopened_session_can_be_explored_where_it_was_left(make_tui, tm
         assert [c.id for c in reopened.preview.candidates] == candidates
         assert reopened.query_one(Transcript).plain == "农夫" + reopened.turn.completion
         assert "reopened the last turn" in reopened.query_one("#status").full_text
-        await pilot.press("escape", "[")  # browse back
+        # Where the keys it names work, and with the turn's prompt in the prompt line.
+        assert reopened.focused.id == "candidates"
+        assert reopened.query_one("#prompt", Input).value == "农夫"
+        await pilot.press("[")  # browse back
         await settle(reopened, pilot)
         assert reopened.view_step == len(kept)
         await pilot.press("t")

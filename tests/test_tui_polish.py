@@ -328,6 +328,8 @@ def test_the_status_line_gives_up_speed_then_divergence_before_cutting():
     assert fit_status(text, 75) == ("max_new_tokens · 4 tokens · last step KL(A‖B) 0.123 "
                                     "JS 0.045 · pos 10/16")
     assert fit_status(text, 50) == "max_new_tokens · 4 tokens · pos 10/16"  # not 'pos 10/…'
+    noted = "stopped · 459 tokens · new turn from the edited prompt · pos 469 (window 64)"
+    assert fit_status(noted, 58) == "stopped · 459 tokens · pos 469 (window 64)"  # pos stays
     assert fit_status(text, 20).endswith("…")
 
 
@@ -367,10 +369,10 @@ async def test_wishes_of_a_book_reader(make_tui, tmp_path):
         await pilot.press("i", "enter")
         await settle(app, pilot)
         first = [s.chosen.id for s in app.history]
-        assert "the same draw" not in status(app)
+        assert "same prompt and seed" not in status(app)
         await pilot.press("enter")  # the same prompt, the same seed
         await settle(app, pilot)
         assert [s.chosen.id for s in app.history] == first
-        assert "the same draw as the last turn (seed 4" in app.query_one(StatusLine).full_text
+        assert "same prompt and seed 4: the same tokens" in app.query_one(StatusLine).full_text
     assert [r["prompt"] for r in read_session(session)] == ["农夫", "农夫"]
     assert all(r["tokens"] for r in read_session(session))  # no empty turn was saved

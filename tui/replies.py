@@ -120,7 +120,7 @@ class RepliesMixin:
         # The same prompt and a fixed seed draw the same tokens: say so, or a repeated
         # enter looks as if nothing ran.
         self.same_draw_note = (
-            f"the same draw as the last turn (seed {seed}; seed — draws anew)"
+            f"same prompt and seed {seed}: the same tokens (seed — draws anew)"
             if reply.prompt == self.turn.prompt and seed is not None
             and self.turn.settings.seed == seed and self.history else "")
         self.turn = TurnState(reply.prompt, reply.prompt_ids, self.settings)

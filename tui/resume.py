@@ -78,3 +78,8 @@ class ResumeMixin:
             return
         self.set_status(f"reopened the last turn · {len(self.history)} tokens · space steps, "
                         "[ ] browse, t branches")
+        prompt = self.query_one("#prompt")
+        if not prompt.value:  # the turn's prompt, as after enter
+            prompt.value = self.turn.prompt
+        if self.focused is prompt:  # the keys the status line names work in the table
+            self.query_one("#candidates").focus()

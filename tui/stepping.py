@@ -101,7 +101,7 @@ class SteppingMixin:
         """New knobs: the table's next-token candidates are recomputed for them (the
         engine uses its cached logits), so that what it shows is what the next key
         samples from; the insight views follow."""
-        self.set_status("settings applied from the next token")
+        self.set_status("settings applied: the candidates on show follow them")
         if self.engine_state == "ready" and self.preview is not None:
             self.peek_request = self.send(p.Peek, settings=self.settings) or 0
         self.request_insights()

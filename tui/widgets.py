@@ -378,9 +378,12 @@ class PromptInput(Input):
                 self.replace(text, *selection)
 
 
-# What the status line gives up, in order, before its end is cut: the speed, then the
-# last step's divergence (the candidates' title shows it too).
-DROPPABLE = (lambda part: part.endswith("tok/s"), lambda part: part.startswith("last step "))
+# What the status line gives up, in order, before its end is cut: the speed, notes about
+# the turn (said again by what the screen shows), then the last step's divergence (the
+# candidates' title shows it too). Why it stopped, the count and the position stay.
+NOTES = ("new turn from the edited prompt", "same prompt and seed", "space steps")
+DROPPABLE = (lambda part: part.endswith("tok/s"), lambda part: part.startswith(NOTES),
+             lambda part: part.startswith("last step "))
 # The candidates' title gives up the browsing keys' reminder first (f1 lists them).
 TITLE_DROPPABLE = (lambda part: part.endswith("([ ])"),)
 
