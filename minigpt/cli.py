@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -314,10 +315,33 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        if exc.filename is not None:  # a file the command opened: its own error
+            print(f"minigpt: error: {printable(str(exc.filename))}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+        # stdout refused the output (a full disk, /dev/full, a closed terminal)
+        print(f"minigpt: error: cannot write the output: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()  # buffered output meets a full or closed stdout here
+    except BrokenPipeError:
+        pass  # the reader stopped (| head): not an error
+    except OSError as exc:
+        print(f"minigpt: error: cannot write the output: {exc.strerror or exc}",
+              file=sys.stderr)
+        code = code or 1
+    finally:
+        try:  # nothing left for interpreter exit to fail on with a traceback
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+    sys.exit(code)
 
 
 if __name__ == "__main__":

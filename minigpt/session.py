@@ -9,6 +9,7 @@ appended again under the same ``turn`` id; readers keep its last record.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import math
 import os
@@ -121,8 +122,13 @@ def append_record(path: Path, record: dict) -> None:
     line of its own; a short or failed write (disk full) is cut back off, so the
     file never holds half a record and a later append cannot glue onto one."""
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a session path swapped for a symlink is refused, never written through.
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                 0o644)
     try:
+        # Two explorers may share a session: the lock makes each append whole, and the
+        # cut-back after a failed write can only remove this writer's own bytes.
+        fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line

@@ -228,3 +228,23 @@ def test_help_names_every_command_and_the_sampling_defaults(capsys):
                             ("--top-p P", "default: off"), ("--temperature T", "default 0.5")):
         after = text.split(option)[-1]
         assert default in after.split("--")[0], option
+
+
+@pytest.mark.parametrize("command", [["generate", "--prompt", "hi", "--max-new-tokens", "3"],
+                                     ["trace", "--prompt", "hi", "--max-new-tokens", "2",
+                                      "--json"],
+                                     ["inspect"]])
+def test_a_full_stdout_is_one_line_and_a_failure(tiny_ckpt, command):
+    """>/dev/full gave an OSError traceback and, for some commands, exit 0."""
+    import os
+    from pathlib import Path
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    exe = Path(sys.executable).with_name("minigpt")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(exe), command[0], str(tiny_ckpt), *command[1:], "--device",
+                               "cpu"], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "minigpt: error: cannot write the output: No space left on device"]

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 def check_session_path(path: Path) -> None:
     """Refuse, before anything runs, a session file that could not be written: a
     missing directory (never created silently), a FIFO or device, no permission."""
+    if path.is_symlink():  # appending through it would write to whatever it names
+        raise MiniGPTError(f"{path}: is a symbolic link; name the session file itself")
     if not path.parent.is_dir():
         raise MiniGPTError(f"{path}: the directory {path.parent} does not exist")
     if path.exists() and not path.is_file():
@@ -64,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                 resumed, skipped = read_session_counting(session)
             except OSError as exc:
                 raise MiniGPTError(f"{session}: cannot read session ({exc.strerror})") from None
+            if skipped and not resumed:  # never append a record to someone else's file
+                raise MiniGPTError(f"{session}: not a session file ({skipped} lines, none a "
+                                   "session record); name a new or empty file")
     except MiniGPTError as exc:
         print(f"minigpt-tui: error: {printable(str(exc))}", file=sys.stderr)
         return 2

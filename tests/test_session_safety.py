@@ -1,0 +1,90 @@
+"""The session file is never a way to damage another file, and two explorers sharing one
+never tear or lose each other's records, even on a full disk."""
+
+import errno
+import json
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from minigpt.session import append_record, read_session_counting
+
+
+@pytest.mark.parametrize("kind", ["symlink to a file", "symlink loop", "not a session file"])
+def test_a_session_path_that_is_not_a_session_file_is_refused(tiny_ckpt, tmp_path, capsys,
+                                                              kind):
+    from tui.__main__ import main
+
+    target = tmp_path / "passwd"
+    target.write_text("root:x:0:0:root:/root:/bin/bash\n" * 24)
+    before = target.read_bytes()
+    session = tmp_path / "s.jsonl"
+    if kind == "symlink to a file":
+        session.symlink_to(target)
+    elif kind == "symlink loop":
+        session.symlink_to(session)
+    else:
+        session = target
+    assert main([str(tiny_ckpt), "--session", str(session)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("minigpt-tui: error:")
+    assert ("symbolic link" if "symlink" in kind else "not a session file") in err
+    assert target.read_bytes() == before
+
+
+def test_an_append_never_follows_a_symlink(tmp_path):
+    target = tmp_path / "target"
+    target.write_text("keep\n")
+    (tmp_path / "s.jsonl").symlink_to(target)
+    with pytest.raises(OSError):
+        append_record(tmp_path / "s.jsonl", {"turn": "t", "prompt": "p"})
+    assert target.read_text() == "keep\n"
+
+
+def writer(path, name, count, failing, saved):
+    """Append ``count`` records; with ``failing``, every third write hits a full disk."""
+    real_write = os.write
+    calls = [0]
+
+    def flaky_write(fd, data):
+        calls[0] += 1
+        if failing and calls[0] % 3 == 0:
+            real_write(fd, data[: len(data) // 2])  # a short write, then the disk is full
+            time.sleep(0.002)  # the other writer appends meanwhile (unless it must wait)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    os.write = flaky_write
+    for i in range(count):
+        try:
+            append_record(path, {"turn": f"{name}-{i}", "prompt": "x" * 2000})
+            saved.put(f"{name}-{i}")
+        except OSError:
+            pass
+    saved.put(None)
+
+
+def test_two_writers_on_a_full_disk_lose_nothing_they_saved(tmp_path):
+    """The cut-back after a failed write (ftruncate) cut off the other writer's record."""
+    path = tmp_path / "shared.jsonl"
+    context = multiprocessing.get_context("fork")
+    saved = context.Queue()
+    writers = [context.Process(target=writer, args=(path, name, 150, name == "b", saved))
+               for name in ("a", "b")]
+    for w in writers:
+        w.start()
+    reported, done = set(), 0
+    while done < 2:
+        item = saved.get(timeout=60)
+        if item is None:
+            done += 1
+        else:
+            reported.add(item)
+    for w in writers:
+        w.join(10)
+    turns, skipped = read_session_counting(path)
+    assert skipped == 0  # no torn line
+    assert {t["turn"] for t in turns} == reported  # every saved record, nothing else
+    assert all(json.loads(line) for line in path.read_text().splitlines())
