@@ -150,6 +150,16 @@ def save_checkpoint(model: Model, h_params: dict, out: Path, dtype: str = "float
         tmp.unlink(missing_ok=True)
 
 
+def save_error(exc: Exception) -> str:
+    """One line for a failed save; torch's 'enforce fail … unexpected pos' is a full disk
+    (its zip writer turns ENOSPC into that)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    text = str(exc)
+    return "the disk is full (the write stopped short)" if "unexpected pos" in text or \
+        "enforce fail" in text else text.splitlines()[0][:200]
+
+
 def save_somewhere(model: Model, h_params: dict, out: Path, dtype: str) -> Path:
     """Save to ``out``; if that fails after all (the disk filled, the directory went),
     next to it, then in the temporary directory. Returns where it went; raises a
@@ -163,8 +173,8 @@ def save_somewhere(model: Model, h_params: dict, out: Path, dtype: str) -> Path:
         try:
             save_checkpoint(model, h_params, place, dtype)
             return place
-        except OSError as exc:
-            errors.append(f"{place}: {exc.strerror or exc}")
+        except (OSError, RuntimeError) as exc:  # torch reports ENOSPC as a RuntimeError
+            errors.append(f"{place}: {save_error(exc)}")
     raise MiniGPTError("could not save the trained model anywhere: " + "; ".join(errors))
 
 
@@ -205,7 +215,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         def snapshot(iteration: int, model: Model, h_params: dict) -> None:
             """A book-format checkpoint of the run so far, next to --out (compare them)."""
             path = snapshot_path(args.out, iteration)
-            save_checkpoint(model, h_params, path, config.dtype)
+            try:
+                save_checkpoint(model, h_params, path, config.dtype)
+            except (OSError, RuntimeError) as exc:  # a lost snapshot must not end the run
+                console.print(f"snapshot {path} not saved: {save_error(exc)}; training "
+                              "goes on", markup=False, soft_wrap=True)
+                return
             if not console.is_terminal:
                 console.print(f"saved {path}", markup=False)
 

@@ -185,3 +185,39 @@ def test_help_states_the_default_out(capsys):
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "default: model/model.ckpt in the current directory" in text and "--force" in text
+
+
+def torch_full_disk(monkeypatch, failures: int):
+    """torch.save on a full disk: its zip writer raises a RuntimeError, not an OSError."""
+    real_save = torch.save
+    calls = []
+
+    def save(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) <= failures:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos "
+                               "1234 vs 5678")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(train_module.torch, "save", save)
+    return calls
+
+
+def test_torch_s_full_disk_error_still_keeps_the_model(corpus, tmp_path, capsys, monkeypatch):
+    torch_full_disk(monkeypatch, failures=1)
+    out = tmp_path / "model.ckpt"
+    assert main(["train", str(corpus), "--out", str(out), *tiny_args()]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"could not write {out}: saved the model to" in err
+    [rescued] = list(tmp_path.iterdir())
+    assert load(rescued, device="cpu").h_params["d_model"] == 16
+
+
+def test_a_failed_snapshot_is_said_and_training_goes_on(corpus, tmp_path, capsys, monkeypatch):
+    torch_full_disk(monkeypatch, failures=1)  # the first snapshot
+    out = tmp_path / "model.ckpt"
+    assert main(["train", str(corpus), "--out", str(out), "--save-every", "2",
+                 *tiny_args(max_iters=4)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "ckpt-iter2.ckpt not saved: the disk is full" in err and "training goes on" in err
+    assert (tmp_path / "ckpt-iter4.ckpt").exists() and load(out, device="cpu")
