@@ -111,16 +111,22 @@ class TraceRenderer:
             self.out.print(f"[dim]{len(engine.steps)} steps · {stop_reason(engine)}[/dim]")
 
 
-def plain(value):
+MAX_DEPTH = 16  # h_params nest a level or two; a file may nest 20,000 (RecursionError)
+
+
+def plain(value, depth: int = 0):
     """A JSON-able copy: numbers, strings, lists and dicts as they are, anything else
-    (bytes, sets, tensors from a foreign checkpoint) as its ``repr``."""
+    (bytes, sets, tensors from a foreign checkpoint) as its ``repr``; containers nested
+    deeper than MAX_DEPTH as a note."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if depth >= MAX_DEPTH and isinstance(value, (list, tuple, dict, set, frozenset)):
+        return f"… (nested deeper than {MAX_DEPTH} levels)"
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [plain(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    return repr(value)
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+    return repr(value)[:1000]
 
 
 def inspect_report(loaded) -> dict:

@@ -94,3 +94,36 @@ def test_explorer_command_line_with_a_hostile_bad_file(tmp_path):
     [line] = [ln for ln in result.stderr.splitlines() if "minigpt-tui: error:" in ln]
     no_raw_escapes(line[line.index("minigpt-tui: error:"):])
     assert "[/x]/bad‹1b›[2J.ckpt" in line
+
+
+def test_h_params_nested_20000_deep_are_one_page_not_a_recursion_error(tmp_path, tiny_hp,
+                                                                       capsys, engine_client):
+    """inspect printed a 3,002-line RecursionError and the explorer sat at loading with
+    'internal error: RecursionError'."""
+    import asyncio
+
+    from minigpt.settings import SamplingSettings
+    from tui.app import make_app
+
+    deep = []
+    for _ in range(20_000):
+        deep = [deep]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)  # for pickling it; reading it back needs none
+    try:
+        path = write_book_checkpoint(tmp_path / "deep.ckpt", {**tiny_hp, "nested": deep})
+    finally:
+        sys.setrecursionlimit(limit)
+    for args in ([], ["--json"]):
+        assert cli(["inspect", str(path), "--device", "cpu", *args]) == 0
+        out, err = capsys.readouterr()
+        assert "nested deeper than 16" in out and "Traceback" not in out + err
+
+    async def run():
+        app = make_app(path, SamplingSettings(temperature=0, max_new_tokens=2), device="cpu",
+                       client=engine_client)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)  # fails if the model did not load
+            assert app.engine_state == "ready" and "6.5M params" in screen_text(app)
+
+    asyncio.run(run())
