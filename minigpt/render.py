@@ -131,7 +131,7 @@ def plain(value, depth: int = 0):
 
 def inspect_report(loaded) -> dict:
     return {
-        "path": str(loaded.path),
+        "path": printable(str(loaded.path)),  # a non-UTF-8 name as ‹ff› escapes
         "format": loaded.format,
         "inferred": list(loaded.inferred),
         "h_params": plain(loaded.h_params),

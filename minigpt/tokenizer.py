@@ -120,6 +120,10 @@ def _visible(text: str, keep: str = "") -> str:
             out.append(_VISIBLE_CONTROLS[ch])
         elif ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0:
             out.append(f"‹{ord(ch):02x}›")
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:  # a path's non-UTF-8 byte (os.fsdecode)
+            out.append(f"‹{ord(ch) - 0xDC00:02x}›")
+        elif 0xD800 <= ord(ch) <= 0xDFFF:  # any other lone surrogate: no terminal takes it
+            out.append(f"‹{ord(ch):04x}›")
         else:
             out.append(ch)
     return "".join(out)

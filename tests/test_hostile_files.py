@@ -127,3 +127,18 @@ def test_h_params_nested_20000_deep_are_one_page_not_a_recursion_error(tmp_path,
             assert app.engine_state == "ready" and "6.5M params" in screen_text(app)
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("args", [[], ["--json"]])
+def test_a_non_utf8_path_prints_as_escapes_on_a_strict_utf8_stdout(tmp_path, tiny_ckpt, args):
+    """PYTHONIOENCODING=utf-8 minigpt inspect $'\\xff\\xfe_bad.ckpt' was a UnicodeEncodeError."""
+    import shutil
+
+    name = os.fsdecode(bytes(tmp_path) + b"/\xff\xfe_bad.ckpt")
+    shutil.copy(tiny_ckpt, name)
+    exe = os.path.join(os.path.dirname(sys.executable), "minigpt")
+    done = subprocess.run([exe, "inspect", name, "--device", "cpu", *args], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    out = done.stdout.decode("utf-8")
+    assert done.returncode == 0 and b"Traceback" not in done.stderr
+    assert "‹ff›‹fe›_bad.ckpt" in out

@@ -73,9 +73,9 @@ class ModalsMixin:
         if self.info is None:
             self.set_status("the model is still loading")
             return
-        reports = [{**self.info.report, "path": self.checkpoint}]
+        reports = [{**self.info.report, "path": printable(self.checkpoint)}]
         if self.other_info is not None:  # compare: A, then B (as the header names them)
-            reports.append({**self.other_info.report, "path": self.compare})
+            reports.append({**self.other_info.report, "path": printable(self.compare)})
         self.push_screen(ModelScreen(reports, self.session_path()))
 
     def session_path(self) -> str | None:
