@@ -35,6 +35,7 @@ class Layout:
         # checkpoint.check_tensor_storage). Cheaper than building on the meta device,
         # which imports torch._dynamo (about 2 s) just to check shapes.
         check_dimensions(self.h_params, self.state_dict)
+        check_allocation(self)
         model = self.make_model(self.h_params)
         check_state_dict(model, self.state_dict)
         model.load_state_dict(self.state_dict, strict=True)
@@ -59,6 +60,27 @@ def check_dimensions(hp: dict, sd: dict[str, torch.Tensor]) -> None:
     if hp["num_blocks"] > len(sd) or hp["num_heads"] > hp["d_model"]:
         raise CheckpointError(f"h_params claim {hp['num_blocks']} blocks of "
                               f"{hp['num_heads']} heads: more than the file holds")
+
+
+ALLOCATION_SLACK = 2**26  # elements (256 MB as float32) a model may build beyond its file's
+
+
+def check_allocation(layout: Layout) -> None:
+    """What the model builds from h_params alone — the book's [C, C] mask per head, the
+    position table — must be of the order of the tensors the file holds: an unused
+    [30000] tensor let context_length 30000 pass ``check_dimensions``, and the masks
+    took every byte of the machine before the shapes were compared."""
+    hp = layout.h_params
+    C, d = hp["context_length"], hp["d_model"]
+    built = C * d  # position table (or wpe)
+    if layout.make_model is Model:
+        built += hp["num_blocks"] * hp["num_heads"] * C * C
+    held = sum(t.numel() for t in layout.state_dict.values())
+    if built > 2 * held + ALLOCATION_SLACK:
+        raise CheckpointError(
+            f"h_params (context_length {C}) ask for {built * 4 / 2**20:,.0f} MB of masks and "
+            f"position tables, but the file's tensors hold {held * 4 / 2**20:,.0f} MB: the "
+            "h_params do not describe these weights")
 
 
 def check_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> None:

@@ -69,6 +69,18 @@ def test_stride_0_tensors_claiming_gigabytes_are_refused(tmp_path, tiny_hp):
     one_line_refusal(inspect_capped(lying), "stride 0")
 
 
+def test_a_decoy_tensor_cannot_make_the_masks_take_the_machine(tmp_path, tiny_hp):
+    """context_length 30000 plus an unused [30000] tensor passed the h_params' size check;
+    the [C, C] masks then took 3.9 GB (all 24 GB without a cap)."""
+    path = write_book_checkpoint(tmp_path / "ok.ckpt", tiny_hp)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["model_state_dict"]["decoy"] = torch.zeros(30_000)
+    ckpt["h_params"] = {**tiny_hp, "context_length": 30_000}
+    decoy = tmp_path / "decoy.ckpt"
+    torch.save(ckpt, decoy)
+    one_line_refusal(inspect_capped(decoy), "do not describe these weights")
+
+
 @pytest.mark.parametrize("name", ["fifo", "dev-zero"])
 def test_fifos_and_devices_are_refused_at_once(tmp_path, name, capsys):
     import os
