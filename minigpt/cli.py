@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import MiniGPTError, PromptError
-from .paths import default_checkpoint, require_regular_file, unshipped_default_note
+from .paths import default_checkpoint, read_bounded, read_text_file, unshipped_default_note
 from .settings import SamplingSettings
 from .tokenizer import printable
 
@@ -192,17 +192,19 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+SCORE_TEXT_LIMIT = 4 << 20  # bytes: a text to score (about a million tokens, hours on a CPU)
+
+
 def read_text(args: argparse.Namespace) -> str:
     if args.text is not None:
         return args.text
     try:
         if args.file == "-":
-            return sys.stdin.read()
-        require_regular_file(Path(args.file), "text file", PromptError)
-        with open(args.file, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromptError(f"cannot read {args.file}: {exc}") from None
+            return read_bounded(sys.stdin.buffer, SCORE_TEXT_LIMIT, "the text on stdin",
+                                PromptError)
+        return read_text_file(Path(args.file), SCORE_TEXT_LIMIT, "text file", PromptError)
+    except OSError as exc:
+        raise PromptError(f"cannot read {args.file}: {exc.strerror or exc}") from None
 
 
 def cmd_score(args: argparse.Namespace) -> int:

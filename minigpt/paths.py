@@ -53,3 +53,32 @@ def require_regular_file(path: Path, what: str, error=None) -> None:
         raise error(f"{path}: is a directory, not a {what}")
     if not path.is_file():
         raise error(f"{path}: not a regular file (a FIFO or a device?), not a {what}")
+
+
+def read_bounded(stream, limit: int, what: str, error=None) -> str:
+    """UTF-8 text from a binary ``stream``, refused in one line once it passes ``limit``
+    bytes: at most ``limit`` + 1 bytes are ever read (``/dev/zero`` on stdin is a
+    refusal, not a MemoryError)."""
+    from .errors import MiniGPTError
+
+    error = error or MiniGPTError
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"{what} is over {limit / 2**20:g} MiB: give a shorter text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} is not UTF-8 text (byte {exc.start})") from None
+
+
+def read_text_file(path: Path, limit: int, what: str, error=None) -> str:
+    """A regular file's UTF-8 text, refused before reading when it is over ``limit``."""
+    from .errors import MiniGPTError
+
+    error = error or MiniGPTError
+    require_regular_file(path, what, error)
+    if path.stat().st_size > limit:
+        raise error(f"{path}: {path.stat().st_size / 2**20:,.1f} MiB is over the "
+                    f"{limit / 2**20:g} MiB a {what} may hold")
+    with open(path, "rb") as f:
+        return read_bounded(f, limit, str(path), error)

@@ -20,7 +20,7 @@ from .devices import keep_freed_memory, resolve_device
 from .errors import MiniGPTError, SettingsError
 from .train_options import TrainConfig
 from .model import Model
-from .paths import require_regular_file
+from .paths import read_text_file
 from .tokenizer import cl100k
 
 
@@ -32,14 +32,18 @@ class Progress:
     valid_loss: float | None
 
 
+# The book's corpora are a few MB; past this, tokenizing alone took gigabytes and
+# tiktoken panicked under a 2 GiB limit.
+CORPUS_LIMIT = 64 << 20
+
+
 def read_corpus(data_path: Path, config: TrainConfig) -> list[int]:
     """The file's cl100k token ids; checks the settings and that there is enough text."""
     config.validate()
-    require_regular_file(data_path, "text file")
     try:
-        text = data_path.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, PermissionError) as exc:
-        raise MiniGPTError(f"{data_path}: not a readable UTF-8 text file ({exc})") from None
+        text = read_text_file(data_path, CORPUS_LIMIT, "training corpus")
+    except PermissionError as exc:
+        raise MiniGPTError(f"{data_path}: not a readable text file ({exc.strerror})") from None
     tokens = cl100k().encode(text)
     C = config.context_length
     if len(tokens) < 2 * (C + 1) * 10:

@@ -136,3 +136,26 @@ async def test_tui_keeps_a_prompt_it_cannot_use(make_tui):
         await settle(app, pilot)
         assert prompt.value == "keep \ud800 me" and not app.running
         assert "lone surrogate" in str(app.query_one("#status").render())
+
+
+def test_unbounded_input_is_refused_in_one_line_before_it_is_read(tiny_ckpt, tmp_path):
+    """score --file - </dev/zero took 1.5 GB and died with MemoryError; a 109 MB corpus
+    made tiktoken panic. Inputs are read in bounds and refused past a stated size."""
+    import os
+    import subprocess
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "minigpt")
+    with open("/dev/zero", "rb") as zero:
+        done = subprocess.run([exe, "score", str(tiny_ckpt), "--file", "-", "--device", "cpu"],
+                              stdin=zero, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "minigpt: error: the text on stdin is over 4 MiB: give a shorter text"]
+    huge = tmp_path / "huge.txt"
+    with open(huge, "wb") as f:
+        f.truncate(200 << 20)  # sparse: refused by its size, never read
+    for command in (["score", str(tiny_ckpt), "--file", str(huge)], ["train", str(huge)]):
+        done = subprocess.run([exe, *command, "--device", "cpu"], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 2 and "MiB is over the" in done.stderr
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
