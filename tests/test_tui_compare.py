@@ -135,7 +135,9 @@ async def test_p_cycles_probability_divergence_and_off(make_tui, other_ckpt):
         for _ in range(3):
             await pilot.press("p")
             seen.append((app.tint, turn.tint))
-            assert f"tint: {app.tint or 'off'}" in str(app.query_one(StatusLine).render())
+            shown = str(app.query_one(StatusLine).render())
+            assert shown.startswith({"probability": "tint p: green ≥.5",
+                                     "divergence": "tint JS: red ≥.4", "": "tint off"}[app.tint])
         assert seen == [("probability",) * 2, ("divergence",) * 2, ("", "")]
         assert all(js is not None for _, _, js in turn.segments)
 
