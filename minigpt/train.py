@@ -8,6 +8,7 @@ temporary file and renamed, so an interrupted run never leaves half a file.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -18,7 +19,7 @@ import torch
 
 from .devices import keep_freed_memory, resolve_device
 from .errors import MiniGPTError, SettingsError
-from .train_options import TrainConfig
+from .train_options import TrainConfig, available_memory, check_training_fits
 from .model import Model
 from .paths import read_text_file
 from .tokenizer import cl100k
@@ -97,9 +98,14 @@ def train(tokens: list[int], config: TrainConfig,
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     losses: dict[str, float] = {}
+    kept = None  # (step, state dict, losses) at the last estimate whose losses were finite
     for step in range(config.max_iters):
         if step % config.eval_interval == 0 or step == config.max_iters - 1:
             losses = estimate_loss()
+            if not all(math.isfinite(v) for v in losses.values()):
+                return diverged(model, h_params, kept, step)
+            kept = (step, {k: v.detach().to("cpu", copy=True)
+                           for k, v in model.state_dict().items()}, losses)
         xb, yb = get_batch("train")
         _, loss = model(xb, yb)
         optimizer.zero_grad(set_to_none=True)
@@ -110,8 +116,21 @@ def train(tokens: list[int], config: TrainConfig,
             on_snapshot(step + 1, model, {**h_params, "iter_num": step + 1,
                                           "train_loss": round(losses["train"], 4),
                                           "valid_loss": round(losses["valid"], 4)})
+    if not all(torch.isfinite(p).all() for p in model.parameters()):  # the last steps
+        return diverged(model, h_params, kept, config.max_iters)
     h_params["final_train_loss"] = round(losses["train"], 4)
     h_params["final_valid_loss"] = round(losses["valid"], 4)
+    return model.cpu().eval(), h_params
+
+
+def diverged(model: Model, h_params: dict, kept, step: int) -> tuple[Model, dict]:
+    """The loss stopped being finite (a learning rate far too high): the model as it was
+    at the last finite estimate, with ``diverged_at_step`` saying so."""
+    kept_step, state, losses = kept
+    model.load_state_dict(state)
+    h_params.update(final_train_loss=round(losses["train"], 4),
+                    final_valid_loss=round(losses["valid"], 4), diverged_at_step=step,
+                    kept_step=kept_step)
     return model.cpu().eval(), h_params
 
 
@@ -193,6 +212,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     fields = {k: getattr(args, k) for k in asdict(TrainConfig()) if hasattr(args, k)}
     config = TrainConfig(**fields)
     tokens = read_corpus(args.data, config)  # errors before the progress bar appears
+    if resolve_device(config.device).type == "cpu":  # a GPU's memory is its own
+        check_training_fits(config, max(tokens) + 1, available_memory())
     if args.save_every < 0:
         raise SettingsError("--save-every must be ≥ 0 (0: no snapshots)")
     check_out(args.out, args.force, tuple(
@@ -234,6 +255,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar.stop()
             console.print(f"interrupted: no checkpoint written ({args.out} is unchanged)")
             return 130
+    if "diverged_at_step" in h_params:
+        console.print(f"the loss stopped being finite by step {h_params['diverged_at_step']} "
+                      f"(is --learning-rate {config.learning_rate:g} too high?): training "
+                      f"stopped; the model of step {h_params['kept_step']} is kept",
+                      markup=False, soft_wrap=True)
     saved = save_somewhere(model, h_params, args.out, config.dtype)
     if saved != args.out:
         console.print(f"could not write {args.out}: saved the model to {saved} instead",

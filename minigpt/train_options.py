@@ -4,6 +4,7 @@ argument errors answer before torch could even be imported."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,42 @@ class TrainConfig:
         if self.dtype not in ("float32", "float16"):
             raise SettingsError("--dtype must be float32 or float16")
 
+
+
+def training_bytes(config: TrainConfig, vocab: int) -> int:
+    """A rough upper estimate of what training takes, in bytes (float32): weights,
+    gradients and AdamW's two moments (the [C, C] masks too), plus one step's
+    activations (logits and their softmax and gradient, attention maps, block outputs)."""
+    d, C, B = config.d_model, config.context_length, config.batch_size
+    L, H = config.num_blocks, config.num_heads
+    params = 2 * vocab * d + vocab + L * (12 * d * d + 13 * d) + 2 * d + L * H * C * C
+    activations = B * C * (3 * vocab + L * (3 * H * C + 20 * d))
+    return 4 * (4 * params + activations)
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_training_fits(config: TrainConfig, vocab: int, memory: int | None) -> None:
+    """Refuse, before anything is allocated, settings whose training cannot fit."""
+    need = training_bytes(config, vocab)
+    if memory is not None and need > memory:
+        raise SettingsError(
+            f"these settings need about {need / 2**30:,.1f} GiB to train and "
+            f"{memory / 2**30:,.1f} GiB is free: lower --batch-size, --d-model, "
+            "--num-blocks or --context-length")
 
 
 def add_train_parser(sub) -> None:

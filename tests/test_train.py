@@ -221,3 +221,35 @@ def test_a_failed_snapshot_is_said_and_training_goes_on(corpus, tmp_path, capsys
     err = " ".join(capsys.readouterr().err.split())
     assert "ckpt-iter2.ckpt not saved: the disk is full" in err and "training goes on" in err
     assert (tmp_path / "ckpt-iter4.ckpt").exists() and load(out, device="cpu")
+
+
+@pytest.mark.parametrize("args", [["--d-model", "100000", "--num-heads", "1"],
+                                  ["--batch-size", "100000000"],
+                                  ["--num-blocks", "1000000"]])
+def test_settings_too_big_to_train_are_refused_before_allocating(corpus, tmp_path, capsys,
+                                                                 monkeypatch, args):
+    trained = []
+    monkeypatch.setattr(train_module, "train", lambda *a: trained.append(1))
+    code = main(["train", str(corpus), "--out", str(tmp_path / "m.ckpt"),
+                 *tiny_args(), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "GiB to train" in err and not trained
+
+
+def test_the_estimate_lets_the_book_defaults_train():
+    from minigpt.train_options import check_training_fits, training_bytes
+    config = TrainConfig()
+    assert training_bytes(config, 100_256) < 2 << 30  # the book's run: well under 2 GiB
+    check_training_fits(config, 100_256, 2 << 30)
+
+
+def test_a_loss_that_stops_being_finite_keeps_the_last_finite_model(corpus, tmp_path, capsys):
+    """--learning-rate 1e30 saved an all-NaN model with exit 0."""
+    out = tmp_path / "m.ckpt"
+    code = main(["train", str(corpus), "--out", str(out),
+                 *tiny_args(max_iters=6, eval_interval=2, learning_rate=1e30)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 0 and "the loss stopped being finite by step" in err
+    loaded = load(out, device="cpu")
+    assert all(torch.isfinite(v).all() for v in loaded.model.state_dict().values())
+    assert loaded.h_params["kept_step"] < loaded.h_params["diverged_at_step"]
