@@ -254,6 +254,24 @@ class SessionRecorder:
             self.unsaved.pop(0)
 
 
+def rescue_unsaved(recorder: SessionRecorder) -> Path:
+    """Write the records the session file refused to a new file in the temporary
+    directory (never over another); raises ``OSError`` when that fails too."""
+    import tempfile
+
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recorder.unsaved)
+    stem = Path(tempfile.gettempdir()) / f"minigpt-tui-unsaved-{os.getpid()}"
+    for n in range(100):
+        path = Path(f"{stem}-{n}.jsonl" if n else f"{stem}.jsonl")
+        try:
+            create_exclusive(path, text)
+        except FileExistsError:
+            continue
+        recorder.unsaved = []
+        return path
+    raise OSError(errno.EEXIST, "no free name for the rescued turns")
+
+
 def create_exclusive(path: Path, text: str) -> None:
     """Write a new file; never follow a planted symlink, never overwrite."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)

@@ -206,7 +206,7 @@ def test_minigpt_tui_opens_another_default_by_its_full_path(tiny_ckpt, tmp_path,
 
     def fake_make_app(path, *args, **kwargs):
         opened.update(path=path, note=kwargs["opening_note"])
-        return SimpleNamespace(run=lambda: None, load_error="", return_code=0)
+        return SimpleNamespace(run=lambda: None, load_error="", return_code=0, exit_note="")
 
     monkeypatch.setattr(tui.app, "make_app", fake_make_app)
     monkeypatch.setattr("tui.paste.install", lambda: None)

@@ -88,3 +88,30 @@ def test_two_writers_on_a_full_disk_lose_nothing_they_saved(tmp_path):
     assert skipped == 0  # no torn line
     assert {t["turn"] for t in turns} == reported  # every saved record, nothing else
     assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+async def test_a_turn_the_disk_refused_is_marked_and_rescued_on_quit(make_tui, tmp_path,
+                                                                     monkeypatch):
+    """A full disk: a 6-second toast, then ctrl+q exited 0 and the turn was gone."""
+    import tempfile
+
+    import minigpt.session as session_module
+    from conftest import settle, screen_text
+
+    def full_disk(path, record):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(session_module, "append_record", full_disk)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    app = make_tui(session_path=tmp_path / "s.jsonl", max_new_tokens=3)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press(*"abc", "enter")
+        await settle(app, pilot)
+        assert "✗ 1 unsaved" in screen_text(app).splitlines()[0]  # stays, unlike a toast
+        await pilot.press("ctrl+q")
+    assert app.return_code == 1
+    assert app.exit_note.startswith(f"1 turn could not be saved to {tmp_path / 's.jsonl'}: "
+                                    "written to ")
+    rescued = tmp_path / app.exit_note.rsplit("/", 1)[1]
+    [record] = [json.loads(line) for line in rescued.read_text().splitlines()]
+    assert record["prompt"] == "abc" and len(record["tokens"]) == 3

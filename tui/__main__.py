@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     app.run()
     if app.load_error:  # the model did not load: nothing to explore
         print(f"minigpt-tui: error: {printable(app.load_error)}", file=sys.stderr)
+    if app.exit_note:
+        print(f"minigpt-tui: {printable(app.exit_note)}", file=sys.stderr)
     return app.return_code or 0
 
 

@@ -21,7 +21,7 @@ from textual.reactive import reactive
 from textual.widgets import Input, Label
 
 from minigpt import protocol as p
-from minigpt.session import SessionRecorder, TurnState
+from minigpt.session import SessionRecorder, TurnState, rescue_unsaved
 from minigpt.settings import SamplingSettings
 from minigpt.steps import Preview, Step
 from minigpt.tokenizer import printable
@@ -135,6 +135,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, Versus
         self.new_turn_note = False  # a stepping key started a new turn from an edited prompt
         self.same_draw_note = ""  # a repeated prompt with a fixed seed: the same tokens
         self.hung_up = False
+        self.exit_note = ""  # said on stderr after the screen closes (turns rescued or lost)
 
     @property
     def history(self) -> list[Step]:
@@ -372,12 +373,31 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, Versus
         watchdog = threading.Timer(HANG_UP_GRACE_SECONDS, terminal.exit_now, args=(code,))
         watchdog.daemon = True
         watchdog.start()
+        self.rescue_turns()
         self.exit(return_code=code)
 
     async def action_quit(self) -> None:
         self.client.cancel_all()  # a run stops before its next token
         self.remember_turn()  # save the current turn if stepping changed it
-        self.exit()
+        self.exit(return_code=self.rescue_turns())
+
+    def rescue_turns(self) -> int:
+        """On the way out: turns the session file refused go to a file of their own, said
+        after the screen closes; the exit status says they were not where asked (1)."""
+        recorder = self.recorder
+        if recorder is None or not recorder.unsaved:
+            return 0
+        count = len(recorder.unsaved)
+        turns = "turn" if count == 1 else "turns"
+        try:
+            rescued = rescue_unsaved(recorder)
+        except OSError as exc:
+            self.exit_note = (f"{count} {turns} could not be saved to {recorder.path} nor "
+                              f"elsewhere ({exc.strerror or exc}): lost")
+            return 1
+        self.exit_note = (f"{count} {turns} could not be saved to {recorder.path}: written "
+                          f"to {rescued}")
+        return 1
 
     def on_unmount(self) -> None:
         if self.owns_client:

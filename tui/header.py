@@ -30,6 +30,14 @@ class HeaderMixin:
         self.query_one("#header", OneLine).update(text)
 
     def header_text(self, checkpoint: str) -> str:
+        """What the header says; a mark while turns wait for the session file to take them
+        (a toast would be gone in seconds, the turns not)."""
+        text = self.model_text(checkpoint)
+        if self.recorder is not None and self.recorder.unsaved:
+            text += f" · ✗ {len(self.recorder.unsaved)} unsaved"
+        return text
+
+    def model_text(self, checkpoint: str) -> str:
         info = self.info
         if info is None:
             return f"minigpt-tui · {checkpoint} · loading model … ({self.loading_stage})"

@@ -208,6 +208,7 @@ class RepliesMixin:
         if self.recorder is None or not self.turn.prompt or \
                 not (self.history or self.turn.branches):
             return  # nothing explored yet (escape from a typed prompt): nothing to keep
+        was_unsaved = bool(self.recorder.unsaved)
         try:
             if after_op:
                 self.recorder.after_op(self.turn, reason)
@@ -217,3 +218,5 @@ class RepliesMixin:
                 self.recorder.flush(self.turn)
         except OSError as exc:
             self.show_error(f"could not write the session file: {exc.strerror or exc}")
+        if bool(self.recorder.unsaved) != was_unsaved:
+            self.show_header()  # the header's "unsaved" mark comes or goes
