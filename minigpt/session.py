@@ -153,24 +153,49 @@ def read_session(path: Path) -> list[dict]:
     return read_session_counting(path)[0]
 
 
+REOPEN_TAIL_BYTES = 8 << 20  # what the explorer reads of a session it reopens
+
+
+def read_session_tail(path: Path, limit: int = REOPEN_TAIL_BYTES
+                      ) -> tuple[list[dict], int, bool]:
+    """(turns, lines skipped, whether older records were left unread): at most the last
+    ``limit`` bytes, so a session of any size opens in bounded time and memory (1 GB of
+    97k turns took minutes and 7.6 GB before the first frame)."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        start = max(0, size - limit)
+        f.seek(start)
+        data = f.read(limit)
+    if start:
+        data = data[data.find(b"\n") + 1:]  # the first line is cut: not a record
+    turns, skipped = parse_records(data.decode("utf-8", "replace").splitlines())
+    return turns, skipped, start > 0
+
+
 def read_session_counting(path: Path) -> tuple[list[dict], int]:
     """(turns, lines skipped as unreadable or foreign)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return parse_records(f)
+
+
+def parse_records(lines) -> tuple[list[dict], int]:
+    """The last record of each turn, in first-seen order, and how many lines were not
+    records (torn or foreign): one reader for a whole file and for its tail."""
     turns: dict[str, dict] = {}
     skipped = 0
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                skipped += 1
-                continue
-            if isinstance(record, dict) and isinstance(record.get("turn"), str) \
-                    and isinstance(record.get("prompt"), str):
-                turns[record["turn"]] = record
-            else:
-                skipped += 1
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            skipped += 1
+            continue
+        if isinstance(record, dict) and isinstance(record.get("turn"), str) \
+                and isinstance(record.get("prompt"), str):
+            turns[record["turn"]] = record
+        else:
+            skipped += 1
     return list(turns.values()), skipped
 
 

@@ -115,3 +115,33 @@ async def test_a_turn_the_disk_refused_is_marked_and_rescued_on_quit(make_tui, t
     rescued = tmp_path / app.exit_note.rsplit("/", 1)[1]
     [record] = [json.loads(line) for line in rescued.read_text().splitlines()]
     assert record["prompt"] == "abc" and len(record["tokens"]) == 3
+
+
+def test_a_huge_session_opens_in_bounded_time_and_memory(tmp_path):
+    """1 GB of 97k turns: no frame after 5 minutes, 7.6 GB. Reopening reads the tail."""
+    import tracemalloc
+
+    from minigpt.session import REOPEN_TAIL_BYTES, read_session_tail
+
+    path = tmp_path / "big.jsonl"
+    line = json.dumps({"turn": "x", "prompt": "p", "tokens": [1] * 3000}) + "\n"
+    with open(path, "w") as f:
+        for i in range(1200):  # about 11 MB here; the bound is what matters, not the size
+            f.write(line.replace('"x"', f'"t{i}"'))
+    assert path.stat().st_size > REOPEN_TAIL_BYTES
+    tracemalloc.start()
+    turns, skipped, older = read_session_tail(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert older and skipped == 0 and turns[-1]["turn"] == "t1199"
+    assert len(turns) < 1200 and peak < 8 * REOPEN_TAIL_BYTES
+
+
+async def test_the_explorer_says_older_turns_were_not_read(make_tui, tmp_path):
+    from conftest import screen_text, settle
+
+    app = make_tui(session_path=tmp_path / "s.jsonl")
+    app.older_unread = True
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert "older turns of this session are in its file, not shown" in screen_text(app)

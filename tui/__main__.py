@@ -12,7 +12,7 @@ from minigpt.cli import OneLineParser, add_device_options, add_sampling_options,
 from minigpt.errors import MiniGPTError
 from minigpt.paths import default_checkpoint, unshipped_default_note
 from minigpt.tokenizer import printable
-from minigpt.session import new_session_path, read_session_counting
+from minigpt.session import new_session_path, read_session_tail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         check_session_path(session)
         if args.compare and not Path(args.compare).exists():  # before the screen opens
             raise MiniGPTError(f"{args.compare}: no such file (--compare)")
-        resumed, skipped = [], 0
+        resumed, skipped, older = [], 0, False
         if session.exists():
             try:
-                resumed, skipped = read_session_counting(session)
+                resumed, skipped, older = read_session_tail(session)
             except OSError as exc:
                 raise MiniGPTError(f"{session}: cannot read session ({exc.strerror})") from None
-            if skipped and not resumed:  # never append a record to someone else's file
+            if skipped and not resumed and not older:  # never append to someone else's file
                 raise MiniGPTError(f"{session}: not a session file ({skipped} lines, none a "
                                    "session record); name a new or empty file")
     except MiniGPTError as exc:
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app(path, settings, session, resumed, device=args.device,
                    tokenizer=args.tokenizer, skipped_lines=skipped, threads=args.threads,
                    compare=args.compare, dtype=args.dtype, opening_note=note)
+    app.older_unread = older
     app.run()
     if app.load_error:  # the model did not load: nothing to explore
         print(f"minigpt-tui: error: {printable(app.load_error)}", file=sys.stderr)

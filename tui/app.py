@@ -136,6 +136,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, Versus
         self.same_draw_note = ""  # a repeated prompt with a fixed seed: the same tokens
         self.hung_up = False
         self.exit_note = ""  # said on stderr after the screen closes (turns rescued or lost)
+        self.older_unread = False  # a reopened session's older records were left unread
 
     @property
     def history(self) -> list[Step]:
@@ -174,6 +175,9 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, Versus
         self.show_header()
         self.query_one("#prompt", Input).focus()
         transcript = self.query_one(Transcript)
+        if self.older_unread:
+            transcript.add_note("… older turns of this session are in its file, not shown: "
+                                "a reopened session reads only its last 8 MiB")
         for record in self.resumed[:-1] if self.resumable() else self.resumed:
             transcript.add_past_turn(record)  # the last one is replayed once ready
         self.set_class(self.size.width < NARROW_WIDTH, "narrow")

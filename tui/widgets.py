@@ -220,6 +220,9 @@ class Transcript(VerticalScroll):
         self.pinned = True  # a new prompt follows its answer
         self._follow(True)
 
+    def add_note(self, text: str) -> None:
+        self.mount(Static(text, classes="past note", markup=False))
+
     def add_past_turn(self, record: dict) -> None:
         """A turn read back from a session file."""
         turn = Turn(record["prompt"], tint=self.tint)
