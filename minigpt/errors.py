@@ -23,3 +23,24 @@ class TokenizerError(MiniGPTError):
 
 class GenerationError(MiniGPTError):
     """The model produced something we cannot sample from (NaN/Inf logits)."""
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """A message kept to one readable line: cut at a word, with an ellipsis, never
+    mid-word (a hard cut at 160 characters ended errors mid-sentence)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """torch's allocation failures: MemoryError, 'CUDA out of memory', or the CPU
+    allocator's '[enforce fail at alloc_cpu.cpp:…] … DefaultCPUAllocator: can't allocate'."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or "out of memory" in text or \
+        "alloc_cpu" in text or "can't allocate memory" in text
+
+
+OUT_OF_MEMORY = ("the engine ran out of memory: try a shorter prompt or max_new, a smaller "
+                 "model, or --dtype bfloat16")

@@ -17,7 +17,7 @@ import time
 from collections import deque
 
 from . import protocol as p
-from .errors import MiniGPTError
+from .errors import OUT_OF_MEMORY, MiniGPTError, clip, out_of_memory
 
 FRAME_SECONDS = 1 / 30
 
@@ -96,7 +96,9 @@ class Host:
                 except MiniGPTError as exc:
                     self.send(p.RunFailed(op.seq, str(exc)))
                 except Exception as exc:  # a bug: say it in one line, keep serving
-                    self.send(p.RunFailed(op.seq, f"internal error: {type(exc).__name__}: {exc}"))
+                    self.send(p.RunFailed(op.seq, OUT_OF_MEMORY if out_of_memory(exc) else
+                                          f"internal error: {type(exc).__name__}: "
+                                          f"{clip(str(exc))}"))
             self.send(p.OpDone(op.seq))
             if isinstance(op, p.Shutdown):
                 return

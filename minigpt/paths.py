@@ -48,6 +48,9 @@ def require_regular_file(path: Path, what: str, error=None) -> None:
 
     error = error or MiniGPTError
     if not path.exists():
+        if path.is_symlink():
+            raise error(f"{path}: a symbolic link that leads nowhere (a loop, or its target "
+                        "is gone)")
         raise error(f"{path}: no such file")
     if path.is_dir():
         raise error(f"{path}: is a directory, not a {what}")

@@ -54,11 +54,15 @@ class MissingTokenizer:
         return b""
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a global (it could run code): not a damaged file."""
+
+
 class _PlainUnpickler(pickle.Unpickler):
     """Refuses every global: plain containers, str and int need none."""
 
     def find_class(self, module: str, name: str):
-        raise pickle.UnpicklingError(f"refused {module}.{name}")
+        raise _RefusedGlobal(f"refused {module}.{name}")
 
 
 MAX_META_BYTES = 64 << 20
@@ -70,9 +74,12 @@ def read_meta_pkl(path: Path) -> CharTokenizer:
         raise TokenizerError(f"{path}: too large for a meta.pkl ({path.stat().st_size:,} bytes)")
     try:
         meta = _PlainUnpickler(io.BytesIO(path.read_bytes())).load()
-    except pickle.UnpicklingError as exc:
+    except _RefusedGlobal as exc:
         raise TokenizerError(f"{path}: refused for safety: meta.pkl may only hold plain dicts "
                              f"of str/int ({exc})") from None
+    except pickle.UnpicklingError:  # truncated or damaged: nothing was refused
+        raise TokenizerError(f"{path}: not a readable meta.pkl (truncated or damaged)") \
+            from None
     except (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError,
             MemoryError, RecursionError) as exc:
         raise TokenizerError(f"{path}: not a readable meta.pkl ({type(exc).__name__})") from None
@@ -94,8 +101,9 @@ def read_tiktoken_file(path: Path) -> TiktokenTokenizer:
     require_regular_file(path, ".tiktoken vocabulary", TokenizerError)
     try:
         ranks = load_tiktoken_bpe(str(path))
-    except Exception as exc:  # tiktoken raises plain errors for malformed files
-        raise TokenizerError(f"{path}: not a .tiktoken vocabulary ({exc})") from None
+    except Exception:  # tiktoken's error quotes the line: never echo a file's content
+        raise TokenizerError(f"{path}: not a .tiktoken vocabulary (each line must be a "
+                             "base64 token and its rank)") from None
     if len(ranks) <= 50257:  # gpt2 / r50k style
         encoding = tiktoken.Encoding(path.stem, pat_str=R50K_PATTERN, mergeable_ranks=ranks,
                                      special_tokens={"<|endoftext|>": len(ranks)})
@@ -165,6 +173,10 @@ def check_ids(tokenizer: CharTokenizer, vocab_size: int) -> CharTokenizer:
 def _meta_candidates(ckpt: Path, dataset: str | None) -> list[Path]:
     here = ckpt.resolve().parent
     out = [here / "meta.pkl"]
+    # A dataset is a folder name under data/ (nanoGPT's "shakespeare_char"): an absolute
+    # path or ".." in a checkpoint's config must not send us to read files elsewhere.
+    if dataset and (Path(dataset).is_absolute() or ".." in Path(dataset).parts):
+        dataset = None
     if dataset:
         out += [here / "data" / dataset / "meta.pkl", here.parent / "data" / dataset / "meta.pkl",
                 Path("data") / dataset / "meta.pkl"]

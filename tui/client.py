@@ -16,6 +16,7 @@ import threading
 from typing import Callable
 
 from minigpt import protocol as p
+from minigpt.errors import OUT_OF_MEMORY, clip
 
 MAX_BATCH = 512  # replies handed to the app at once
 
@@ -40,7 +41,10 @@ def last_line(path: str | None, limit: int = 4096) -> str:
             lines = f.read().decode("utf-8", "replace").strip().splitlines()
     except OSError:
         return ""
-    return lines[-1].strip()[:160] if lines else ""
+    if not lines:
+        return ""
+    last = lines[-1].strip()
+    return OUT_OF_MEMORY if "alloc_cpu" in last or "out of memory" in last else clip(last)
 
 
 class EngineClient:
