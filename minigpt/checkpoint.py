@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .devices import resolve_device, resolve_dtype
-from .errors import CheckpointError, MiniGPTError, SettingsError, TokenizerError
+from .errors import CheckpointError, MiniGPTError, SettingsError, TokenizerError, clip
 from .formats import detect_format
 from .paths import require_regular_file
 from .tokenizer import Tokenizer
@@ -171,7 +171,7 @@ def is_vocabulary_pickle(path: Path) -> bool:
 SAFE_MODULES = ("torch", "collections")  # what a plain checkpoint's pickle names
 
 
-def outside_globals(path: Path, limit: int = 1 << 20) -> list[str]:
+def outside_globals(path: Path, limit: int = 64 << 20) -> list[str]:
     """Globals a pickle names outside torch and collections, read with ``pickletools``
     (which parses opcodes and executes nothing). Looks inside torch's zip format too."""
     try:  # a bounded prefix only: the file (or the inflated member) may be huge
@@ -216,7 +216,7 @@ def check_fits(model: torch.nn.Module, dtype: torch.dtype) -> None:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:160]
+    return clip(text[0] if text else type(exc).__name__)
 
 
 def load(path: str | os.PathLike, device: str = "auto",

@@ -189,7 +189,7 @@ async def test_the_explorer_says_it_opened_another_default(make_tui):
     app.opening_note = "using /x/model/model.ckpt (this directory's model/model.ckpt, not " \
                        "the shipped model)"
     from conftest import settle
-    from tui.widgets import StatusLine
+    from tui.lines import StatusLine
     async with app.run_test(size=(160, 30)) as pilot:
         await settle(app, pilot)
         assert "ready · using /x/model/model.ckpt" in app.query_one(StatusLine).full_text

@@ -14,7 +14,8 @@ from textual.widgets import Input
 from conftest import mirror_engine, settle
 from minigpt.engine import Engine
 from tui.client import EngineClient
-from tui.widgets import CandidatesTable, StatusLine, Transcript
+from tui.lines import StatusLine
+from tui.widgets import CandidatesTable, Transcript
 
 
 def status(app) -> str:

@@ -7,7 +7,6 @@ import pickle
 from pathlib import Path
 
 import pytest
-import torch
 
 from minigpt.cli import main
 from minigpt.errors import OUT_OF_MEMORY, clip, out_of_memory

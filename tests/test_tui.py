@@ -8,7 +8,8 @@ from textual.widgets import Input
 from conftest import ENDLESS, eventually, screen_text, settle, until_streaming
 from minigpt.engine import Engine
 from tui.screens import HelpScreen, ModelScreen
-from tui.widgets import CandidatesTable, StatusLine, Transcript
+from tui.lines import StatusLine
+from tui.widgets import CandidatesTable, Transcript
 
 
 def table_ids(app):

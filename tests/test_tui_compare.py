@@ -11,7 +11,8 @@ from minigpt.engine import Engine
 from minigpt.sampling import exact_softmax
 from minigpt.settings import SamplingSettings
 from tui.screens import ModelScreen
-from tui.widgets import CandidatesTable, OneLine, StatusLine, Transcript, short_prob
+from tui.lines import OneLine, StatusLine
+from tui.widgets import CandidatesTable, Transcript, short_prob
 
 PROMPT = "hello world, "
 

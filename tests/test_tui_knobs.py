@@ -4,7 +4,8 @@ is valid again, and the candidates on show follow new knobs at once."""
 from textual.widgets import Input
 
 from conftest import assert_close, mirror_engine, settle
-from tui.widgets import CandidatesTable, StatusLine
+from tui.lines import StatusLine
+from tui.widgets import CandidatesTable
 
 
 def status(app) -> str:

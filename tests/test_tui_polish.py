@@ -10,7 +10,8 @@ from minigpt.settings import SamplingSettings
 from tui.app import make_app
 from tui.attention import AttentionStrip
 from tui.hints import KeyHints
-from tui.widgets import CandidatesTable, StatusLine, Transcript, TurnPart
+from tui.lines import StatusLine
+from tui.widgets import CandidatesTable, Transcript, TurnPart
 
 
 def status(app) -> str:
@@ -321,7 +322,7 @@ async def test_a_single_step_reports_no_rate(make_tui):
 
 
 def test_the_status_line_gives_up_speed_then_divergence_before_cutting():
-    from tui.widgets import fit_status
+    from tui.lines import fit_status
 
     text = "max_new_tokens · 4 tokens · 250 tok/s · last step KL(A‖B) 0.123 JS 0.045 · pos 10/16"
     assert fit_status(text, 90) == text

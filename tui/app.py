@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import threading
 from pathlib import Path
 
 from textual import on
@@ -21,17 +20,17 @@ from textual.reactive import reactive
 from textual.widgets import Input, Label
 
 from minigpt import protocol as p
-from minigpt.session import SessionRecorder, TurnState, rescue_unsaved
+from minigpt.session import SessionRecorder, TurnState
 from minigpt.settings import SamplingSettings
 from minigpt.steps import Preview, Step
 from minigpt.tokenizer import printable
 
-from . import terminal
 from .attention import AttentionStrip
 from .branches import BranchScreen
 from .client import EngineClient
 from .commands import explorer_commands
 from .insights import InsightsMixin
+from .leaving import LeavingMixin
 from .knobs import Sidebar, kept_value
 from .messages import EngineExited, EngineReplies
 from .replies import RepliesMixin
@@ -40,19 +39,18 @@ from .scoring import ScoreScreen
 from .screens import HelpScreen, KnobScreen, ModelScreen
 from .header import HeaderMixin
 from .hints import KeyHints, where
+from .lines import OneLine, StatusLine, TitleLine
 from .modals import ModalsMixin
 from .stepping import SteppingMixin
 from .versus import VersusMixin
-from .widgets import (CandidatesTable, OneLine, PromptInput, StatusLine, TitleLine,
-                      Transcript, tint_legend)
+from .widgets import CandidatesTable, PromptInput, Transcript, tint_legend
 from .why import WhyPanel
 
 NARROW_WIDTH = 70  # below this the sidebar hides
-HANG_UP_GRACE_SECONDS = 3.0  # for Textual to restore the terminal after SIGHUP/SIGTERM
 
 
 class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, VersusMixin,
-                 ModalsMixin, HeaderMixin, App):
+                 ModalsMixin, HeaderMixin, LeavingMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
     BINDINGS = [
@@ -363,51 +361,6 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, Versus
                                              settings=self.settings) or 0
             if self.driver != "A":  # a new engine starts with A driving
                 self.submit(p.SwapModels)
-
-    def hang_up(self, code: int) -> None:
-        """SIGHUP (an SSH drop) or SIGTERM: save the turn, stop the engine, leave."""
-        self.hung_up = True  # replies still in flight change nothing: one record, as shown
-        self.client.cancel_all()
-        self.remember_turn("stopped")
-        self.client.stop()
-        # With the terminal gone, restoring it can block for good (Textual's writer
-        # thread waits on a tty that no longer exists), and a loaded machine can take a
-        # second or two: everything is saved, so the process ends anyway, its terminal
-        # modes undone by hand.
-        watchdog = threading.Timer(HANG_UP_GRACE_SECONDS, terminal.exit_now, args=(code,))
-        watchdog.daemon = True
-        watchdog.start()
-        self.rescue_turns()
-        self.exit(return_code=code)
-
-    async def action_quit(self) -> None:
-        self.client.cancel_all()  # a run stops before its next token
-        self.remember_turn()  # save the current turn if stepping changed it
-        self.exit(return_code=self.rescue_turns())
-
-    def rescue_turns(self) -> int:
-        """On the way out: turns the session file refused go to a file of their own, said
-        after the screen closes; the exit status says they were not where asked (1)."""
-        recorder = self.recorder
-        if recorder is None or not recorder.unsaved:
-            return 0
-        count = len(recorder.unsaved)
-        turns = "turn" if count == 1 else "turns"
-        try:
-            rescued = rescue_unsaved(recorder)
-        except OSError as exc:
-            self.exit_note = (f"{count} {turns} could not be saved to {recorder.path} nor "
-                              f"elsewhere ({exc.strerror or exc}): lost")
-            return 1
-        self.exit_note = (f"{count} {turns} could not be saved to {recorder.path}: written "
-                          f"to {rescued}")
-        return 1
-
-    def on_unmount(self) -> None:
-        if self.owns_client:
-            self.client.stop()
-        else:
-            self.client.cancel_all()  # a shared engine must not keep running our op
 
     def get_system_commands(self, screen) -> list[SystemCommand]:
         return [*super().get_system_commands(screen), *explorer_commands(self)]

@@ -10,7 +10,7 @@ from rich.cells import cell_len
 from minigpt.tokenizer import printable
 
 from .replies import human_count
-from .widgets import OneLine
+from .lines import OneLine
 
 
 class HeaderMixin:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from minigpt import protocol as p
 
+from .lines import TitleLine
 from .versus import divergence_text
-from .widgets import CandidatesTable, TitleLine
+from .widgets import CandidatesTable
 
 
 class SteppingMixin:
