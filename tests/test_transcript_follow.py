@@ -33,6 +33,7 @@ async def test_a_frame_that_wraps_after_a_layout_pass_is_followed():
         transcript.add_steps(steps([" Stop"] * 20), "")
         await pilot.pause()
         app.query_one("#status", Static).update("20 tokens")  # a layout pass measures all
+        await pilot.pause()  # ... and runs before the frame below (what the test is about)
         assert await eventually(pilot, lambda: transcript.max_scroll_y > 0
                                 and transcript.scroll_y == transcript.max_scroll_y)
         end = transcript.max_scroll_y
