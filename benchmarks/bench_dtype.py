@@ -19,12 +19,12 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 import torch  # noqa: E402
 
-from minigpt.checkpoint import load  # noqa: E402
-from minigpt.devices import DTYPES, decode_threads, resolve_device, use_threads  # noqa: E402
-from minigpt.engine import Engine, make_decoder  # noqa: E402
+from minigpt.models.checkpoint import load  # noqa: E402
+from minigpt.models.devices import DTYPES, decode_threads, resolve_device, use_threads  # noqa: E402
+from minigpt.engine.engine import Engine, make_decoder  # noqa: E402
 from minigpt.paths import default_checkpoint  # noqa: E402
 from minigpt.settings import SamplingSettings  # noqa: E402
-from minigpt.tokenizer import cl100k  # noqa: E402
+from minigpt.text.tokenizer import cl100k  # noqa: E402
 
 PROMPT = "农夫山泉 "
 

@@ -17,11 +17,11 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # we ne
 
 import torch  # noqa: E402
 
-from minigpt.devices import resolve_device  # noqa: E402
-from minigpt.engine import Engine
-from minigpt.model import Model
+from minigpt.models.devices import resolve_device  # noqa: E402
+from minigpt.engine.engine import Engine
+from minigpt.models.book import Model
 from minigpt.settings import SamplingSettings
-from minigpt.tokenizer import cl100k
+from minigpt.text.tokenizer import cl100k
 
 BOOK = dict(d_model=80, context_length=128, num_blocks=6, num_heads=4, max_token_value=100256,
             dropout=0.0)
@@ -74,7 +74,7 @@ def main() -> None:
 
     # Two floors: the output matvec over the weight as the checkpoint lays it out ([V, d],
     # what the book's loop uses), and over the [d, V] layout the engine keeps (faster on
-    # CPU; see minigpt.decoder.output_weight_by_columns). Same values, same top-5.
+    # CPU; see minigpt.decode.decoder.output_weight_by_columns). Same values, same top-5.
     weight, b = model.model_out_linear_layer.weight.detach(), model.model_out_linear_layer.bias
     by_rows, by_columns = weight.contiguous(), weight.t().contiguous().t()
     h = torch.randn(BOOK["d_model"], device=device)
@@ -91,7 +91,7 @@ def main() -> None:
     t_ours = best_of(args.repeats, ours)
     t_eager = None
     if device.type == "cuda":  # the same engine without CUDA graphs, for comparison
-        from minigpt.decoder import BookDecoder
+        from minigpt.decode.decoder import BookDecoder
         eager = Engine(model, tokenizer, SamplingSettings(temperature=0, max_new_tokens=n),
                        decoder=BookDecoder(model))
 

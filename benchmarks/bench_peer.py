@@ -19,11 +19,11 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 import torch  # noqa: E402
 
-from minigpt.devices import DTYPES, decode_threads, resolve_device, use_threads  # noqa: E402
-from minigpt.engine import Engine  # noqa: E402
-from minigpt.nanogpt import NanoGPT  # noqa: E402
+from minigpt.models.devices import DTYPES, decode_threads, resolve_device, use_threads  # noqa: E402
+from minigpt.engine.engine import Engine  # noqa: E402
+from minigpt.models.nanogpt import NanoGPT  # noqa: E402
 from minigpt.settings import SamplingSettings  # noqa: E402
-from minigpt.tokenizer import cl100k  # noqa: E402
+from minigpt.text.tokenizer import cl100k  # noqa: E402
 
 SHAPE = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=100277)
 PROMPT = "The quick brown fox jumps over the lazy dog."

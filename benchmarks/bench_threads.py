@@ -3,7 +3,7 @@
 The engine decodes one token at a time: a few small matrix-vector products per
 layer, where handing work to more threads can cost more than it saves, and a
 thread that waits for a busy core stalls every step. This sweep is what
-``minigpt.devices.decode_threads`` is chosen from.
+``minigpt.models.devices.decode_threads`` is chosen from.
 
     python benchmarks/bench_threads.py [--tokens 200] [--max-threads N] [--device cpu]
 """
@@ -20,9 +20,9 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 import torch  # noqa: E402
 
-from minigpt.decoder import BookDecoder  # noqa: E402
-from minigpt.model import Model  # noqa: E402
-from minigpt.nanogpt import NanoGPT  # noqa: E402
+from minigpt.decode.decoder import BookDecoder  # noqa: E402
+from minigpt.models.book import Model  # noqa: E402
+from minigpt.models.nanogpt import NanoGPT  # noqa: E402
 
 SIZES = {  # name: (class, h_params)
     "shipped (d 64, 4 blocks)": (Model, dict(d_model=64, context_length=64, num_blocks=4,

@@ -39,7 +39,7 @@ def write_random_book_checkpoint(path: Path) -> Path:
     """A book-default-size model with random weights, saved as the book's train.py does."""
     import torch
 
-    from minigpt.model import Model
+    from minigpt.models.book import Model
 
     torch.manual_seed(0)
     model = Model(BOOK)
@@ -52,7 +52,7 @@ def engine_process_rate(checkpoint: str, device: str, n: int) -> float:
 
     Timed like the app: from the arrival of the first batch of steps to the arrival of
     the one holding the n-th step, counting the steps in between."""
-    from minigpt import protocol as p
+    from minigpt.host import protocol as p
     from minigpt.settings import SamplingSettings
     from tui.client import EngineClient
 
@@ -91,7 +91,7 @@ async def app_rate(checkpoint: str, device: str, n: int) -> float:
     the app (and, on a small machine, from the engine)."""
     from textual.widgets import Input
 
-    from minigpt.protocol import StepsAdded
+    from minigpt.host.protocol import StepsAdded
     from minigpt.settings import SamplingSettings
     from tui.app import make_app
 

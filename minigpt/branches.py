@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from .steps import Step
-from .tokenizer import display_piece
+from minigpt.steps import Step
+from minigpt.text.tokenizer import display_piece
 
 Path = tuple[Step, ...]
 

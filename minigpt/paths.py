@@ -44,7 +44,7 @@ def unshipped_default_note(path: Path) -> str | None:
 def require_regular_file(path: Path, what: str, error=None) -> None:
     """Refuse, in one line, anything that is not a readable regular file: a missing
     path, a directory, a FIFO or a device (reading those hangs or never ends)."""
-    from .errors import MiniGPTError
+    from minigpt.errors import MiniGPTError
 
     error = error or MiniGPTError
     if not path.exists():
@@ -62,7 +62,7 @@ def read_bounded(stream, limit: int, what: str, error=None) -> str:
     """UTF-8 text from a binary ``stream``, refused in one line once it passes ``limit``
     bytes: at most ``limit`` + 1 bytes are ever read (``/dev/zero`` on stdin is a
     refusal, not a MemoryError)."""
-    from .errors import MiniGPTError
+    from minigpt.errors import MiniGPTError
 
     error = error or MiniGPTError
     data = stream.read(limit + 1)
@@ -76,7 +76,7 @@ def read_bounded(stream, limit: int, what: str, error=None) -> str:
 
 def read_text_file(path: Path, limit: int, what: str, error=None) -> str:
     """A regular file's UTF-8 text, refused before reading when it is over ``limit``."""
-    from .errors import MiniGPTError
+    from minigpt.errors import MiniGPTError
 
     error = error or MiniGPTError
     require_regular_file(path, what, error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from .errors import SettingsError
+from minigpt.errors import SettingsError
 
 MAX_NEW_TOKENS_LIMIT = 1_000_000
 MAX_TEMPERATURE = 1_000.0

@@ -38,7 +38,7 @@ def other_ckpt(tiny_ckpt, tiny_hp) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_loaded(tiny_ckpt):
-    from minigpt.checkpoint import load
+    from minigpt.models.checkpoint import load
     return load(tiny_ckpt, device="cpu")
 
 
@@ -131,7 +131,7 @@ async def eventually(pilot, condition, timeout: float = 10.0) -> bool:
 def mirror_engine(loaded, app):
     """An engine in this process at the app's current path (its steps restored exactly),
     to compute what the engine process should have answered."""
-    from minigpt.engine import Engine
+    from minigpt.engine.engine import Engine
 
     engine = Engine.from_loaded(loaded, app.settings)
     engine.reset(app.turn.prompt)

@@ -1,5 +1,5 @@
 """An independent implementation of the book's math (DESIGN.md §2), written from
-the description with plain tensor operations — deliberately not ``minigpt.model``."""
+the description with plain tensor operations — deliberately not ``minigpt.models.book``."""
 
 from __future__ import annotations
 

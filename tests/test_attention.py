@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from minigpt.checkpoint import load
-from minigpt.engine import Engine
+from minigpt.models.checkpoint import load
+from minigpt.engine.engine import Engine
 from minigpt.errors import GenerationError
 from minigpt.settings import SamplingSettings
 from reference import book_h_params, book_logits, random_book_state_dict
@@ -38,7 +38,7 @@ class Chars:
 
 def make_engine(book):
     sd, hp, _ = book
-    from minigpt.model import Model
+    from minigpt.models.book import Model
     model = Model(hp).eval()
     model.load_state_dict(sd)
     engine = Engine(model, Chars(), SamplingSettings(temperature=1.0, max_new_tokens=30))
@@ -102,7 +102,7 @@ def test_undo_forgets_rows_of_tokens_that_changed(book):
 
 
 def test_nanogpt_rows_match_the_reference(tmp_path):
-    from minigpt.nanogpt import NanoGPT
+    from minigpt.models.nanogpt import NanoGPT
     from reference_gpt2 import gpt2_logits
     args = dict(n_layer=2, n_head=2, n_embd=16, block_size=8, bias=True, vocab_size=40)
     sd = random_nanogpt(args, seed=4)["model"]

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from minigpt.branches import BranchBook, path_ids, path_log_prob, path_text
-from minigpt.engine import Engine
+from minigpt.engine.engine import Engine
 from minigpt.settings import SamplingSettings
 
 
@@ -83,7 +83,7 @@ def test_switch_back_and_forth_keeps_both(engine):
 
 
 def test_log_prob_and_text():
-    from minigpt.engine import Candidate, Step
+    from minigpt.engine.engine import Candidate, Step
     def step(i, prob, text):
         c = Candidate(i, text, prob, True, False)
         return Step(i, i, (c,), c, 1, text.encode(), text, False, 0.0, 1)
@@ -139,7 +139,7 @@ def test_a_long_rewind_keeps_the_path_once(engine, monkeypatch):
 def test_a_branch_of_a_space_and_byte_pieces_shows_what_it_adds(tiny_loaded):
     """The hands-on pass: a branch that adds ' ' plus byte pieces showed no text in the
     tree, and its export read like its parent. Both now show the pieces it adds."""
-    from minigpt.session import branch_records, export_markdown
+    from minigpt.host.session import branch_records, export_markdown
     from tui.branches import label
 
     e = Engine.from_loaded(tiny_loaded, SamplingSettings(temperature=0))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import write_book_checkpoint
-from minigpt.checkpoint import check_torch_version, load
+from minigpt.models.checkpoint import check_torch_version, load
 from minigpt.errors import CheckpointError, SettingsError
 from reference import book_h_params, book_logits, random_book_state_dict
 

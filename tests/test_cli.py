@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from minigpt.cli import main
+from minigpt.cli.main import main
 from reference import book_logits, random_book_state_dict
 
 
@@ -41,7 +41,7 @@ def test_trace_json_matches_reference(capsys, tiny_ckpt, tiny_hp):
                            "--device", "cpu")  # the reference runs on the CPU
     assert code == 0
     sd = random_book_state_dict(tiny_hp)
-    from minigpt.tokenizer import cl100k
+    from minigpt.text.tokenizer import cl100k
     ids = cl100k().encode("one two three four five six")
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["step"] for line in lines] == list(range(1, 26))
@@ -128,7 +128,7 @@ def test_help_and_usage_errors_import_no_torch():
     """`minigpt --help` and argument errors answer before torch could load."""
     import subprocess
     import sys
-    code = ("import sys\nfrom minigpt.cli import main\n"
+    code = ("import sys\nfrom minigpt.cli.main import main\n"
             "for argv in (['--help'], ['train', '--help'], ['generate', '--top-k', 'x']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
             "print('TORCH', 'torch' in sys.modules)")
@@ -140,7 +140,7 @@ def test_help_and_usage_errors_import_no_torch():
 def test_building_a_model_imports_no_dynamo(tiny_ckpt):
     import subprocess
     import sys
-    code = ("import sys\nimport torch\nfrom minigpt.checkpoint import load\n"
+    code = ("import sys\nimport torch\nfrom minigpt.models.checkpoint import load\n"
             f"load({str(tiny_ckpt)!r}, device='cpu')\n"
             "print('DYNAMO', any(m.startswith('torch._dynamo.convert_frame') "
             "for m in sys.modules))")
@@ -154,8 +154,8 @@ def test_inspect_in_a_narrow_terminal_wraps_tensor_names(tiny_ckpt):
     'transformer_blocks.0.mha…' for every tensor of a block."""
     from rich.console import Console
 
-    from minigpt.checkpoint import load
-    from minigpt.render import inspect_renderables, inspect_report
+    from minigpt.models.checkpoint import load
+    from minigpt.cli.render import inspect_renderables, inspect_report
 
     console = Console(width=40, record=True, file=io.StringIO())
     for renderable in inspect_renderables(inspect_report(load(tiny_ckpt, "cpu"))):

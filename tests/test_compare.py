@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import write_book_checkpoint
-from minigpt.cli import main
-from minigpt.tokenizer import cl100k
+from minigpt.cli.main import main
+from minigpt.text.tokenizer import cl100k
 from reference import assert_top_candidates, book_h_params, book_logits, random_book_state_dict
 from reference_gpt2 import gpt2_logits, random_nanogpt
 

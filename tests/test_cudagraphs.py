@@ -5,12 +5,12 @@ GPU the captured graphs give the CPU reference's tokens and probabilities."""
 import pytest
 import torch
 
-from minigpt.cudagraphs import GraphedDecoder
-from minigpt.decoder import BookDecoder
-from minigpt.engine import Engine
+from minigpt.decode.cudagraphs import GraphedDecoder
+from minigpt.decode.decoder import BookDecoder
+from minigpt.engine.engine import Engine
 from minigpt.errors import GenerationError
-from minigpt.model import Model
-from minigpt.nanogpt import NanoGPT
+from minigpt.models.book import Model
+from minigpt.models.nanogpt import NanoGPT
 from minigpt.settings import SamplingSettings
 from reference import book_h_params, random_book_state_dict
 from reference_gpt2 import random_nanogpt

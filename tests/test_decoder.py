@@ -5,11 +5,11 @@ import random
 import pytest
 import torch
 
-from minigpt.decoder import BookDecoder
-from minigpt.engine import Engine
-from minigpt.model import Model
+from minigpt.decode.decoder import BookDecoder
+from minigpt.engine.engine import Engine
+from minigpt.models.book import Model
 from minigpt.settings import SamplingSettings
-from minigpt.tokenizer import cl100k
+from minigpt.text.tokenizer import cl100k
 from reference import book_h_params, random_book_state_dict
 
 SHAPES = [dict(d_model=32, num_heads=4, num_blocks=2, context_length=16),

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from minigpt import devices
+from minigpt.models import devices
 from minigpt.errors import SettingsError
 
 
@@ -27,7 +27,7 @@ def test_batch_threads(cores, expected):
 
 
 def test_threads_flag_overrides_the_policy(capsys, tiny_ckpt, restore_threads):
-    from minigpt.cli import main
+    from minigpt.cli.main import main
     assert main(["generate", str(tiny_ckpt), "--prompt", "hi", "--max-new-tokens", "2",
                  "--device", "cpu", "--threads", "2"]) == 0
     assert torch.get_num_threads() == 2

@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from conftest import screen_text, settle
-from minigpt.checkpoint import load
-from minigpt.cli import main
-from minigpt.engine import Engine, make_decoder
+from minigpt.models.checkpoint import load
+from minigpt.cli.main import main
+from minigpt.engine.engine import Engine, make_decoder
 from minigpt.errors import SettingsError
 from minigpt.settings import SamplingSettings
-from minigpt.tokenizer import cl100k
+from minigpt.text.tokenizer import cl100k
 from reference import random_book_state_dict
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

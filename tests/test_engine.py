@@ -5,7 +5,7 @@ import threading
 import pytest
 import torch
 
-from minigpt.engine import Engine
+from minigpt.engine.engine import Engine
 from minigpt.errors import GenerationError, PromptError
 from minigpt.settings import SamplingSettings
 
@@ -165,8 +165,8 @@ def test_greedy_tie_goes_to_the_lowest_id_like_the_book(tiny_loaded, pair):
 
 def test_ids_without_bytes_show_a_placeholder_everywhere(tiny_loaded):
     """nanoGPT's padding rows, special ids, a smaller vocabulary: never empty text."""
-    from minigpt.engine import Engine
-    from minigpt.render import candidate_json
+    from minigpt.engine.engine import Engine
+    from minigpt.cli.render import candidate_json
 
     class Gappy:
         name, n_vocab = "gappy", tiny_loaded.tokenizer.n_vocab

@@ -12,7 +12,7 @@ import pytest
 from textual.widgets import Input
 
 from conftest import mirror_engine, settle
-from minigpt.engine import Engine
+from minigpt.engine.engine import Engine
 from tui.client import EngineClient
 from tui.lines import StatusLine
 from tui.widgets import CandidatesTable, Transcript
@@ -98,7 +98,7 @@ async def test_typing_while_the_model_loads_runs_when_ready(tiny_ckpt):
 
 async def test_engine_killed_mid_run_then_r_restores_the_same_path(tiny_ckpt, tiny_loaded,
                                                                   tmp_path):
-    from minigpt.session import read_session
+    from minigpt.host.session import read_session
     from minigpt.settings import SamplingSettings
     from tui.app import make_app
 

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from minigpt.engine import Engine
+from minigpt.engine.engine import Engine
 from minigpt.errors import PromptError
-from minigpt.model import Model
+from minigpt.models.book import Model
 from minigpt.settings import SamplingSettings
 from reference import book_h_params, book_logits, random_book_state_dict
 

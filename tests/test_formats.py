@@ -6,8 +6,8 @@ import pickle
 import pytest
 import torch
 
-from minigpt.checkpoint import load
-from minigpt.cli import main
+from minigpt.models.checkpoint import load
+from minigpt.cli.main import main
 from minigpt.errors import CheckpointError, TokenizerError
 from reference import assert_top_candidates, book_h_params, book_logits, random_book_state_dict
 from reference_gpt2 import gpt2_logits, random_nanogpt
@@ -67,7 +67,7 @@ def test_nanogpt_equal_logits_through_the_engine(tmp_path, bias, compiled):
     assert loaded.format.startswith("nanoGPT") and loaded.tokenizer.name.startswith("char")
     assert any("_orig_mod" in n for n in loaded.inferred) == compiled
 
-    from minigpt.engine import Engine
+    from minigpt.engine.engine import Engine
     from minigpt.settings import SamplingSettings
     engine = Engine.from_loaded(loaded, SamplingSettings(temperature=0, max_new_tokens=30))
     engine.reset("hello world")

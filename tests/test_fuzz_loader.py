@@ -8,8 +8,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from minigpt.checkpoint import load
-from minigpt.engine import Engine
+from minigpt.models.checkpoint import load
+from minigpt.engine.engine import Engine
 from minigpt.errors import CheckpointError, GenerationError
 from minigpt.settings import SamplingSettings
 from reference import book_h_params, random_book_state_dict
@@ -130,7 +130,7 @@ def test_hostile_h_params(tmp_path, hp):
 
 
 def test_cli_reports_fuzzed_file_in_one_line(tmp_path, capsys):
-    from minigpt.cli import main
+    from minigpt.cli.main import main
     path = tmp_path / "bad.ckpt"
     path.write_bytes(VALID[: len(VALID) // 3])
     assert main(["generate", str(path), "--prompt", "x"]) == 2

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from minigpt import protocol as p
-from minigpt.host import Host
+from minigpt.host import protocol as p
+from minigpt.host.engine_host import Host
 from minigpt.settings import SamplingSettings
 
 SETTINGS = SamplingSettings(temperature=0, max_new_tokens=100_000)

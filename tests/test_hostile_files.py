@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import screen_text, settle, write_book_checkpoint
-from minigpt.cli import main as cli
+from minigpt.cli.main import main as cli
 
 NASTY = "[/oops]\x1b[2J\x1b]0;pwned\x07"
 

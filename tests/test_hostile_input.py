@@ -7,8 +7,8 @@ import pytest
 from conftest import settle
 from textual.widgets import Input
 
-from minigpt.cli import main
-from minigpt.engine import Engine
+from minigpt.cli.main import main
+from minigpt.engine.engine import Engine
 from minigpt.errors import PromptError
 from minigpt.settings import SamplingSettings
 

@@ -11,7 +11,7 @@ from reference import book_h_params
 INFERENCE_PY = '''
 import torch
 import tiktoken
-from minigpt.model import Model
+from minigpt.models.book import Model
 
 device = 'cuda' if torch.cuda.is_available() else 'cpu'
 TORCH_SEED = 1337

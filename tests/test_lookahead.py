@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from minigpt.checkpoint import load
-from minigpt.engine import Engine
-from minigpt.lookahead import complete_candidates
+from minigpt.models.checkpoint import load
+from minigpt.engine.engine import Engine
+from minigpt.engine.lookahead import complete_candidates
 from minigpt.settings import SamplingSettings
-from minigpt.tokenizer import cl100k
+from minigpt.text.tokenizer import cl100k
 from reference import book_logits, random_book_state_dict
 
 
@@ -71,7 +71,7 @@ def test_matches_the_reference_lookahead(tiny_ckpt, tiny_hp, temperature):
 
 def test_pending_bytes_of_an_earlier_token_are_part_of_the_character(tiny_ckpt):
     """'农' is two cl100k tokens, e5 86 | 9c: with e5 86 pending, 9c completes it at once."""
-    from minigpt.tokenizer import StreamDecoder
+    from minigpt.text.tokenizer import StreamDecoder
     loaded = load(tiny_ckpt, device="cpu")
     tok = cl100k()
     head, tail = tok.encode("农")

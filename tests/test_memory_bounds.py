@@ -23,7 +23,7 @@ def inspect_capped(path) -> subprocess.CompletedProcess:
             "mapped = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0])\n"
             f"cap = max({CAP}, mapped * 1024 + {CAP})\n"
             "resource.setrlimit(resource.RLIMIT_AS, (cap, cap))\n"
-            "from minigpt.cli import main\n"
+            "from minigpt.cli.main import main\n"
             "sys.exit(main(['inspect', sys.argv[1], '--device', 'cpu']))")
     return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
                           text=True, timeout=300)
@@ -84,7 +84,7 @@ def test_a_decoy_tensor_cannot_make_the_masks_take_the_machine(tmp_path, tiny_hp
 @pytest.mark.parametrize("name", ["fifo", "dev-zero"])
 def test_fifos_and_devices_are_refused_at_once(tmp_path, name, capsys):
     import os
-    from minigpt.cli import main
+    from minigpt.cli.main import main
     path = tmp_path / "fifo"
     if name == "fifo":
         os.mkfifo(path)
@@ -105,7 +105,7 @@ def test_loading_stays_within_its_memory_budget(tiny_ckpt):
         "import resource, sys, warnings\n"
         "warnings.filterwarnings('ignore')\n"
         "import torch\n"
-        "from minigpt.checkpoint import load\n"
+        "from minigpt.models.checkpoint import load\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "loaded = load(sys.argv[1], device='cpu')\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from minigpt.cli import main
+from minigpt.cli.main import main
 from minigpt.errors import OUT_OF_MEMORY, clip, out_of_memory
 
 
@@ -30,7 +30,7 @@ def test_a_truncated_meta_pkl_is_damaged_not_refused(tmp_path, capsys):
     meta = tmp_path / "meta.pkl"
     meta.write_bytes(pickle.dumps({"stoi": {"a": 0}, "itos": {0: "a"}})[:-5])
     from minigpt.errors import TokenizerError
-    from minigpt.vocab import read_meta_pkl
+    from minigpt.text.vocab import read_meta_pkl
     with pytest.raises(TokenizerError) as caught:
         read_meta_pkl(meta)
     assert "truncated or damaged" in str(caught.value) and "safety" not in str(caught.value)
@@ -75,7 +75,7 @@ def test_out_of_memory_is_said_in_words():
 
 def test_a_nanogpt_dataset_outside_its_folders_is_not_read(tmp_path):
     """config.dataset "/that/path" loaded /that/path/meta.pkl."""
-    from minigpt.vocab import _meta_candidates
+    from minigpt.text.vocab import _meta_candidates
 
     ckpt = tmp_path / "out" / "ckpt.pt"
     for dataset in ("/etc", "../../elsewhere"):

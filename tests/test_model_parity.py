@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from minigpt.checkpoint import load
-from minigpt.engine import Engine
-from minigpt.model import Model
+from minigpt.models.checkpoint import load
+from minigpt.engine.engine import Engine
+from minigpt.models.book import Model
 from minigpt.settings import SamplingSettings
 from reference import book_h_params, book_logits, random_book_state_dict
 

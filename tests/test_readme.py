@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minigpt.cli import main
+from minigpt.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 BARS = re.compile(r"[█▏▎▍▌▋▊▉]+")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from minigpt import sampling
+from minigpt.engine import sampling
 
 
 def test_temperature_scales_logits_and_zero_means_greedy():

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from minigpt.checkpoint import load
-from minigpt.cli import main
+from minigpt.models.checkpoint import load
+from minigpt.cli.main import main
 from minigpt.errors import PromptError
-from minigpt.score import score_text
+from minigpt.engine.score import score_text
 from reference import book_logits, random_book_state_dict
 
 TEXT = ("农夫山泉 天然水 550ml 瓶装\n可口可乐 零度 330ml 罐装\n奥利奥 夹心饼干 原味 "
@@ -156,7 +156,7 @@ def test_exact_scoring_matches_the_books_crop_for_every_token(scored, tiny_hp):
 
 
 def test_exact_matches_what_the_engine_reports(tiny_loaded, tiny_hp):
-    from minigpt.engine import Engine
+    from minigpt.engine.engine import Engine
     from minigpt.settings import SamplingSettings
     text = "one two three four five six seven eight nine ten eleven twelve thirteen"
     ids = tiny_loaded.tokenizer.encode(text)
@@ -178,7 +178,7 @@ def test_cli_exact_flag(capsys, tiny_ckpt):
 def test_trace_score_and_why_agree_on_every_probability(tiny_loaded):
     """The same token in the same window: the probability the engine reports when it
     takes it, `score --exact`, and the why panel's raw column agree within 1e-6."""
-    from minigpt.engine import Engine
+    from minigpt.engine.engine import Engine
     from minigpt.settings import SamplingSettings
 
     text = "one two three four five six seven eight nine ten eleven twelve thirteen"
@@ -197,7 +197,7 @@ def test_trace_score_and_why_agree_on_every_probability(tiny_loaded):
 
 
 def test_too_much_text_is_one_line(tiny_loaded, monkeypatch):
-    from minigpt import score as score_module
+    from minigpt.engine import score as score_module
     monkeypatch.setattr(score_module, "MAX_SCORE_TOKENS", 10)
     with pytest.raises(PromptError, match="more than score takes at once"):
         score_text(tiny_loaded.model, tiny_loaded.tokenizer, "word " * 50,

@@ -10,7 +10,7 @@ import time
 from textual.widgets import Input
 
 from conftest import settle
-from minigpt.session import append_record, read_session
+from minigpt.host.session import append_record, read_session
 from tui.widgets import Transcript
 
 
@@ -32,7 +32,7 @@ def test_torn_last_line_is_skipped(tmp_path):
 
 def test_killed_writer_leaves_every_complete_record_readable(tmp_path):
     path = tmp_path / "s.jsonl"
-    code = ("import sys; from pathlib import Path; from minigpt.session import append_record\n"
+    code = ("import sys; from pathlib import Path; from minigpt.host.session import append_record\n"
             "i = 0\n"
             "while True:\n"
             "    append_record(Path(sys.argv[1]), {'turn': str(i), 'prompt': 'p' * 5000, 'i': i})\n"
@@ -100,7 +100,7 @@ async def test_export_writes_markdown_and_json(make_tui, tmp_path, monkeypatch):
 def test_a_torn_last_line_costs_only_itself(tmp_path):
     """A crash mid-write leaves half a line: the next records start on a line of their
     own, so they stay readable, and reading says how many lines it skipped."""
-    from minigpt.session import read_session_counting
+    from minigpt.host.session import read_session_counting
     path = tmp_path / "s.jsonl"
     append_record(path, {"turn": "old1", "prompt": "old", "tokens": [1]})
     with open(path, "a") as f:
@@ -115,7 +115,7 @@ def test_a_short_write_is_cut_back_and_retried_later(tmp_path, monkeypatch):
     """Disk full: a record is written completely or not at all; the failure is raised
     (one line for the status bar), the turn stays queued and is written when space
     returns, before newer turns, nothing glued to a fragment."""
-    from minigpt import session as s
+    from minigpt.host import session as s
     path = tmp_path / "s.jsonl"
     append_record(path, {"turn": "before", "prompt": "p"})
     size = path.stat().st_size
@@ -160,7 +160,7 @@ def test_a_short_write_is_cut_back_and_retried_later(tmp_path, monkeypatch):
 
 
 def test_export_never_follows_a_planted_symlink(tmp_path, monkeypatch):
-    from minigpt import session as s
+    from minigpt.host import session as s
     session = tmp_path / "s.jsonl"
     append_record(session, {"turn": "a", "prompt": "p", "steps": []})
     monkeypatch.setattr(s.time, "strftime", lambda fmt: "minigpt-transcript-fixed")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from minigpt.session import append_record, read_session_counting
+from minigpt.host.session import append_record, read_session_counting
 
 
 @pytest.mark.parametrize("kind", ["symlink to a file", "symlink loop", "not a session file"])
@@ -95,7 +95,7 @@ async def test_a_turn_the_disk_refused_is_marked_and_rescued_on_quit(make_tui, t
     """A full disk: a 6-second toast, then ctrl+q exited 0 and the turn was gone."""
     import tempfile
 
-    import minigpt.session as session_module
+    import minigpt.host.session as session_module
     from conftest import settle, screen_text
 
     def full_disk(path, record):
@@ -121,7 +121,7 @@ def test_a_huge_session_opens_in_bounded_time_and_memory(tmp_path):
     """1 GB of 97k turns: no frame after 5 minutes, 7.6 GB. Reopening reads the tail."""
     import tracemalloc
 
-    from minigpt.session import REOPEN_TAIL_BYTES, read_session_tail
+    from minigpt.host.session import REOPEN_TAIL_BYTES, read_session_tail
 
     path = tmp_path / "big.jsonl"
     line = json.dumps({"turn": "x", "prompt": "p", "tokens": [1] * 3000}) + "\n"

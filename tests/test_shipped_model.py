@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from minigpt.checkpoint import load
-from minigpt.cli import main
-from minigpt.engine import Engine
+from minigpt.models.checkpoint import load
+from minigpt.cli.main import main
+from minigpt.engine.engine import Engine
 from minigpt.paths import default_checkpoint
 from minigpt.settings import SamplingSettings
 

@@ -32,7 +32,7 @@ def test_real_terminal_session(tui_session, tiny_hp, size):
     send("Enter")
     text = wait_for(lambda s: "max_new_tokens · 6 tokens" in s)
 
-    from minigpt.tokenizer import cl100k
+    from minigpt.text.tokenizer import cl100k
     ids = cl100k().encode("hello")
     sd = random_book_state_dict(tiny_hp)
     for _ in range(6):

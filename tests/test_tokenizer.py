@@ -3,7 +3,7 @@
 import pytest
 
 from minigpt.errors import PromptError
-from minigpt.tokenizer import (StreamDecoder, check_prompt_ids, cl100k, display_piece,
+from minigpt.text.tokenizer import (StreamDecoder, check_prompt_ids, cl100k, display_piece,
                                is_partial)
 
 
@@ -72,7 +72,7 @@ def test_vocabulary_loads_with_the_network_blocked(tmp_path):
         "def refuse(*a, **k): raise OSError('network is blocked in this test')\n"
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
-        "from minigpt.tokenizer import cl100k\n"
+        "from minigpt.text.tokenizer import cl100k\n"
         "print(cl100k().encode('农夫山泉 hello'))\n"
     )
     import os
@@ -110,7 +110,7 @@ def test_bytes_that_can_never_complete_show_as_escapes_not_fffd():
 
 def test_engine_steps_and_branch_text_never_hold_fffd(tiny_loaded):
     from minigpt.branches import path_text
-    from minigpt.engine import Engine
+    from minigpt.engine.engine import Engine
 
     tok = tiny_loaded.tokenizer
     first = tok._encoding.encode_single_token(b"\xe8")

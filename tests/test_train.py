@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from minigpt import train as train_module
-from minigpt.checkpoint import load
-from minigpt.cli import main
-from minigpt.tokenizer import cl100k
-from minigpt.train import TrainConfig, read_corpus, save_checkpoint, train
+from minigpt.cli import train as train_module
+from minigpt.models.checkpoint import load
+from minigpt.cli.main import main
+from minigpt.text.tokenizer import cl100k
+from minigpt.cli.train import TrainConfig, read_corpus, save_checkpoint, train
 
 CATALOG = Path(__file__).resolve().parent.parent / "data" / "orders.txt"
 BOOK_KEYS = {"d_model", "batch_size", "context_length", "num_blocks", "num_heads", "dropout",
@@ -237,7 +237,7 @@ def test_settings_too_big_to_train_are_refused_before_allocating(corpus, tmp_pat
 
 
 def test_the_estimate_lets_the_book_defaults_train():
-    from minigpt.train_options import check_training_fits, training_bytes
+    from minigpt.cli.train_options import check_training_fits, training_bytes
     config = TrainConfig()
     assert training_bytes(config, 100_256) < 2 << 30  # the book's run: well under 2 GiB
     check_training_fits(config, 100_256, 2 << 30)

@@ -6,7 +6,7 @@ import pytest
 from textual.widgets import Input
 
 from conftest import ENDLESS, eventually, screen_text, settle, until_streaming
-from minigpt.engine import Engine
+from minigpt.engine.engine import Engine
 from tui.screens import HelpScreen, ModelScreen
 from tui.lines import StatusLine
 from tui.widgets import CandidatesTable, Transcript

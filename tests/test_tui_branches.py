@@ -6,7 +6,7 @@ from textual.widgets import Input, Tree
 
 from conftest import mirror_engine, settle
 from minigpt.branches import path_ids, path_log_prob, path_text
-from minigpt.session import read_session
+from minigpt.host.session import read_session
 from tui.branches import BranchScreen
 from tui.widgets import Transcript
 

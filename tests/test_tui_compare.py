@@ -6,9 +6,9 @@ import torch
 from textual.widgets import Input, Static
 
 from conftest import ENDLESS, screen_text, settle, until_streaming, write_book_checkpoint
-from minigpt.checkpoint import load
-from minigpt.engine import Engine
-from minigpt.sampling import exact_softmax
+from minigpt.models.checkpoint import load
+from minigpt.engine.engine import Engine
+from minigpt.engine.sampling import exact_softmax
 from minigpt.settings import SamplingSettings
 from tui.screens import ModelScreen
 from tui.lines import OneLine, StatusLine
@@ -200,7 +200,7 @@ async def test_a_restarted_engine_keeps_b_driving(tiny_ckpt, other_ckpt):
 
 
 async def test_the_session_file_keeps_bs_view_of_each_step(make_tui, other_ckpt, tmp_path):
-    from minigpt.session import read_session
+    from minigpt.host.session import read_session
 
     path = tmp_path / "s.jsonl"
     app = make_tui(compare=other_ckpt, session_path=path, max_new_tokens=3)

@@ -57,7 +57,7 @@ async def test_browsing_a_step_completes_that_steps_candidates(make_tui, monkeyp
 
 
 def test_completion_cell_text():
-    from minigpt.lookahead import Completion
+    from minigpt.engine.lookahead import Completion
     assert completion_text(None) == "…"
     assert completion_text(Completion(1, None, 0.1, (2, 3, 4))) == "→?"
     assert completion_text(Completion(1, "\ufffd", 0.1, ())) == "→✗"

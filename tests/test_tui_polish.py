@@ -94,7 +94,7 @@ async def test_the_browsed_step_stays_in_view_when_panels_open_and_on_resize(mak
 
 
 async def test_a_reopened_session_shows_its_newest_turn(make_tui, tmp_path):
-    from minigpt.session import read_session
+    from minigpt.host.session import read_session
     path = tmp_path / "s.jsonl"
     app = make_tui(session_path=path, max_new_tokens=40, temperature=1.0)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -349,7 +349,7 @@ async def test_wishes_of_a_book_reader(make_tui, tmp_path):
     """Escape from a typed prompt shows step 1's candidates (and saves no empty turn);
     the session file's path is on F1 and m; p says what its colours mean; a repeated
     enter with a fixed seed says it drew the same tokens."""
-    from minigpt.session import read_session
+    from minigpt.host.session import read_session
 
     session = tmp_path / "s.jsonl"
     app = make_tui(session_path=session, max_new_tokens=3, temperature=1.0, seed=4)

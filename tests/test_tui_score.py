@@ -4,7 +4,7 @@ import pytest
 from textual.widgets import DataTable, Input, Static, TextArea
 
 from conftest import screen_text, settle
-from minigpt.score import score_text
+from minigpt.engine.score import score_text
 from tui.scoring import ScoreScreen, significant
 
 TEXT = "农夫山泉 天然水 550ml 瓶装"

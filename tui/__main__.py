@@ -8,11 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from minigpt.cli import OneLineParser, add_device_options, add_sampling_options, settings_from
+from minigpt.cli.main import OneLineParser, add_device_options, add_sampling_options, settings_from
 from minigpt.errors import MiniGPTError
 from minigpt.paths import default_checkpoint, unshipped_default_note
-from minigpt.tokenizer import printable
-from minigpt.session import new_session_path, read_session_tail
+from minigpt.text.tokenizer import printable
+from minigpt.host.session import new_session_path, read_session_tail
 
 
 def build_parser() -> argparse.ArgumentParser:

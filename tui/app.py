@@ -1,4 +1,4 @@
-"""minigpt-tui: a Textual app over the engine process (``minigpt.host``).
+"""minigpt-tui: a Textual app over the engine process (``minigpt.host.engine_host``).
 
 The app never imports torch: every operation is an op sent to the engine process
 (``tui.client``), whose replies come back in batches (``tui.replies``); state
@@ -19,11 +19,11 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Input, Label
 
-from minigpt import protocol as p
-from minigpt.session import SessionRecorder, TurnState
+from minigpt.host import protocol as p
+from minigpt.host.session import SessionRecorder, TurnState
 from minigpt.settings import SamplingSettings
 from minigpt.steps import Preview, Step
-from minigpt.tokenizer import printable
+from minigpt.text.tokenizer import printable
 
 from .attention import AttentionStrip
 from .branches import BranchScreen

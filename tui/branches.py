@@ -11,7 +11,7 @@ from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
 from minigpt.branches import Path, common_steps, path_log_prob, path_pieces
-from minigpt.tokenizer import printable
+from minigpt.text.tokenizer import printable
 
 
 def label(path: Path, start: int, current: bool) -> Text:

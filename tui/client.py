@@ -1,4 +1,4 @@
-"""The explorer's handle on the engine process (``minigpt.host``).
+"""The explorer's handle on the engine process (``minigpt.host.engine_host``).
 
 Starts the host with the ``spawn`` context (the same on Linux and macOS; nothing of
 this process, textual included, is forked into it), sends ops over a pipe, and
@@ -15,7 +15,7 @@ import tempfile
 import threading
 from typing import Callable
 
-from minigpt import protocol as p
+from minigpt.host import protocol as p
 from minigpt.errors import OUT_OF_MEMORY, clip
 
 MAX_BATCH = 512  # replies handed to the app at once
@@ -56,7 +56,7 @@ class EngineClient:
 
     def __init__(self) -> None:
         self.context = multiprocessing.get_context("spawn")
-        # Shared with every engine process this client starts (see minigpt.protocol):
+        # Shared with every engine process this client starts (see minigpt.host.protocol):
         # runs with seq ≤ stop_runs stop before their next token; every op ≤ stop_all too.
         self.stop_runs = self.context.RawValue("q", 0)
         self.stop_all = self.context.RawValue("q", 0)
@@ -77,7 +77,7 @@ class EngineClient:
         self.deliver, self.on_exit = deliver, on_exit
 
     def start(self) -> None:
-        from minigpt.host import serve  # torch-free module: only its child imports torch
+        from minigpt.host.engine_host import serve  # torch-free module: only its child imports torch
 
         fd, self.log_path = tempfile.mkstemp(prefix="minigpt-engine-", suffix=".log")
         os.close(fd)

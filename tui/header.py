@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.cells import cell_len
 
-from minigpt.tokenizer import printable
+from minigpt.text.tokenizer import printable
 
 from .replies import human_count
 from .lines import OneLine

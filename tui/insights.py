@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from textual.reactive import reactive
 
-from minigpt.protocol import Attend, Attended, Complete, Completed, Explain, Explained
+from minigpt.host.protocol import Attend, Attended, Complete, Completed, Explain, Explained
 
 from .attention import AttentionStrip
 from .why import WhyPanel

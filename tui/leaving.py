@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from minigpt.session import rescue_unsaved
+from minigpt.host.session import rescue_unsaved
 
 from . import terminal
 

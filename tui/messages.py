@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from minigpt.protocol import Reply
+from minigpt.host.protocol import Reply
 
 
 @dataclass

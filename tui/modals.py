@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minigpt import protocol as p
-from minigpt.session import export_transcript
+from minigpt.host import protocol as p
+from minigpt.host.session import export_transcript
 from minigpt.settings import SamplingSettings
-from minigpt.tokenizer import printable
+from minigpt.text.tokenizer import printable
 
 from .branches import BranchScreen
 from .knobs import Sidebar

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from functools import cached_property
 
-from minigpt import protocol as p
-from minigpt.session import TurnState
+from minigpt.host import protocol as p
+from minigpt.host.session import TurnState
 
 from .versus import last_step_divergence
 from .messages import EngineExited, EngineReplies

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from minigpt import protocol as p
+from minigpt.host import protocol as p
 from minigpt.errors import SettingsError
 from minigpt.settings import SamplingSettings
 

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static, TextArea
 
 from minigpt.steps import Score
-from minigpt.tokenizer import StreamDecoder
+from minigpt.text.tokenizer import StreamDecoder
 
 from .widgets import prob_style
 

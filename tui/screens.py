@@ -9,7 +9,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from minigpt.render import inspect_renderables
+from minigpt.cli.render import inspect_renderables
 
 KEYS = [
     ("prompt", "enter", "generate from the prompt text, streaming"),
@@ -70,7 +70,7 @@ class ModelScreen(ModalScreen):
     BINDINGS = [Binding("escape,m,q", "dismiss", "close", id="close-model")]
 
     def __init__(self, reports: list[dict], session: str | None = None):
-        """``reports``: ``minigpt.render.inspect_report`` of each model (with --compare:
+        """``reports``: ``minigpt.cli.render.inspect_report`` of each model (with --compare:
         A, then B), from the engine."""
         super().__init__()
         self.reports = reports

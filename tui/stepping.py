@@ -5,7 +5,7 @@ shows."""
 
 from __future__ import annotations
 
-from minigpt import protocol as p
+from minigpt.host import protocol as p
 
 from .lines import TitleLine
 from .versus import divergence_text

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minigpt import protocol as p
+from minigpt.host import protocol as p
 from minigpt.steps import Versus
-from minigpt.tokenizer import printable
+from minigpt.text.tokenizer import printable
 
 
 def divergence_text(versus: Versus) -> str:

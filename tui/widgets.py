@@ -10,7 +10,7 @@ from textual import events
 from textual.widgets import DataTable, Input, Static
 
 from minigpt.steps import Candidate, Step
-from minigpt.tokenizer import printable
+from minigpt.text.tokenizer import printable
 
 BAR_WIDTH = 10
 

@@ -15,9 +15,9 @@ import math
 
 import torch
 
-from .errors import PromptError
-from .steps import Score, ScoredToken
-from .tokenizer import Tokenizer, check_prompt_ids, is_partial, token_display
+from minigpt.errors import PromptError
+from minigpt.steps import Score, ScoredToken
+from minigpt.text.tokenizer import Tokenizer, check_prompt_ids, is_partial, token_display
 
 
 EXACT_BATCH = 32  # sliding windows per forward pass

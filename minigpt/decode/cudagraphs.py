@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import torch
 
-from .decoder import common_prefix_length
-from .sampling import greedy_rows
+from minigpt.decode.decoder import common_prefix_length
+from minigpt.engine.sampling import greedy_rows
 
 
 class RowsInFlight:

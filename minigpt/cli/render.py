@@ -11,11 +11,11 @@ from rich.text import Text
 
 from typing import TYPE_CHECKING
 
-from .steps import Candidate, Step
-from .tokenizer import printable
+from minigpt.steps import Candidate, Step
+from minigpt.text.tokenizer import printable
 
 if TYPE_CHECKING:  # torch-free at run time: the explorer's process renders reports too
-    from .engine import Engine
+    from minigpt.engine.engine import Engine
 
 
 def candidate_json(c: Candidate) -> dict:

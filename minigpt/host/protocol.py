@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .settings import SamplingSettings
-from .steps import Attention, Completion, Preview, Score, Step, Why
+from minigpt.settings import SamplingSettings
+from minigpt.steps import Attention, Completion, Preview, Score, Step, Why
 
 PROTOCOL_VERSION = 1
 
@@ -40,7 +40,7 @@ class Open(Op):
     tokenizer: str | None = None
     dtype: str = "float32"  # the weights' precision (--dtype)
     settings: SamplingSettings = field(default_factory=SamplingSettings)
-    threads: int | None = None  # None: the measured policy (minigpt.devices)
+    threads: int | None = None  # None: the measured policy (minigpt.models.devices)
     compare: str | None = None  # a second checkpoint (B), shown every token A chooses
 
 

@@ -9,8 +9,8 @@ from typing import Callable
 
 import torch
 
-from .errors import CheckpointError
-from .model import Model
+from minigpt.errors import CheckpointError
+from minigpt.models.book import Model
 
 BOOK_REQUIRED = ("d_model", "context_length", "num_blocks", "num_heads", "max_token_value")
 SUPPORTED = ("book train.py {'model_state_dict', 'h_params'}", "bare book state dict",
@@ -26,7 +26,7 @@ class Layout:
     make_model: Callable[[dict], torch.nn.Module]
     inferred: list[str] = field(default_factory=list)
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)
-    tokenizer: str = "cl100k_base"  # or "nanogpt": meta.pkl / gpt2, see minigpt.vocab
+    tokenizer: str = "cl100k_base"  # or "nanogpt": meta.pkl / gpt2, see minigpt.text.vocab
     dataset: str | None = None
 
     def build_model(self) -> torch.nn.Module:
@@ -234,7 +234,7 @@ def first_edition_layout(sd: dict) -> Layout:
 # --- nanoGPT ------------------------------------------------------------------
 
 def nanogpt_layout(obj: dict) -> Layout:
-    from .nanogpt import NanoGPT
+    from minigpt.models.nanogpt import NanoGPT
 
     args = obj["model_args"]
     if not isinstance(args, dict):

@@ -11,9 +11,9 @@ import io
 import pickle
 from pathlib import Path
 
-from .errors import PromptError, TokenizerError
-from .paths import require_regular_file
-from .tokenizer import TiktokenTokenizer, Tokenizer, cl100k
+from minigpt.errors import PromptError, TokenizerError
+from minigpt.paths import require_regular_file
+from minigpt.text.tokenizer import TiktokenTokenizer, Tokenizer, cl100k
 
 GPT2_SIZES = (50257, 50304)
 R50K_PATTERN = (r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)"""

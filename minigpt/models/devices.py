@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from .errors import SettingsError
+from minigpt.errors import SettingsError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 

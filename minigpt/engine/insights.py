@@ -1,6 +1,6 @@
 """The engine's read-only views of a past step or the next token: the logits that
-predicted it, why it was chosen (``minigpt.explain``), what byte-piece candidates
-complete to (``minigpt.lookahead``) and the attention of its position."""
+predicted it, why it was chosen (``minigpt.engine.explain``), what byte-piece candidates
+complete to (``minigpt.engine.lookahead``) and the attention of its position."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from dataclasses import replace
 
 import torch
 
-from . import explain, lookahead
-from .errors import GenerationError, PromptError
-from .settings import SamplingSettings
-from .steps import Attention
-from .tokenizer import token_display
+from minigpt.engine import explain
+from minigpt.engine import lookahead
+from minigpt.errors import GenerationError, PromptError
+from minigpt.settings import SamplingSettings
+from minigpt.steps import Attention
+from minigpt.text.tokenizer import token_display
 
 PAST_LOGITS_KEPT = 64  # logits of looked-at past steps, for redraws without the model
 
@@ -61,7 +62,7 @@ class InsightsMixin:
                             settings: SamplingSettings | None = None
                             ) -> list[lookahead.Completion]:
         """What each partial-UTF-8 candidate of a past step (or the next token) most
-        likely completes to, by a short greedy lookahead (``minigpt.lookahead``)."""
+        likely completes to, by a short greedy lookahead (``minigpt.engine.lookahead``)."""
         if step_index is None:
             position, candidates = len(self.tokens), self.peek().candidates
             stream_state = self._stream.state()

@@ -1,7 +1,7 @@
 """The engine host: the engine in a process of its own, running the explorer's ops.
 
 The explorer (``tui``) never imports torch. It starts this module's ``serve`` in a
-child process (``multiprocessing``, spawn context) and speaks ``minigpt.protocol``
+child process (``multiprocessing``, spawn context) and speaks ``minigpt.host.protocol``
 over a pipe: ops run in order, one at a time; steps come back batched to about 30
 per second; a run stops within one token of being cancelled. A bug in an op is
 answered with a one-line ``RunFailed``; a crash (segfault, CUDA assert, OOM kill)
@@ -16,8 +16,8 @@ import sys
 import time
 from collections import deque
 
-from . import protocol as p
-from .errors import OUT_OF_MEMORY, MiniGPTError, clip, out_of_memory
+from minigpt.host import protocol as p
+from minigpt.errors import OUT_OF_MEMORY, MiniGPTError, clip, out_of_memory
 
 FRAME_SECONDS = 1 / 30
 
@@ -115,9 +115,9 @@ class Host:
     def open(self, op: p.Open) -> None:
         self.send(p.Loading(op.seq, "import torch"))
         try:
-            from .checkpoint import load
-            from .devices import decode_threads, use_threads
-            from .engine import Engine
+            from minigpt.models.checkpoint import load
+            from minigpt.models.devices import decode_threads, use_threads
+            from minigpt.engine.engine import Engine
 
             key = (op.path, op.device, op.tokenizer, op.dtype)
             if self.loaded is None or self.loaded[0] != key:
@@ -139,8 +139,8 @@ class Host:
 
     def open_other(self, op: p.Open, loaded):
         """Load the checkpoint to compare with (``B``) beside the engine's model."""
-        from .checkpoint import load
-        from .compare import Other, check_comparable
+        from minigpt.models.checkpoint import load
+        from minigpt.engine.compare import Other, check_comparable
 
         other = load(op.compare, device=op.device, tokenizer=op.tokenizer, dtype=op.dtype,
                      progress=lambda stage: self.send(p.Loading(op.seq, f"B: {stage}")))
@@ -210,7 +210,7 @@ class Host:
         self.finish(op, reason, produced / elapsed if produced and elapsed > 0 else 0.0)
 
     def finish(self, op, reason: str, rate: float) -> None:
-        from .session import branch_records
+        from minigpt.host.session import branch_records
 
         engine = self.engine
         current = tuple(engine.steps)
@@ -292,8 +292,8 @@ class Host:
             self.send(p.Attended(op.seq, op.step_index, None, str(exc)))
 
     def score(self, op: p.ScoreText) -> None:
-        from .devices import batch_threads, use_threads
-        from .score import score_text
+        from minigpt.models.devices import batch_threads, use_threads
+        from minigpt.engine.score import score_text
 
         loaded = self.loaded[1] if self.loaded else None
         try:
@@ -316,7 +316,7 @@ class Host:
 
 
 def model_info(loaded) -> p.ModelInfo:
-    from .render import inspect_report
+    from minigpt.cli.render import inspect_report
 
     report = inspect_report(loaded)
     return p.ModelInfo(path=str(loaded.path), format=loaded.format,

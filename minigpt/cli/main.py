@@ -14,11 +14,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from .errors import MiniGPTError, PromptError
-from .paths import default_checkpoint, read_bounded, read_text_file, unshipped_default_note
-from .settings import SamplingSettings
-from .tokenizer import printable
+from minigpt import __version__
+from minigpt.errors import MiniGPTError, PromptError
+from minigpt.paths import default_checkpoint, read_bounded, read_text_file, unshipped_default_note
+from minigpt.settings import SamplingSettings
+from minigpt.text.tokenizer import printable
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="format, h_params, parameters, tensor shapes")
     add_model_options(inspect)
 
-    from .train_options import add_train_parser
+    from minigpt.cli.train_options import add_train_parser
     add_train_parser(sub)
     return parser
 
@@ -155,9 +155,9 @@ def checkpoint_of(args: argparse.Namespace) -> Path:
 
 
 def open_engine(args: argparse.Namespace):
-    from .checkpoint import load
-    from .devices import decode_threads, use_threads
-    from .engine import Engine
+    from minigpt.models.checkpoint import load
+    from minigpt.models.devices import decode_threads, use_threads
+    from minigpt.engine.engine import Engine
 
     settings = settings_from(args)  # validate knobs before the (slow) load
     loaded = load(checkpoint_of(args), device=args.device,
@@ -169,7 +169,7 @@ def open_engine(args: argparse.Namespace):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .render import GenerateRenderer
+    from minigpt.cli.render import GenerateRenderer
 
     loaded, engine = open_engine(args)
     renderer = GenerateRenderer(json_mode=args.json)
@@ -182,7 +182,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from .render import TraceRenderer
+    from minigpt.cli.render import TraceRenderer
 
     loaded, engine = open_engine(args)
     renderer = TraceRenderer(json_mode=args.json)
@@ -208,11 +208,11 @@ def read_text(args: argparse.Namespace) -> str:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .checkpoint import load
-    from .render import print_score, score_json
-    from .score import score_text
+    from minigpt.models.checkpoint import load
+    from minigpt.cli.render import print_score, score_json
+    from minigpt.engine.score import score_text
 
-    from .devices import batch_threads, keep_freed_memory, use_threads
+    from minigpt.models.devices import batch_threads, keep_freed_memory, use_threads
 
     text = read_text(args)
     use_threads(args.threads or batch_threads())
@@ -221,7 +221,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                   tokenizer=args.tokenizer, dtype=args.dtype)
     other = None
     if args.compare:
-        from .compare import check_comparable
+        from minigpt.engine.compare import check_comparable
         other = load(args.compare, device=args.device, tokenizer=args.tokenizer,
                      dtype=args.dtype)
         check_comparable(loaded, other, str(loaded.path), str(other.path))
@@ -232,7 +232,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                                       model.context_length, exact=args.exact,
                                       progress=progress))
     if other is not None:
-        from .render import print_score_comparison, score_comparison_json
+        from minigpt.cli.render import print_score_comparison, score_comparison_json
         if args.json:
             print(json.dumps(score_comparison_json(*results), ensure_ascii=False))
         else:
@@ -245,11 +245,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .checkpoint import load
-    from .compare import check_comparable, compare
-    from .devices import decode_threads, use_threads
-    from .engine import Engine
-    from .render import CompareRenderer
+    from minigpt.models.checkpoint import load
+    from minigpt.engine.compare import check_comparable, compare
+    from minigpt.models.devices import decode_threads, use_threads
+    from minigpt.engine.engine import Engine
+    from minigpt.cli.render import CompareRenderer
 
     settings = settings_from(args)
     a = load(args.a, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype)
@@ -282,8 +282,8 @@ def score_progress():
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .checkpoint import load
-    from .render import inspect_report, print_inspect
+    from minigpt.models.checkpoint import load
+    from minigpt.cli.render import inspect_report, print_inspect
 
     loaded = load(checkpoint_of(args), device=args.device,
                   tokenizer=args.tokenizer, dtype=args.dtype, need_tokenizer=False)
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                 "score": cmd_score}
     try:
         if args.command == "train":
-            from .train import cmd_train
+            from minigpt.cli.train import cmd_train
             return cmd_train(args)
         return handlers[args.command](args)
     except MiniGPTError as exc:

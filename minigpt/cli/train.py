@@ -17,12 +17,12 @@ from typing import Callable
 
 import torch
 
-from .devices import keep_freed_memory, resolve_device
-from .errors import MiniGPTError, SettingsError
-from .train_options import TrainConfig, available_memory, check_training_fits
-from .model import Model
-from .paths import read_text_file
-from .tokenizer import cl100k
+from minigpt.models.devices import keep_freed_memory, resolve_device
+from minigpt.errors import MiniGPTError, SettingsError
+from minigpt.cli.train_options import TrainConfig, available_memory, check_training_fits
+from minigpt.models.book import Model
+from minigpt.paths import read_text_file
+from minigpt.text.tokenizer import cl100k
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .model import Model
+from minigpt.models.book import Model
 
 
 def output_weight_by_columns(weight: torch.nn.Parameter) -> torch.Tensor:
@@ -170,7 +170,7 @@ class BookDecoder:
 
         Fixed shapes whatever the position — attention runs over the whole cache with
         the positions past ``position`` masked out — so one CUDA graph serves every
-        step (``minigpt.cudagraphs``). Same math as ``forward_new`` with T = 1."""
+        step (``minigpt.decode.cudagraphs``). Same math as ``forward_new`` with T = 1."""
         d, H, hs = self.d_model, self.num_heads, self.head_size
         x = self.embedding[token] + self.position_table[position]  # [1, d]
         visible = visible_bias(self.positions, position, x.dtype)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from . import sampling
-from .settings import SamplingSettings
-from .steps import Why, WhyRow
+from minigpt.engine import sampling
+from minigpt.settings import SamplingSettings
+from minigpt.steps import Why, WhyRow
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
-from .steps import Completion
-from .tokenizer import StreamDecoder
+from minigpt.steps import Completion
+from minigpt.text.tokenizer import StreamDecoder
 
 MAX_LOOKAHEAD = 3
 

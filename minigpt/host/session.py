@@ -19,10 +19,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .branches import Path as StepPath
-from .branches import common_steps, path_ids, path_log_prob, path_pieces, path_text
-from .settings import SamplingSettings
-from .steps import Candidate, Step
+from minigpt.branches import Path as StepPath
+from minigpt.branches import common_steps, path_ids, path_log_prob, path_pieces, path_text
+from minigpt.settings import SamplingSettings
+from minigpt.steps import Candidate, Step
 
 FORMAT_VERSION = 1
 
@@ -48,7 +48,7 @@ def new_turn_id() -> str:
 
 
 def candidate_record(c: Candidate) -> dict:
-    from .render import candidate_json  # one shape for session files, exports and --json
+    from minigpt.cli.render import candidate_json  # one shape for session files, exports and --json
 
     return candidate_json(c)
 
