@@ -9,7 +9,8 @@ import torch
 from conftest import screen_text, settle
 from minigpt.models.checkpoint import load
 from minigpt.cli.main import main
-from minigpt.engine.engine import Engine, make_decoder
+from minigpt.decode.make import make_decoder
+from minigpt.engine.engine import Engine
 from minigpt.errors import SettingsError
 from minigpt.settings import SamplingSettings
 from minigpt.text.tokenizer import cl100k

@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from minigpt.errors import SettingsError
+from minigpt.decode.make import make_decoder
 from minigpt.engine import sampling
 from minigpt.steps import Candidate, Versus
 
@@ -77,8 +78,6 @@ class Other:
     Its decoder's cache reuses the common prefix, so a step costs it one new position."""
 
     def __init__(self, model: torch.nn.Module, label: str):
-        from minigpt.engine.engine import make_decoder
-
         self.model = model
         self.decoder = make_decoder(model)
         self.context_length = int(model.context_length)

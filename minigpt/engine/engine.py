@@ -16,8 +16,7 @@ import torch
 from minigpt.engine import compare
 from minigpt.engine import sampling
 from minigpt.branches import BranchBook, common_steps
-from minigpt.decode.cudagraphs import GraphedDecoder, graphs_enabled
-from minigpt.decode.decoder import BookDecoder
+from minigpt.decode.make import make_decoder
 from minigpt.errors import GenerationError, PromptError
 from minigpt.engine.insights import InsightsMixin
 from minigpt.settings import SamplingSettings
@@ -362,12 +361,3 @@ class Engine(InsightsMixin):
 
     def __iter__(self) -> Iterator[Step]:
         return self.run()
-
-
-def make_decoder(model: torch.nn.Module):
-    """The fast inference path for a model class; on cuda, replayed as CUDA graphs."""
-    fast = getattr(model, "make_decoder", None)
-    decoder = fast() if fast is not None else BookDecoder(model)
-    if graphs_enabled(next(model.parameters()).device):
-        return GraphedDecoder(decoder)
-    return decoder

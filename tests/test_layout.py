@@ -1,0 +1,118 @@
+"""The house: packages that say what they are, torch-free where the explorer needs them,
+and no import cycle anywhere in minigpt/ or tui/ (lazy imports inside functions count)."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("text", "models", "decode", "engine", "host", "cli")
+TORCH_FREE = ("minigpt", "minigpt.errors", "minigpt.settings", "minigpt.steps", "minigpt.paths",
+              "minigpt.branches", "minigpt.text", "minigpt.text.tokenizer", "minigpt.host",
+              "minigpt.host.protocol", "minigpt.host.session", "minigpt.host.engine_host",
+              "minigpt.cli", "minigpt.cli.main", "minigpt.engine")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Every module of minigpt/ and tui/ → the modules of theirs it imports, anywhere."""
+    modules = {module_name(p): p for folder in ("minigpt", "tui")
+               for p in (ROOT / folder).rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[:len(package.split(".")) - node.level + 1] \
+                    if node.level else []
+                target = ".".join(base + ([node.module] if node.module else [])) \
+                    if node.level else node.module or ""
+                for alias in node.names:
+                    found.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in modules
+                              else target)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan, iteratively)."""
+    index, low, on_stack, stack, found, counter = {}, {}, set(), [], [], 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    group.append(member)
+                    if member == node:
+                        break
+                if len(group) > 1:
+                    found.append(sorted(group))
+    return found
+
+
+def test_no_import_cycle_in_minigpt_or_tui():
+    graph = import_graph()
+    assert "minigpt.engine.engine" in graph and "tui.app" in graph  # the walk saw them
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_one():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_packages_say_what_they_are_and_the_top_stays_small():
+    top = [p.stem for p in (ROOT / "minigpt").glob("*.py") if p.stem != "__init__"]
+    assert len(top) <= 8, top
+    for package in PACKAGES:
+        doc = ast.get_docstring(ast.parse((ROOT / "minigpt" / package / "__init__.py")
+                                          .read_text(encoding="utf-8")))
+        assert doc and ("torch-free" in doc.lower() or "imports torch" in doc.lower()), package
+
+
+def test_torch_free_modules_stay_torch_free():
+    code = (f"import importlib, sys\nfor m in {TORCH_FREE!r}: importlib.import_module(m)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])\n"
+            "sys.exit('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_public_names_keep_working():
+    from minigpt.checkpoint import load
+    from minigpt.engine import Engine
+    from minigpt.model import Model
+    from minigpt.models.book import Model as BookModel
+    from minigpt.models.checkpoint import load as loader
+    assert Model is BookModel and load is loader and Engine.__name__ == "Engine"
