@@ -46,7 +46,7 @@ class Preview:
 
 
 @dataclass(frozen=True)
-class Attention:
+class AttentionRows:
     """The last position's attention when predicting ``position``: weights[layer][head]
     over the window's tokens (``window_ids``, ≤ context_length, oldest first)."""
 

@@ -29,7 +29,7 @@ from .attention import AttentionStrip
 from .branches import BranchScreen
 from .client import EngineClient
 from .commands import explorer_commands
-from .insights import InsightsMixin
+from .panels import PanelsMixin
 from .leaving import LeavingMixin
 from .knobs import Sidebar, kept_value
 from .messages import EngineExited, EngineReplies
@@ -49,7 +49,7 @@ from .why import WhyPanel
 NARROW_WIDTH = 70  # below this the sidebar hides
 
 
-class MiniGPTApp(RepliesMixin, ResumeMixin, InsightsMixin, SteppingMixin, VersusMixin,
+class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMixin,
                  ModalsMixin, HeaderMixin, LeavingMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
-from minigpt.steps import Attention
+from minigpt.steps import AttentionRows
 
 
 # Background by weight, in named ANSI colours so a 16-colour terminal shows it too.
@@ -20,7 +20,7 @@ def weight_style(weight: float) -> str:
     return next((style for floor, style in LEVELS if weight >= floor), "")
 
 
-def head_weights(attention: Attention, layer: int, head: int) -> list[float]:
+def head_weights(attention: AttentionRows, layer: int, head: int) -> list[float]:
     """One head's row, or (``head`` = number of heads) the mean over heads."""
     rows = attention.weights[layer]
     if head >= len(rows):
@@ -86,7 +86,7 @@ class AttentionStrip(Vertical):
         with VerticalScroll(id="attention-scroll"):
             yield UnitLines(id="attention-tokens")
 
-    def show(self, title: str, attention: Attention | None, layer: int, head: int,
+    def show(self, title: str, attention: AttentionRows | None, layer: int, head: int,
              error: str = "") -> None:
         heading = self.query_one("#attention-heading", UnitLines)
         tokens = self.query_one("#attention-tokens", UnitLines)

@@ -10,11 +10,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
-from minigpt.branches import Path, common_steps, path_log_prob, path_pieces
+from minigpt.branches import StepPath, common_steps, path_log_prob, path_pieces
 from minigpt.text.tokenizer import printable
 
 
-def label(path: Path, start: int, current: bool) -> Text:
+def label(path: StepPath, start: int, current: bool) -> Text:
     """A node: what its steps add (quoted, so a space shows; byte pieces as escapes),
     then Σ log p and length of the path so far."""
     added = repr(path_pieces(path[start:]))
@@ -24,13 +24,13 @@ def label(path: Path, start: int, current: bool) -> Text:
     return text
 
 
-class BranchScreen(ModalScreen[Path | None]):
+class BranchScreen(ModalScreen[StepPath | None]):
     """A tree of the turn's paths; shared beginnings are shared nodes. Enter on a node
     switches to the path up to it (its text, candidates and engine state, exactly)."""
 
     BINDINGS = [Binding("escape,t,q", "dismiss(None)", "close", id="close-branches")]
 
-    def __init__(self, prompt: str, current: Path, branches: list[Path]):
+    def __init__(self, prompt: str, current: StepPath, branches: list[StepPath]):
         super().__init__()
         self.prompt = prompt
         self.current = current
@@ -40,16 +40,16 @@ class BranchScreen(ModalScreen[Path | None]):
         with Vertical(id="branch-body", classes="modal-body"):
             yield Static(f"[bold]Branches[/bold] · {len(self.paths) - 1} abandoned · enter "
                          "switches · escape closes", classes="modal-title")
-            tree: Tree[Path] = Tree(Text("› " + printable(self.prompt)), data=(),
+            tree: Tree[StepPath] = Tree(Text("› " + printable(self.prompt)), data=(),
                                     id="branch-tree")
             tree.show_root = True
             self.grow(tree.root, self.paths, 0)
             tree.root.expand_all()
             yield tree
 
-    def grow(self, node: TreeNode, paths: list[Path], start: int) -> None:
+    def grow(self, node: TreeNode, paths: list[StepPath], start: int) -> None:
         """Children of ``node`` for ``paths``, which share their first ``start`` steps."""
-        groups: dict[int, list[Path]] = {}
+        groups: dict[int, list[StepPath]] = {}
         for path in paths:
             if len(path) > start:
                 groups.setdefault(path[start].chosen.id, []).append(path)
@@ -68,7 +68,7 @@ class BranchScreen(ModalScreen[Path | None]):
         tree.focus()
         tree.move_cursor(self.node_of(tree.root, self.current) or tree.root)
 
-    def node_of(self, node: TreeNode, path: Path) -> TreeNode | None:
+    def node_of(self, node: TreeNode, path: StepPath) -> TreeNode | None:
         if node.data == path:
             return node
         for child in node.children:

@@ -12,7 +12,7 @@ from minigpt.engine import explain
 from minigpt.engine import lookahead
 from minigpt.errors import GenerationError, PromptError
 from minigpt.settings import SamplingSettings
-from minigpt.steps import Attention
+from minigpt.steps import AttentionRows
 from minigpt.text.tokenizer import token_display
 
 PAST_LOGITS_KEPT = 64  # logits of looked-at past steps, for redraws without the model
@@ -87,7 +87,7 @@ class InsightsMixin:
         if hasattr(self.decoder, "capture_attention"):
             self.decoder.capture_attention = on
 
-    def attention(self, step_index: int | None = None) -> Attention:
+    def attention(self, step_index: int | None = None) -> AttentionRows:
         """Attention of the last position over the window, for a past step or the next."""
         if not hasattr(self.decoder, "capture_attention"):
             raise GenerationError("this model's decoder cannot show attention")
@@ -104,7 +104,7 @@ class InsightsMixin:
                 self.capture_attention = was
         weights = self._attention[position]
         window = tuple(self.tokens[:position][-self.context_length:])
-        return Attention(position, window, tuple(tuple(tuple(h) for h in layer)
+        return AttentionRows(position, window, tuple(tuple(tuple(h) for h in layer)
                                                  for layer in weights.tolist()),
                          tuple(self.display(i) for i in window))
 

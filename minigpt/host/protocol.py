@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from minigpt.settings import SamplingSettings
-from minigpt.steps import Attention, Completion, Preview, Score, Step, Why
+from minigpt.steps import AttentionRows, Completion, Preview, Score, Step, Why
 
 PROTOCOL_VERSION = 1
 
@@ -265,7 +265,7 @@ class Completed(Reply):
 @dataclass(frozen=True)
 class Attended(Reply):
     step_index: int | None
-    attention: Attention | None
+    attention: AttentionRows | None
     error: str = ""
 
 

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from minigpt.branches import Path as StepPath
+from minigpt.branches import StepPath
 from minigpt.branches import common_steps, path_ids, path_log_prob, path_pieces, path_text
 from minigpt.settings import SamplingSettings
 from minigpt.steps import Candidate, Step

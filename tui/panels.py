@@ -1,4 +1,5 @@
-"""Why-this-token and character completions, as requested by the explorer.
+"""The explorer's panels over the candidates — why this token, the attention strip — and
+character completions, as requested from the engine.
 
 Each is an op to the engine process for the step the candidates table shows
 (``view_step``; None is the next token), answered by a reply; an answer to an
@@ -26,7 +27,7 @@ WHY_ROWS, ATTENTION_ROWS = 10, 7  # natural heights, top border included
 MIN_PANEL_ROWS = 4
 
 
-class InsightsMixin:
+class PanelsMixin:
     """Mixed into the app, which provides ``view_step``, ``settings``, ``history``
     and ``send`` (an op to the engine)."""
 
