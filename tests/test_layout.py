@@ -116,3 +116,21 @@ def test_the_public_names_keep_working():
     from minigpt.models.book import Model as BookModel
     from minigpt.models.checkpoint import load as loader
     assert Model is BookModel and load is loader and Engine.__name__ == "Engine"
+
+
+def test_the_engine_calls_its_decoder_through_the_protocol():
+    """No getattr/hasattr probing of the decoder; the graphed decoder reaches its inner
+    decoder through methods, never by writing its fields."""
+    import re
+
+    engine = "".join((ROOT / "minigpt" / "engine" / name).read_text(encoding="utf-8")
+                     for name in ("engine.py", "insights.py"))
+    assert not re.search(r"(getattr|hasattr)\(self\.decoder", engine)
+    graphed = (ROOT / "minigpt" / "decode" / "cudagraphs.py").read_text(encoding="utf-8")
+    writes = re.findall(r"\b(?:self\.decoder|d)\.(\w+) = ", graphed)
+    assert writes == ["capture_attention"], writes  # the one knob the engine sets through it
+    from minigpt.decode.base import Decoder, EagerDecoder
+    from minigpt.decode.decoder import BookDecoder
+    from minigpt.models.nanogpt import NanoGPTDecoder
+    assert issubclass(BookDecoder, EagerDecoder) and issubclass(NanoGPTDecoder, EagerDecoder)
+    assert {"reset", "last_logits", "greedy_rows"} <= set(dir(Decoder))

@@ -92,7 +92,7 @@ class GraphedDecoder:
 
     def reset(self) -> None:
         self.ahead = None
-        self.decoder.cached_ids = []
+        self.decoder.forget()
 
     def _shape(self, window_ids: list[int]) -> str | None:
         """The graph that serves this window, or None for the eager path."""
@@ -116,7 +116,7 @@ class GraphedDecoder:
             graph, out = self.graphs[kind]
         except Exception as exc:  # an op that cannot be captured here: eager from now on
             self.notice = f"CUDA graphs off ({type(exc).__name__}: {exc}); decoding eagerly"
-            d.cached_ids = []  # the cache may hold a failed capture's writes
+            d.forget()  # the cache may hold a failed capture's writes
             return None
         if window_ids is not None:
             self._set_inputs(kind, window_ids)
@@ -141,7 +141,7 @@ class GraphedDecoder:
         out = self._replay(kind, window_ids) if kind else None
         if out is None:
             return self.decoder.last_logits(window_ids)
-        self.decoder.cached_ids = list(window_ids)
+        self.decoder.holds(window_ids)
         return out.clone()  # the next replay overwrites the graph's output
 
     def greedy_rows(self, window_ids: list[int], n: int,
@@ -166,10 +166,10 @@ class GraphedDecoder:
         rows = current.read()
         chosen = int(rows[0][-1])
         if following is None:
-            self.decoder.cached_ids = list(window_ids)
+            self.decoder.holds(window_ids)
         else:  # the cache now holds the next window, on the token chosen in the graph
             following.window_ids = next_window(current.shape, window_ids, chosen)
-            self.decoder.cached_ids = list(following.window_ids)
+            self.decoder.holds(following.window_ids)
             self.ahead = following
         shown = len(rows[1]) - 1
         if shown > 1 and rows[1][0] == rows[1][shown - 1]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from minigpt.decode.base import EagerDecoder
 from minigpt.models.book import Model
 
 
@@ -91,11 +92,11 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
     return i
 
 
-class BookDecoder:
+class BookDecoder(EagerDecoder):
     """``last_logits(window_ids) -> [V]`` for a book ``Model``, with a KV cache."""
 
     def __init__(self, model: Model):
-        self.context_length = model.context_length
+        super().__init__(model.context_length)
         self.vocab_size = model.max_token_value
         self.num_heads = model.num_heads
         self.d_model = model.d_model
@@ -113,11 +114,6 @@ class BookDecoder:
                                  self.head_size, like=self.embedding)
         self.k_cache, self.v_cache = self.kv_cache[:, 0], self.kv_cache[:, 1]
         self.positions = torch.arange(self.context_length, device=self.embedding.device)
-        self.cached_ids: list[int] = []
-        # When set, each call also keeps the last position's attention weights,
-        # [layers, heads, window], from the same pass (the attention strip).
-        self.capture_attention = False
-        self.last_attention: torch.Tensor | None = None
 
     @staticmethod
     def _stack_block(block) -> dict:
@@ -133,9 +129,6 @@ class BookDecoder:
             "ffn_in": (ffn[0].weight, ffn[0].bias),
             "ffn_out": (ffn[2].weight, ffn[2].bias),
         }
-
-    def reset(self) -> None:
-        self.cached_ids = []
 
     def last_logits(self, window_ids: list[int]) -> torch.Tensor:
         """Logits [V] for the next token after ``window_ids`` (1..C ids at positions 0..)."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import torch
 
+from minigpt.decode.base import Decoder
 from minigpt.decode.cudagraphs import GraphedDecoder, graphs_enabled
 from minigpt.decode.decoder import BookDecoder
 
 
-def make_decoder(model: torch.nn.Module):
+def make_decoder(model: torch.nn.Module) -> Decoder:
     """The fast inference path for a model class; on cuda, replayed as CUDA graphs."""
     fast = getattr(model, "make_decoder", None)
     decoder = fast() if fast is not None else BookDecoder(model)

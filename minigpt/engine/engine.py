@@ -16,6 +16,7 @@ import torch
 from minigpt.engine import compare
 from minigpt.engine import sampling
 from minigpt.branches import BranchBook, common_steps
+from minigpt.decode.base import Decoder
 from minigpt.decode.make import make_decoder
 from minigpt.errors import GenerationError, PromptError
 from minigpt.engine.insights import InsightsMixin
@@ -43,7 +44,7 @@ class Engine(InsightsMixin):
             else self.vocab_size
         self.context_length = int(model.context_length)
         self.device = next(model.parameters()).device
-        self.decoder = decoder if decoder is not None else make_decoder(model)
+        self.decoder: Decoder = decoder if decoder is not None else make_decoder(model)
         self.prompt = ""
         self.prompt_ids: list[int] = []
         self.tokens: list[int] = []
@@ -68,7 +69,7 @@ class Engine(InsightsMixin):
     @property
     def notice(self) -> str:
         """A one-line note about how decoding runs (e.g. CUDA graphs fell back), or ""."""
-        return getattr(self.decoder, "notice", "")
+        return self.decoder.notice
 
     # --- state ---------------------------------------------------------------
 
@@ -141,8 +142,8 @@ class Engine(InsightsMixin):
         return self._next_logits
 
     def _keep_attention(self, position: int) -> None:
-        captured = getattr(self.decoder, "last_attention", None)
-        if getattr(self.decoder, "capture_attention", False) and captured is not None:
+        captured = self.decoder.last_attention
+        if self.decoder.capture_attention and captured is not None:
             if len(self._attention) >= ATTENTION_KEPT:
                 del self._attention[next(iter(self._attention))]
             self._attention[position] = captured
@@ -263,13 +264,13 @@ class Engine(InsightsMixin):
         """A greedy step's rows straight from a CUDA graph (softmax, top-5 and argmax
         inside it), where one serves: plain logits, none cached by a peek, and filters
         that keep all five candidates (the graph's rows mark every one kept)."""
-        rows_of, s = getattr(self.decoder, "greedy_rows", None), self.settings
-        if rows_of is None or self._next_logits is not None or not self.tokens or self.other \
+        s = self.settings
+        if self._next_logits is not None or not self.tokens or self.other \
                 or s.repetition_penalty != 1.0 or (s.top_k is not None and s.top_k < TOP_N) \
                 or (s.top_p is not None and s.top_p < 1.0):
             return None
         with torch.inference_mode():
-            return rows_of(self.tokens[-self.context_length:], TOP_N, ahead)
+            return self.decoder.greedy_rows(self.tokens[-self.context_length:], TOP_N, ahead)
 
     def replay(self, prompt: str, tokens: list[int],
                branches: tuple[tuple[int, ...], ...] = ()) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from minigpt.engine import explain
 from minigpt.engine import lookahead
+from minigpt.decode.base import Decoder
 from minigpt.errors import GenerationError, PromptError
 from minigpt.settings import SamplingSettings
 from minigpt.steps import AttentionRows
@@ -78,18 +79,17 @@ class InsightsMixin:
 
     @property
     def capture_attention(self) -> bool:
-        return getattr(self.decoder, "capture_attention", False)
+        return self.decoder.capture_attention
 
     @capture_attention.setter
     def capture_attention(self, on: bool) -> None:
         """Keep each step's attention rows from its own forward pass (cheap: one row per
         layer); what was computed without it costs one model run when asked for."""
-        if hasattr(self.decoder, "capture_attention"):
-            self.decoder.capture_attention = on
+        self.decoder.capture_attention = on
 
     def attention(self, step_index: int | None = None) -> AttentionRows:
         """Attention of the last position over the window, for a past step or the next."""
-        if not hasattr(self.decoder, "capture_attention"):
+        if not isinstance(self.decoder, Decoder):  # one made outside make_decoder
             raise GenerationError("this model's decoder cannot show attention")
         position = len(self.tokens) if step_index is None else self._step_position(step_index)
         if position not in self._attention:

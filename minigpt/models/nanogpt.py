@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from minigpt.decode.base import EagerDecoder
 from minigpt.decode.decoder import (add_linear_, common_prefix_length, kv_cache, last_row_attention,
                       new_positions_attention, output_weight_by_columns, visible_bias)
 
@@ -107,12 +108,12 @@ class NanoGPT(nn.Module):
         return NanoGPTDecoder(self)
 
 
-class NanoGPTDecoder:
+class NanoGPTDecoder(EagerDecoder):
     """``last_logits(window_ids) -> [V]`` with a KV cache, as ``minigpt.decode.decoder.BookDecoder``."""
 
     def __init__(self, model: NanoGPT):
+        super().__init__(model.context_length)
         self.model = model
-        self.context_length = model.context_length
         self.num_heads = model.num_heads
         self.head_size = model.d_model // model.num_heads
         # Tied with the embedding, which reads rows of it just as well in this layout.
@@ -122,9 +123,6 @@ class NanoGPTDecoder:
                                  self.head_size, like=w)
         self.k_cache, self.v_cache = self.kv_cache[:, 0], self.kv_cache[:, 1]
         self.positions = torch.arange(self.context_length, device=w.device)
-        self.cached_ids: list[int] = []
-        self.capture_attention = False  # as BookDecoder: keep the last row's weights
-        self.last_attention: torch.Tensor | None = None
         self._captured: list[torch.Tensor] | None = None
 
     def last_logits(self, window_ids: list[int]) -> torch.Tensor:
