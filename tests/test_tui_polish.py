@@ -377,3 +377,20 @@ async def test_wishes_of_a_book_reader(make_tui, tmp_path):
         assert "same prompt and seed 4: the same tokens" in app.query_one(StatusLine).full_text
     assert [r["prompt"] for r in read_session(session)] == ["农夫", "农夫"]
     assert all(r["tokens"] for r in read_session(session))  # no empty turn was saved
+
+
+async def test_one_table_draw_per_single_step(make_tui, monkeypatch):
+    """A step drew the table twice: its own candidates as it arrived, then the preview."""
+    app = make_tui(max_new_tokens=3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await generate(app, pilot)
+        await pilot.press("escape")
+        draws = []
+        real_show = CandidatesTable.show
+        monkeypatch.setattr(CandidatesTable, "show",
+                            lambda self, *a, **k: draws.append(1) or real_show(self, *a, **k))
+        for key in ("space", "2", "backspace"):
+            draws.clear()
+            await pilot.press(key)
+            await settle(app, pilot)
+            assert len(draws) == 1, key

@@ -137,6 +137,8 @@ class RepliesMixin:
         if self.recorder is not None:
             self.recorder.changed("stopped")  # a hang-up now still saves this much
         self.query_one(Transcript).add_steps(reply.steps, reply.pending)
+        if reply.seq != self.last_run_seq:
+            return  # a single step, a pick, a switch: its RunFinished draws the table, once
         now = time.monotonic()
         if now - self.table_shown_at < TABLE_SECONDS:
             return
