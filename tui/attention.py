@@ -6,6 +6,7 @@ from rich.cells import cell_len, chop_cells
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from minigpt.steps import AttentionRows
@@ -79,7 +80,32 @@ class AttentionStrip(Vertical):
     """A heading that always shows (layer, head and the three most-attended tokens) over
     the window's tokens coloured by weight; those scroll, ending at the most recent."""
 
+    # Not "layer": Textual's widgets have one (the compositing layer).
+    layer_index: reactive[int] = reactive(0, init=False)
+    head_index: reactive[int] = reactive(0, init=False)
+    """A head index, or the number of heads for the mean over heads."""
+    rows: tuple = ("", None, "")  # (title, AttentionRows, error): the engine's last answer
     shown: tuple | None = None  # (title, layer, head, weights) on screen, for tests
+
+    def show_rows(self, title: str, attention: AttentionRows | None, error: str = "") -> None:
+        """The engine's answer for a step; layer and head then change without it."""
+        self.rows = (title, attention, error)
+        self.draw()
+
+    def draw(self) -> None:
+        """From the rows already here: changing layer or head runs nothing."""
+        title, attention, error = self.rows
+        if attention is not None:  # wrap: layers, and heads plus the mean
+            layers, heads = len(attention.weights), len(attention.weights[0])
+            self.set_reactive(AttentionStrip.layer_index, self.layer_index % layers)
+            self.set_reactive(AttentionStrip.head_index, self.head_index % (heads + 1))
+        self.show(title, attention, self.layer_index, self.head_index, error)
+
+    def watch_layer_index(self) -> None:
+        self.draw()
+
+    def watch_head_index(self) -> None:
+        self.draw()
 
     def compose(self) -> ComposeResult:
         yield UnitLines(id="attention-heading")

@@ -39,16 +39,12 @@ class PanelsMixin:
     """Partial-UTF-8 candidates show the character they most likely complete to."""
     attention_shown: reactive[bool] = reactive(False, init=False)
     """The attention strip is open."""
-    attention_layer: reactive[int] = reactive(0)
-    attention_head: reactive[int] = reactive(0)
-    """A head index, or the number of heads for the mean over heads."""
 
     why_request = 0  # the latest request of each kind; older answers are dropped
     complete_request = 0
     attention_request = 0
     panels_folded = False  # panels are open but the window has no room for them
     completions: tuple = (None, {})  # (step shown, id -> Completion)
-    attention: tuple = (None, None, "")  # (step shown, Attention, error)
 
     def request_insights(self) -> None:
         self.request_why()
@@ -109,35 +105,24 @@ class PanelsMixin:
         self.attention_request = self.send(Attend, step_index=self.view_step,
                                            capture=capture is not False) or 0
 
+    @property
+    def attention(self) -> tuple:
+        """(title, AttentionRows, error): the strip's rows, which it keeps itself."""
+        return self.query_one(AttentionStrip).rows
+
     def got_attended(self, message: Attended) -> None:
         if message.seq == self.attention_request:
-            self.attention = (message.step_index, message.attention, message.error)
-            self.draw_attention()
-
-    def draw_attention(self) -> None:
-        """From the rows already here: changing layer or head runs nothing."""
-        step, attention, error = self.attention
-        if attention is not None:
-            layers, heads = len(attention.weights), len(attention.weights[0])
-            self.set_reactive(type(self).attention_layer, self.attention_layer % layers)
-            self.set_reactive(type(self).attention_head, self.attention_head % (heads + 1))
-        self.query_one(AttentionStrip).show(self.step_title(step), attention,
-                                            self.attention_layer, self.attention_head, error)
-
-    def watch_attention_layer(self) -> None:
-        self.draw_attention()
-
-    def watch_attention_head(self) -> None:
-        self.draw_attention()
+            self.query_one(AttentionStrip).show_rows(self.step_title(message.step_index),
+                                                     message.attention, message.error)
 
     def action_toggle_attention(self) -> None:
         self.attention_shown = not self.attention_shown
 
     def action_attention_head(self, delta: int) -> None:
-        self.attention_head += delta  # wraps in draw_attention (heads + the mean)
+        self.query_one(AttentionStrip).head_index += delta  # it wraps (heads, then the mean)
 
     def action_attention_layer(self, delta: int) -> None:
-        self.attention_layer += delta
+        self.query_one(AttentionStrip).layer_index += delta
 
     def got_explained(self, message: Explained) -> None:
         if message.seq != self.why_request:
