@@ -84,9 +84,7 @@ class Engine(InsightsMixin):
         self.steps = []
         self._stream = StreamDecoder()
         self._stream_states = []
-        self._next_logits = None
-        self._past_logits = {}
-        self._attention = {}
+        self._forget_logits(past=-1)
         self.branches.clear()
         self._path_kept = False
         self._generator = self._make_generator(self.settings.seed)
@@ -196,8 +194,7 @@ class Engine(InsightsMixin):
         self.decoder, other.decoder = other.decoder, self.decoder
         self.context_length, other.context_length = other.context_length, self.context_length
         self.label, other.label = other.label, self.label
-        self._next_logits = None
-        self._past_logits, self._attention = {}, {}
+        self._forget_logits(past=-1)
 
     # --- stepping ------------------------------------------------------------
 
@@ -253,7 +250,7 @@ class Engine(InsightsMixin):
         self._stream_states.append(self._stream.state())
         text = self._stream.feed(piece) if piece else chosen.text  # ‹id N›: never nothing
         self.tokens.append(chosen_id)
-        self._next_logits = None
+        self._forget_logits()
         step = Step(len(self.steps) + 1, len(self.tokens) - 1, candidates, chosen, rank, piece,
                     text, token_id is not None, time.perf_counter() - started, context, versus)
         self.steps.append(step)
@@ -296,11 +293,9 @@ class Engine(InsightsMixin):
         step = self.steps.pop()
         self.tokens.pop()
         self._stream.restore(self._stream_states.pop())
-        self._next_logits = None  # the decoder's prefix cache still holds the rest
-        # Logits predicting a position past the new end would follow other tokens later.
-        for cache in (self._past_logits, self._attention):
-            for position in [p for p in cache if p > len(self.tokens)]:
-                del cache[position]
+        # The decoder's prefix cache still holds the rest; logits predicting a position
+        # past the new end would follow other tokens later.
+        self._forget_logits(past=len(self.tokens))
         return step
 
     def switch_to(self, path: tuple[Step, ...]) -> tuple[list[Step], list[Step]]:
@@ -321,11 +316,16 @@ class Engine(InsightsMixin):
             self._generator.set_state(state)
         self._path_kept = self.branches.contains(tuple(self.steps))
         if added:
-            self._next_logits = None
-            first = added[0].position
-            self._past_logits = {p: v for p, v in self._past_logits.items() if p <= first}
-            self._attention = {p: v for p, v in self._attention.items() if p <= first}
+            self._forget_logits(past=added[0].position)
         return undone, added
+
+    def _forget_logits(self, past: int | None = None) -> None:
+        """The next position's logits are stale; with ``past``, so are the kept logits and
+        attention of positions after it (they followed other tokens). -1: all of them."""
+        self._next_logits = None
+        if past is not None:
+            self._past_logits = {p: v for p, v in self._past_logits.items() if p <= past}
+            self._attention = {p: v for p, v in self._attention.items() if p <= past}
 
     def _keep_path(self) -> None:
         """Keep the current path as a branch once: a rewind of n steps then costs O(n),
