@@ -29,11 +29,17 @@ def saved_settings(record: dict) -> SamplingSettings | None:
         return None
 
 
+def token_ids(value) -> tuple[int, ...] | None:
+    """A record's token ids, if it holds a list of them (files can hold anything)."""
+    if isinstance(value, list) and all(isinstance(t, int) for t in value):
+        return tuple(value)
+    return None
+
+
 def saved_branches(record: dict) -> tuple[tuple[int, ...], ...]:
-    branches = record.get("branches")
-    return tuple(tuple(b["tokens"]) for b in branches or ()
-                 if isinstance(b, dict) and isinstance(b.get("tokens"), list)
-                 and all(isinstance(t, int) for t in b["tokens"]))
+    branches = [token_ids(b.get("tokens")) for b in record.get("branches") or ()
+                if isinstance(b, dict)]
+    return tuple(ids for ids in branches if ids is not None)
 
 
 class ResumeMixin:
@@ -45,8 +51,7 @@ class ResumeMixin:
     def resumable(self) -> dict | None:
         """The reopened session's last turn, if the engine can replay it."""
         last = self.resumed[-1] if self.resumed else None
-        if last and last.get("prompt") and isinstance(last.get("tokens"), list) \
-                and all(isinstance(t, int) for t in last["tokens"]):
+        if last and last.get("prompt") and token_ids(last.get("tokens")) is not None:
             return last
         return None
 
@@ -71,15 +76,15 @@ class ResumeMixin:
     def got_replayed(self, reply: p.RunFinished) -> None:
         if self.recorder is not None:
             self.recorder.saved()  # what is on screen is what the file holds
-        if self.skipped_lines:
-            lines = "line" if self.skipped_lines == 1 else "lines"
-            self.show_error(f"{self.skipped_lines} unreadable {lines} of the session file "
-                            "skipped (a crash mid-write?); the last turn is back")
-            return
-        self.set_status(f"reopened the last turn · {len(self.history)} tokens · space steps, "
-                        "[ ] browse, t branches")
         prompt = self.query_one("#prompt")
         if not prompt.value:  # the turn's prompt, as after enter
             prompt.value = self.turn.prompt
         if self.focused is prompt:  # the keys the status line names work in the table
             self.query_one("#candidates").focus()
+        if self.skipped_lines:
+            lines = "line" if self.skipped_lines == 1 else "lines"
+            self.show_error(f"{self.skipped_lines} unreadable {lines} of the session file "
+                            "skipped (a crash mid-write?); the last turn is back")
+        else:
+            self.set_status(f"reopened the last turn · {len(self.history)} tokens · space "
+                            "steps, [ ] browse, t branches")
