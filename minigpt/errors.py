@@ -34,9 +34,10 @@ def clip(text: str, limit: int = 300) -> str:
     return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
-def out_of_memory(exc: BaseException) -> bool:
+def out_of_memory(exc: BaseException | str) -> bool:
     """torch's allocation failures: MemoryError, 'CUDA out of memory', or the CPU
-    allocator's '[enforce fail at alloc_cpu.cpp:…] … DefaultCPUAllocator: can't allocate'."""
+    allocator's '[enforce fail at alloc_cpu.cpp:…] … DefaultCPUAllocator: can't allocate'
+    (an exception, or the line a dead engine left in its log)."""
     text = str(exc)
     return isinstance(exc, MemoryError) or "out of memory" in text or \
         "alloc_cpu" in text or "can't allocate memory" in text

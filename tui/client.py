@@ -16,7 +16,7 @@ import threading
 from typing import Callable
 
 from minigpt.host import protocol as p
-from minigpt.errors import OUT_OF_MEMORY, clip
+from minigpt.errors import OUT_OF_MEMORY, clip, out_of_memory
 
 MAX_BATCH = 512  # replies handed to the app at once
 
@@ -44,7 +44,7 @@ def last_line(path: str | None, limit: int = 4096) -> str:
     if not lines:
         return ""
     last = lines[-1].strip()
-    return OUT_OF_MEMORY if "alloc_cpu" in last or "out of memory" in last else clip(last)
+    return OUT_OF_MEMORY if out_of_memory(last) else clip(last)
 
 
 class EngineClient:
