@@ -9,9 +9,10 @@ undoing five tokens one at a time keeps one branch, not five.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 from minigpt.steps import Step
-from minigpt.text.tokenizer import display_piece
+from minigpt.text.tokenizer import StreamDecoder, display_piece
 
 StepPath = tuple[Step, ...]
 
@@ -40,25 +41,57 @@ def is_prefix(short: StepPath, long: StepPath) -> bool:
     return len(short) <= len(long) and path_ids(long[:len(short)]) == path_ids(short)
 
 
-def common_steps(a: StepPath, b: StepPath) -> int:
+def common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many token ids ``a`` and ``b`` share from the start."""
     n = 0
     for x, y in zip(a, b):
-        if x.chosen.id != y.chosen.id:
+        if x != y:
             break
         n += 1
     return n
 
 
+def common_steps(a: StepPath, b: StepPath) -> int:
+    return common_length(path_ids(a), path_ids(b))
+
+
+def pending_display(path: StepPath) -> str:
+    """The bytes at the end of ``path`` still waiting for their character, as the
+    engine shows them (``‹e5 86›``), or "": what a switched-to path leaves pending."""
+    stream = StreamDecoder()
+    for step in path:
+        stream.feed(step.token_bytes)
+    return display_piece(stream.pending) if stream.pending else ""
+
+
 class BranchBook:
-    """The abandoned paths of one turn."""
+    """The abandoned paths of one turn, kept by the explorer, which sees every step,
+    undo and sampler state: the engine only computes the sequence it is given."""
 
     def __init__(self) -> None:
         self.paths: list[StepPath] = []
         # The sampler's state when a path was left, by its token ids: going back to the
         # whole path resumes sampling exactly where it stopped.
         self.sampler_states: dict[tuple[int, ...], object] = {}
+        self.current_kept = False  # the current path is kept already (or a prefix of one)
 
-    def keep(self, path: StepPath, sampler_state: object = None) -> None:
+    def leave(self, current: Sequence[Step], sampler_state: object = None) -> None:
+        """The current path is being left (undo, a pick, a switch): keep it, once, so a
+        rewind of n steps one at a time costs O(n), not n copies of the path."""
+        if not self.current_kept:
+            self.keep(current, sampler_state)
+            self.current_kept = True
+
+    def grew(self) -> None:
+        """A step was added: the current path is longer than anything kept."""
+        self.current_kept = False
+
+    def arrived(self, path: StepPath) -> None:
+        """``path`` (a kept path, or a prefix of one) is now the current path."""
+        self.current_kept = self.contains(path)
+
+    def keep(self, path: Sequence[Step], sampler_state: object = None) -> None:
+        path = tuple(path)
         if not path or self.contains(path):
             return
         dropped = [kept for kept in self.paths if is_prefix(kept, path)]
@@ -82,3 +115,4 @@ class BranchBook:
     def clear(self) -> None:
         self.paths = []
         self.sampler_states = {}
+        self.current_kept = False

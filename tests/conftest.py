@@ -134,8 +134,7 @@ def mirror_engine(loaded, app):
     from minigpt.engine.engine import Engine
 
     engine = Engine.from_loaded(loaded, app.settings)
-    engine.reset(app.turn.prompt)
-    engine.switch_to(tuple(app.history))
+    engine.restore(app.turn.prompt, tuple(app.history))
     return engine
 
 

@@ -60,7 +60,7 @@ def test_every_op_gets_one_op_done_in_order(harness):
             harness.send(p.Undo, settings=SETTINGS),
             harness.send(p.Take, rank=2, keep_steps=None, settings=SETTINGS),
             harness.send(p.Explain, step_index=None, settings=SETTINGS),
-            harness.send(p.ListBranches)]
+            harness.send(p.Peek, settings=SETTINGS)]
     replies = harness.replies_until(seqs[-1])
     done = [r.seq for r in replies if isinstance(r, p.OpDone)]
     assert done == [1, *seqs]  # the Open first

@@ -2,6 +2,7 @@
 and no import cycle anywhere in minigpt/ or tui/ (lazy imports inside functions count)."""
 
 import ast
+from dataclasses import fields
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,17 @@ def test_the_engine_calls_its_decoder_through_the_protocol():
     from minigpt.models.nanogpt import NanoGPTDecoder
     assert issubclass(BookDecoder, EagerDecoder) and issubclass(NanoGPTDecoder, EagerDecoder)
     assert {"reset", "last_logits", "greedy_rows"} <= set(dir(Decoder))
+
+
+def test_the_branch_tree_is_the_explorers_alone():
+    """The engine side computes the sequence it is given; the explorer (torch-free
+    ``minigpt.branches``) keeps what was abandoned and restores a branch by ``Restore``."""
+    graph = import_graph()
+    engine_side = [m for m in graph if m.startswith(("minigpt.engine", "minigpt.host.engine_host",
+                                                     "minigpt.decode", "minigpt.models"))]
+    assert engine_side and not [m for m in engine_side if "minigpt.branches" in graph[m]]
+    from minigpt.host import protocol as p
+    assert not hasattr(p, "ListBranches") and not hasattr(p, "Switch")
+    assert "branches" not in {f.name for f in fields(p.RunFinished)}
+    assert "settings" not in {f.name for f in fields(p.RunFinished)}  # the explorer knows them
+    assert "minigpt.branches" in graph["tui.app"]

@@ -98,3 +98,26 @@ async def test_t_while_running_or_before_a_turn_says_why(make_tui, monkeypatch):
         assert not isinstance(app.screen, BranchScreen)
         assert any("stop the run first" in t for t in toasts)
         await pilot.press("ctrl+q")
+
+
+async def test_a_switched_to_branch_samples_on_as_if_never_left(make_tui, tiny_loaded):
+    """The explorer keeps the sampler state each undo reports with the path it leaves;
+    switching back to the whole path hands it to the engine, so seeded sampling goes on
+    exactly where that path stopped (the other path drew numbers of its own)."""
+    from minigpt.engine.engine import Engine
+    from minigpt.settings import SamplingSettings
+
+    app = make_tui(max_new_tokens=6, temperature=1.0, seed=7)
+    async with app.run_test(size=(120, 40)) as pilot:
+        first, second = await two_paths(app, pilot)
+        assert app.branch_book.alternatives(second) == [first]
+        app.switch_branch(first)
+        await settle(app, pilot)
+        assert app.query_one(Transcript).plain == "农夫山泉 " + path_text(first)
+        await pilot.press("space")
+        await settle(app, pilot)
+        straight = Engine.from_loaded(tiny_loaded, SamplingSettings(
+            temperature=1.0, seed=7, max_new_tokens=7))
+        straight.reset("农夫山泉 ")
+        assert path_ids(tuple(app.history)) == [s.chosen.id for s in straight.run(7)]
+        assert app.branch_book.alternatives(tuple(app.history)) == [second]

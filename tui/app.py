@@ -19,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Input, Label
 
+from minigpt.branches import BranchBook
 from minigpt.host import protocol as p
 from minigpt.host.session import SessionRecorder, TurnState
 from minigpt.settings import SamplingSettings
@@ -128,7 +129,8 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMi
         self.restoring = False
         self.load_error = ""  # why the model did not load, printed after the app closes
         self.table_shown_at = 0.0  # monotonic time of the last streamed table redraw
-        self.branch_request = 0
+        self.branch_book = BranchBook()  # the turn's abandoned paths (the engine keeps none)
+        self.op_settings: dict[int, SamplingSettings] = {}  # knobs each engine op went with
         self.score_request = 0
         self.new_turn_note = False  # a stepping key started a new turn from an edited prompt
         self.same_draw_note = ""  # a repeated prompt with a fixed seed: the same tokens
@@ -231,6 +233,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMi
         seq = self.send(op_type, settings=self.settings, **fields)
         if seq is None:
             return
+        self.op_settings[seq] = self.settings
         self.last_engine_seq = seq
         if op_type is p.Generate and fields.get("count") != 1:
             self.last_run_seq = seq
@@ -359,6 +362,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMi
                                              steps=tuple(self.history),
                                              sampler_state=self.sampler_state,
                                              settings=self.settings) or 0
+            self.op_settings[self.last_engine_seq] = self.settings
             if self.driver != "A":  # a new engine starts with A driving
                 self.submit(p.SwapModels)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minigpt.branches import common_steps, pending_display
 from minigpt.host import protocol as p
 from minigpt.host.session import export_transcript
 from minigpt.settings import SamplingSettings
@@ -27,17 +28,33 @@ class ModalsMixin:
         if not self.turn.prompt:
             self.set_status("no turn yet: branches appear when you undo or pick")
             return
-        self.branch_request = self.send(p.ListBranches) or 0
-
-    def got_branches(self, reply: p.Branches) -> None:
-        if reply.seq == self.branch_request and not isinstance(self.screen, BranchScreen):
-            screen = BranchScreen(self.turn.prompt, tuple(self.history), list(reply.alternatives))
+        current = tuple(self.history)
+        if not isinstance(self.screen, BranchScreen):
+            screen = BranchScreen(self.turn.prompt, current, self.branch_book.alternatives(current))
             self.push_screen(screen, self.switch_branch)
 
     def switch_branch(self, path) -> None:
-        if path is not None and path != tuple(self.history):
-            self.view_step = None
-            self.submit(p.Switch, path=path)
+        """Show ``path`` (a kept branch or a prefix of one) and have the engine restore it:
+        the steps are the ones already computed, nothing runs again."""
+        current = tuple(self.history)
+        if path is None or path == current or self.running:
+            return
+        book = self.branch_book
+        state = book.sampler_state(path) or self.sampler_state
+        book.leave(current, self.sampler_state)
+        shared = common_steps(current, path)
+        transcript = self.query_one(Transcript)
+        if shared < len(current):
+            del self.history[shared:]
+            transcript.remove_steps(len(current) - shared, pending_display(path[:shared]))
+        if shared < len(path):
+            self.history.extend(path[shared:])
+            transcript.add_steps(path[shared:], pending_display(path))
+        book.arrived(path)
+        self.pending = pending_display(path)
+        self.view_step = None
+        self.submit(p.Restore, prompt=self.turn.prompt, steps=path, sampler_state=state,
+                    reason="branch")
 
     def action_score(self) -> None:
         """Score the prompt's text, or the current turn's when the prompt is empty."""

@@ -11,7 +11,7 @@ import time
 from functools import cached_property
 
 from minigpt.host import protocol as p
-from minigpt.host.session import TurnState
+from minigpt.host.session import TurnState, branch_records
 
 from .versus import last_step_divergence
 from .messages import EngineExited, EngineReplies
@@ -57,7 +57,7 @@ class RepliesMixin:
             p.RunFailed: self.got_run_failed, p.Explained: self.got_explained,
             p.Completed: self.got_completed, p.Attended: self.got_attended,
             p.Scored: self.got_scored, p.Peeked: self.got_peeked,
-            p.Branches: self.got_branches, p.OpDone: self.got_op_done,
+            p.BranchesReplayed: self.got_branches_replayed, p.OpDone: self.got_op_done,
         }
 
     # --- the engine's life ---------------------------------------------------------
@@ -124,6 +124,7 @@ class RepliesMixin:
             if reply.prompt == self.turn.prompt and seed is not None
             and self.turn.settings.seed == seed and self.history else "")
         self.turn = TurnState(reply.prompt, reply.prompt_ids, self.settings)
+        self.branch_book.clear()
         self.preview = None
         self.pending = ""
         self.view_step = None
@@ -133,6 +134,7 @@ class RepliesMixin:
 
     def got_steps_added(self, reply: p.StepsAdded) -> None:
         self.history.extend(reply.steps)
+        self.branch_book.grew()
         self.pending = reply.pending
         if self.recorder is not None:
             self.recorder.changed("stopped")  # a hang-up now still saves this much
@@ -157,15 +159,21 @@ class RepliesMixin:
                                  last.candidates, last.chosen.id, last.versus)
 
     def got_steps_undone(self, reply: p.StepsUndone) -> None:
+        self.branch_book.leave(self.history, reply.sampler_state)  # the path being left
         del self.history[len(self.history) - len(reply.steps):]
         self.pending = reply.pending
         self.query_one(Transcript).remove_steps(len(reply.steps), reply.pending)
 
+    def got_branches_replayed(self, reply: p.BranchesReplayed) -> None:
+        for path in reply.paths:
+            self.branch_book.keep(path)
+
     def got_run_finished(self, reply: p.RunFinished) -> None:
         self.preview = reply.preview
         self.position = reply.position
-        self.turn.settings = reply.settings
-        self.turn.branches = list(reply.branches)
+        self.turn.settings = self.settings_of(reply.seq)
+        current = tuple(self.history)
+        self.turn.branches = branch_records(current, self.branch_book.alternatives(current))
         self.sampler_state = reply.sampler_state
         if reply.driver != self.driver:
             self.driver = reply.driver
@@ -199,6 +207,13 @@ class RepliesMixin:
         if self.history and self.history[-1].versus is not None:
             parts.append(last_step_divergence(self.history[-1].versus))
         self.set_status(" · ".join([*parts, self.position_text(reply.position)]))
+
+    def settings_of(self, seq: int):
+        """The knobs engine op ``seq`` went with (the engine does not echo them)."""
+        settings = self.op_settings.get(seq, self.turn.settings)
+        for older in [s for s in self.op_settings if s <= seq]:
+            del self.op_settings[older]
+        return settings
 
     def got_run_failed(self, reply: p.RunFailed) -> None:
         self.show_error(reply.message)

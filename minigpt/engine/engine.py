@@ -15,7 +15,6 @@ import torch
 
 from minigpt.engine import compare
 from minigpt.engine import sampling
-from minigpt.branches import BranchBook, common_steps
 from minigpt.decode.base import Decoder
 from minigpt.decode.make import make_decoder
 from minigpt.errors import GenerationError, PromptError
@@ -53,8 +52,6 @@ class Engine(InsightsMixin):
         self._stream_states: list[tuple[bytes, int]] = []
         self._next_logits: torch.Tensor | None = None
         self._past_logits: dict[int, torch.Tensor] = {}  # position -> logits predicting it
-        self.branches = BranchBook()  # paths this turn abandoned (undo, take-candidate)
-        self._path_kept = False  # the current path is already in ``branches`` (or a prefix)
         self._attention: dict[int, torch.Tensor] = {}  # position -> [layers, heads, window]
         self._generator: torch.Generator | None = None
         self._cancel = threading.Event()
@@ -85,8 +82,6 @@ class Engine(InsightsMixin):
         self._stream = StreamDecoder()
         self._stream_states = []
         self._forget_logits(past=-1)
-        self.branches.clear()
-        self._path_kept = False
         self._generator = self._make_generator(self.settings.seed)
         self._cancel.clear()
 
@@ -254,7 +249,6 @@ class Engine(InsightsMixin):
         step = Step(len(self.steps) + 1, len(self.tokens) - 1, candidates, chosen, rank, piece,
                     text, token_id is not None, time.perf_counter() - started, context, versus)
         self.steps.append(step)
-        self._path_kept = False  # a longer path than any kept
         return step
 
     def _graphed_greedy_rows(self, ahead: bool) -> list[list[float]] | None:
@@ -270,11 +264,12 @@ class Engine(InsightsMixin):
             return self.decoder.greedy_rows(self.tokens[-self.context_length:], TOP_N, ahead)
 
     def replay(self, prompt: str, tokens: list[int],
-               branches: tuple[tuple[int, ...], ...] = ()) -> None:
+               branches: tuple[tuple[int, ...], ...] = ()) -> list[tuple[Step, ...]]:
         """A saved turn again from its token ids (a reopened session): each branch, then
-        the current path, taken token by token (nothing sampled), so its steps,
-        candidates and branch tree are what the model computes now."""
+        the current path, taken token by token (nothing sampled), so their steps and
+        candidates are what the model computes now. Returns the branches' steps."""
         self.reset(prompt)
+        replayed = []
         for path in (*branches, tuple(tokens)):
             shared = 0
             while shared < min(len(path), len(self.steps)) and \
@@ -284,12 +279,13 @@ class Engine(InsightsMixin):
                 self.undo()
             for token_id in path[shared:]:
                 self.step(int(token_id))
+            replayed.append(tuple(self.steps))
+        return replayed[:-1]
 
     def undo(self) -> Step | None:
         """Remove the last generated token; its step's candidates become the next ones."""
         if not self.steps:
             return None
-        self._keep_path()  # the path being left stays reachable
         step = self.steps.pop()
         self.tokens.pop()
         self._stream.restore(self._stream_states.pop())
@@ -298,26 +294,20 @@ class Engine(InsightsMixin):
         self._forget_logits(past=len(self.tokens))
         return step
 
-    def switch_to(self, path: tuple[Step, ...]) -> tuple[list[Step], list[Step]]:
-        """Make ``path`` (a branch's steps, or a prefix of one) the current path, exactly:
-        its steps come back as they were, nothing is sampled. Returns (undone newest
-        first, re-added). The path left behind is kept as a branch."""
-        shared = common_steps(tuple(self.steps), path)
-        self._keep_path()
-        state = self.branches.sampler_state(path)
-        undone = [self.undo() for _ in range(len(self.steps) - shared)]
-        added = list(path[shared:])
-        for step in added:
+    def restore(self, prompt: str, path: tuple[Step, ...], sampler_state: bytes | None = None,
+                settings: SamplingSettings | None = None) -> None:
+        """Make ``prompt`` + ``path`` (steps this engine or an earlier one reported) the
+        sequence, exactly: the steps come back as they were, nothing is run or sampled
+        (the next step's pass finds the shared prefix in the decoder's cache). With
+        ``sampler_state``, sampling resumes where that path left it."""
+        self.reset(prompt, settings)
+        for step in path:
             self._stream_states.append(self._stream.state())
             self._stream.feed(step.token_bytes)
             self.tokens.append(step.chosen.id)
             self.steps.append(step)
-        if state is not None:
-            self._generator.set_state(state)
-        self._path_kept = self.branches.contains(tuple(self.steps))
-        if added:
-            self._forget_logits(past=added[0].position)
-        return undone, added
+        if sampler_state is not None:
+            self.restore_sampler(sampler_state)
 
     def _forget_logits(self, past: int | None = None) -> None:
         """The next position's logits are stale; with ``past``, so are the kept logits and
@@ -326,13 +316,6 @@ class Engine(InsightsMixin):
         if past is not None:
             self._past_logits = {p: v for p, v in self._past_logits.items() if p <= past}
             self._attention = {p: v for p, v in self._attention.items() if p <= past}
-
-    def _keep_path(self) -> None:
-        """Keep the current path as a branch once: a rewind of n steps then costs O(n),
-        not n copies of the path."""
-        if not self._path_kept:
-            self.branches.keep(tuple(self.steps), self._sampler_state())
-            self._path_kept = True
 
     def _sampler_state(self):
         return self._generator.get_state() if self._generator is not None else None

@@ -64,11 +64,11 @@ class Host:
         self.engine = None
         self.handlers = {
             p.Open: self.open, p.Generate: self.engine_op, p.Take: self.engine_op,
-            p.Undo: self.engine_op, p.Switch: self.engine_op, p.Restore: self.engine_op,
+            p.Undo: self.engine_op, p.Restore: self.engine_op,
             p.Replay: self.engine_op,
             p.Explain: self.explain, p.Complete: self.complete, p.Attend: self.attend,
             p.Peek: self.peek,
-            p.ScoreText: self.score, p.ListBranches: self.branches, p.SwapModels: self.swap,
+            p.ScoreText: self.score, p.SwapModels: self.swap,
             p.Shutdown: lambda op: None,
         }
 
@@ -180,22 +180,14 @@ class Host:
                 step = engine.step(candidates[op.rank - 1].id)
                 self.send(p.StepsAdded(op.seq, (step,), 0.0, engine.pending_display))
                 reason = "picked"
-            elif isinstance(op, p.Switch):
-                undone, added = engine.switch_to(op.path)
-                if undone:
-                    self.send(p.StepsUndone(op.seq, tuple(undone), engine.pending_display))
-                if added:
-                    self.send(p.StepsAdded(op.seq, tuple(added), 0.0, engine.pending_display))
-                reason = "branch"
-            elif isinstance(op, p.Restore):
-                engine.reset(op.prompt, op.settings)
-                engine.switch_to(op.steps)  # the explorer already shows these steps
-                if op.sampler_state is not None:
-                    engine.restore_sampler(op.sampler_state)
-                reason = "restored"
+            elif isinstance(op, p.Restore):  # the explorer already shows these steps
+                engine.restore(op.prompt, op.steps, op.sampler_state, op.settings)
+                reason = op.reason
             elif isinstance(op, p.Replay):
-                engine.replay(op.prompt, list(op.tokens), op.branches)
+                branches = engine.replay(op.prompt, list(op.tokens), op.branches)
                 self.send(p.TurnStarted(op.seq, op.prompt, tuple(engine.prompt_ids)))
+                if branches:
+                    self.send(p.BranchesReplayed(op.seq, tuple(branches)))
                 if engine.steps:
                     self.send(p.StepsAdded(op.seq, tuple(engine.steps), 0.0,
                                            engine.pending_display))
@@ -210,14 +202,9 @@ class Host:
         self.finish(op, reason, produced / elapsed if produced and elapsed > 0 else 0.0)
 
     def finish(self, op, reason: str, rate: float) -> None:
-        from minigpt.host.session import branch_records
-
         engine = self.engine
-        current = tuple(engine.steps)
-        branches = tuple(branch_records(current, engine.branches.alternatives(current)))
         self.send(p.RunFinished(op.seq, reason, self.preview(), len(engine.tokens), rate,
-                                engine.settings, engine.sampler_state(), branches,
-                                engine.label))
+                                engine.sampler_state(), engine.label))
 
     def preview(self):
         try:
@@ -231,7 +218,8 @@ class Host:
         while len(engine.steps) > max(0, keep_steps):
             undone.append(engine.undo())
         if undone:
-            self.send(p.StepsUndone(op.seq, tuple(undone), engine.pending_display))
+            self.send(p.StepsUndone(op.seq, tuple(undone), engine.pending_display,
+                                    engine.sampler_state()))
 
     def generate(self, op: p.Generate, started: float) -> tuple[int, str]:
         engine = self.engine
@@ -308,11 +296,6 @@ class Host:
         finally:
             if loaded is not None:
                 use_threads(self.threads)
-
-    def branches(self, op: p.ListBranches) -> None:
-        engine = self.require_engine()
-        current = tuple(engine.steps)
-        self.send(p.Branches(op.seq, tuple(engine.branches.alternatives(current))))
 
 
 def model_info(loaded) -> p.ModelInfo:

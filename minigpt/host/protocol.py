@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from minigpt.settings import SamplingSettings
 from minigpt.steps import AttentionRows, Completion, Preview, Score, Step, Why
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 # --- ops: explorer → engine ------------------------------------------------------
@@ -71,22 +71,16 @@ class Undo(Op):
 
 
 @dataclass(frozen=True)
-class Switch(Op):
-    """Make a branch (or a prefix of one) the current path, exactly as it was."""
-
-    path: tuple[Step, ...]
-    settings: SamplingSettings
-
-
-@dataclass(frozen=True)
 class Restore(Op):
-    """After an engine restart: the turn the explorer shows, restored exactly (the same
-    steps and candidates, nothing re-sampled) with the sampler where it was."""
+    """The turn the explorer shows, made the engine's sequence exactly (the same steps
+    and candidates, nothing re-sampled) with the sampler where it was: after an engine
+    restart, and to switch to a branch of the explorer's branch tree."""
 
     prompt: str
     steps: tuple[Step, ...]
     sampler_state: bytes | None
     settings: SamplingSettings
+    reason: str = "restored"  # RunFinished's reason: "restored" or "branch"
 
 
 @dataclass(frozen=True)
@@ -137,11 +131,6 @@ class Peek(Op):
 class ScoreText(Op):
     text: str
     exact: bool = False
-
-
-@dataclass(frozen=True)
-class ListBranches(Op):
-    """The paths this turn abandoned (for the branch tree)."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +200,14 @@ class TurnStarted(Reply):
 
 
 @dataclass(frozen=True)
+class BranchesReplayed(Reply):
+    """A reopened turn's branches, their steps computed again (``Replay``), for the
+    explorer's branch tree; the current path follows as ``StepsAdded``."""
+
+    paths: tuple[tuple[Step, ...], ...]
+
+
+@dataclass(frozen=True)
 class StepsAdded(Reply):
     """Steps since the last frame (batched to about 30 per second)."""
 
@@ -225,6 +222,7 @@ class StepsUndone(Reply):
 
     steps: tuple[Step, ...]
     pending: str
+    sampler_state: bytes | None  # when the path was left: a branch resumes from it
 
 
 @dataclass(frozen=True)
@@ -235,9 +233,7 @@ class RunFinished(Reply):
     preview: Preview | None
     position: int  # tokens in the sequence
     tokens_per_second: float
-    settings: SamplingSettings
     sampler_state: bytes | None  # lets a restarted engine continue the same random stream
-    branches: tuple[dict, ...]  # ``session.branch_records`` of the turn
     driver: str = "A"  # which checkpoint chooses the tokens (B after a swap)
 
 
@@ -278,11 +274,6 @@ class Peeked(Reply):
 class Scored(Reply):
     score: Score | None
     error: str = ""
-
-
-@dataclass(frozen=True)
-class Branches(Reply):
-    alternatives: tuple[tuple[Step, ...], ...]
 
 
 @dataclass(frozen=True)
