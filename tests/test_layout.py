@@ -12,7 +12,7 @@ PACKAGES = ("text", "models", "decode", "engine", "host", "cli")
 TORCH_FREE = ("minigpt", "minigpt.errors", "minigpt.settings", "minigpt.steps", "minigpt.paths",
               "minigpt.branches", "minigpt.text", "minigpt.text.tokenizer", "minigpt.host",
               "minigpt.host.protocol", "minigpt.host.session", "minigpt.host.engine_host",
-              "minigpt.cli", "minigpt.cli.main", "minigpt.engine")
+              "minigpt.cli", "minigpt.cli.main", "minigpt.engine", "minigpt.models.hparams")
 
 
 def module_name(path: Path) -> str:
@@ -149,3 +149,22 @@ def test_the_branch_tree_is_the_explorers_alone():
     assert "branches" not in {f.name for f in fields(p.RunFinished)}
     assert "settings" not in {f.name for f in fields(p.RunFinished)}  # the explorer knows them
     assert "minigpt.branches" in graph["tui.app"]
+
+
+def test_a_models_shape_is_typed_inside_and_the_books_dict_in_files(tiny_hp):
+    """``HParams`` (vocab_size, not max_token_value) inside the code; a book dict in, the
+    same dict out; no module reads the book's key for the vocabulary but the translator
+    and the file formats (which read and fill the dict as the book writes it)."""
+    from minigpt.model import Model
+    from minigpt.models.hparams import HParams
+
+    hp = HParams.from_book(tiny_hp)
+    shape = ("d_model", "context_length", "num_blocks", "num_heads", "max_token_value",
+             "dropout")
+    assert hp.vocab_size == tiny_hp["max_token_value"]
+    assert hp.book_dict() == {k: tiny_hp[k] for k in shape}  # a training run's extras aside
+    assert HParams.from_book(hp.book_dict()) == hp
+    assert Model(tiny_hp).hparams == hp == Model(hp).hparams
+    readers = [path for path in (ROOT / "minigpt").rglob("*.py")
+               if '["max_token_value"]' in path.read_text(encoding="utf-8")]
+    assert sorted(p.name for p in readers) == ["formats.py", "hparams.py"], readers

@@ -96,8 +96,8 @@ class BookDecoder(EagerDecoder):
     """``last_logits(window_ids) -> [V]`` for a book ``Model``, with a KV cache."""
 
     def __init__(self, model: Model):
-        super().__init__(model.context_length)
-        self.vocab_size = model.max_token_value
+        super().__init__(model.hparams.context_length)
+        self.vocab_size = model.hparams.vocab_size
         self.num_heads = model.num_heads
         self.d_model = model.d_model
         self.head_size = self.d_model // self.num_heads

@@ -80,7 +80,7 @@ class Other:
     def __init__(self, model: torch.nn.Module, label: str):
         self.model = model
         self.decoder = make_decoder(model)
-        self.context_length = int(model.context_length)
+        self.context_length = model.hparams.context_length
         self.label = label
 
     def logits(self, tokens: list[int]) -> torch.Tensor:

@@ -36,12 +36,10 @@ class Engine(InsightsMixin):
         self.model = model
         self.tokenizer = tokenizer
         self.settings = settings or SamplingSettings()
-        self.vocab_size = int(model.max_token_value)
+        self.vocab_size = model.hparams.vocab_size
         # The first edition embeds one id more than it can output.
-        embedding = getattr(model, "token_embedding_lookup_table", None)
-        self.prompt_vocab_size = embedding.num_embeddings if embedding is not None \
-            else self.vocab_size
-        self.context_length = int(model.context_length)
+        self.prompt_vocab_size = model.hparams.prompt_vocab_size
+        self.context_length = model.hparams.context_length
         self.device = next(model.parameters()).device
         self.decoder: Decoder = decoder if decoder is not None else make_decoder(model)
         self.prompt = ""

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from minigpt.models.hparams import HParams
+
 
 def sinusoidal_table(context_length: int, d_model: int) -> torch.Tensor:
     """[C, d] sinusoidal positions, computed exactly as the book does (float32)."""
@@ -89,25 +91,23 @@ class TransformerBlock(nn.Module):
 
 
 class Model(nn.Module):
-    """``Model(h_params)``: needs ``d_model, context_length, num_blocks, num_heads,
-    max_token_value``; ``dropout`` defaults to 0, ``embedding_rows`` to max_token_value."""
+    """``Model(h_params)``: the book's dict (``d_model, context_length, num_blocks,
+    num_heads, max_token_value``; ``dropout`` defaults to 0, ``embedding_rows`` to
+    max_token_value) or an ``HParams``."""
 
-    def __init__(self, h_params: dict):
+    def __init__(self, h_params: dict | HParams):
         super().__init__()
-        self.h_params = dict(h_params)
-        self.d_model = int(h_params["d_model"])
-        self.context_length = int(h_params["context_length"])
-        self.num_blocks = int(h_params["num_blocks"])
-        self.num_heads = int(h_params["num_heads"])
-        self.max_token_value = int(h_params["max_token_value"])
-        dropout = float(h_params.get("dropout", 0.0))
+        hp = self.hparams = HParams.of(h_params)
+        self.h_params = hp.book_dict() if isinstance(h_params, HParams) else dict(h_params)
+        self.d_model, self.context_length = hp.d_model, hp.context_length
+        self.num_blocks, self.num_heads = hp.num_blocks, hp.num_heads
+        self.max_token_value = hp.vocab_size  # the book's name for it
 
         d, C = self.d_model, self.context_length
         # The first edition's embedding has one row more than the output layer.
-        rows = int(h_params.get("embedding_rows", self.max_token_value))
-        self.token_embedding_lookup_table = nn.Embedding(rows, d)
+        self.token_embedding_lookup_table = nn.Embedding(hp.prompt_vocab_size, d)
         self.transformer_blocks = nn.Sequential(
-            *[TransformerBlock(d, self.num_heads, C, dropout) for _ in range(self.num_blocks)],
+            *[TransformerBlock(d, self.num_heads, C, hp.dropout) for _ in range(self.num_blocks)],
             nn.LayerNorm(d),
         )
         self.model_out_linear_layer = nn.Linear(d, self.max_token_value)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from minigpt.models.devices import resolve_device, resolve_dtype
+from minigpt.models.hparams import HParams
 from minigpt.errors import CheckpointError, MiniGPTError, SettingsError, TokenizerError, clip
 from minigpt.models.formats import detect_format
 from minigpt.paths import require_regular_file
@@ -32,7 +33,7 @@ class LoadedModel:
     """What ``load`` returns; everything the engine, CLI and TUI need."""
 
     model: torch.nn.Module
-    h_params: dict
+    h_params: dict  # as the file holds them (inspect shows them so)
     tokenizer: Tokenizer
     format: str  # human name of the detected layout
     device: torch.device
@@ -42,12 +43,16 @@ class LoadedModel:
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)  # as stored
 
     @property
+    def hparams(self) -> HParams:
+        return self.model.hparams
+
+    @property
     def vocab_size(self) -> int:
-        return int(self.h_params["max_token_value"])
+        return self.hparams.vocab_size
 
     @property
     def context_length(self) -> int:
-        return int(self.h_params["context_length"])
+        return self.hparams.context_length
 
     @property
     def num_parameters(self) -> int:
@@ -238,7 +243,7 @@ def load(path: str | os.PathLike, device: str = "auto",
         if tokenizer is None or isinstance(tokenizer, str):
             try:
                 tokenizer = resolve_tokenizer(tokenizer, layout.tokenizer,
-                                              int(layout.h_params["max_token_value"]),
+                                              layout.hparams.vocab_size,
                                               Path(path), layout.dataset)
             except TokenizerError as exc:
                 if need_tokenizer:

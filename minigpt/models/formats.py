@@ -11,6 +11,7 @@ import torch
 
 from minigpt.errors import CheckpointError
 from minigpt.models.book import Model
+from minigpt.models.hparams import HParams
 
 BOOK_REQUIRED = ("d_model", "context_length", "num_blocks", "num_heads", "max_token_value")
 SUPPORTED = ("book train.py {'model_state_dict', 'h_params'}", "bare book state dict",
@@ -21,22 +22,26 @@ SUPPORTED = ("book train.py {'model_state_dict', 'h_params'}", "bare book state 
 @dataclass
 class Layout:
     name: str
-    h_params: dict
+    h_params: dict  # as the file holds them (the book's dict, extra keys included)
     state_dict: dict[str, torch.Tensor]
-    make_model: Callable[[dict], torch.nn.Module]
+    make_model: Callable[[HParams], torch.nn.Module]
     inferred: list[str] = field(default_factory=list)
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)
     tokenizer: str = "cl100k_base"  # or "nanogpt": meta.pkl / gpt2, see minigpt.text.vocab
     dataset: str | None = None
+
+    @property
+    def hparams(self) -> HParams:
+        return HParams.from_book(self.h_params)
 
     def build_model(self) -> torch.nn.Module:
         # Absurd h_params allocate nothing: every size the model is built with must be a
         # size of a tensor really in the file (and those hold all their elements, see
         # checkpoint.check_tensor_storage). Cheaper than building on the meta device,
         # which imports torch._dynamo (about 2 s) just to check shapes.
-        check_dimensions(self.h_params, self.state_dict)
+        check_dimensions(self.hparams, self.state_dict)
         check_allocation(self)
-        model = self.make_model(self.h_params)
+        model = self.make_model(self.h_params)  # the file's dict: model.h_params keeps it
         check_state_dict(model, self.state_dict)
         model.load_state_dict(self.state_dict, strict=True)
         return model
@@ -51,15 +56,16 @@ def as_float32(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
 
 
-def check_dimensions(hp: dict, sd: dict[str, torch.Tensor]) -> None:
+def check_dimensions(hp: HParams, sd: dict[str, torch.Tensor]) -> None:
     sizes = {size for tensor in sd.values() for size in tensor.shape}
-    for key in ("d_model", "context_length", "max_token_value"):
-        if hp[key] not in sizes:
-            raise CheckpointError(f"h_params[{key!r}] = {hp[key]} is the size of no tensor in "
+    for key, value in (("d_model", hp.d_model), ("context_length", hp.context_length),
+                       ("max_token_value", hp.vocab_size)):
+        if value not in sizes:
+            raise CheckpointError(f"h_params[{key!r}] = {value} is the size of no tensor in "
                                   "the file: the h_params do not describe these weights")
-    if hp["num_blocks"] > len(sd) or hp["num_heads"] > hp["d_model"]:
-        raise CheckpointError(f"h_params claim {hp['num_blocks']} blocks of "
-                              f"{hp['num_heads']} heads: more than the file holds")
+    if hp.num_blocks > len(sd) or hp.num_heads > hp.d_model:
+        raise CheckpointError(f"h_params claim {hp.num_blocks} blocks of "
+                              f"{hp.num_heads} heads: more than the file holds")
 
 
 ALLOCATION_SLACK = 2**26  # elements (256 MB as float32) a model may build beyond its file's
@@ -70,11 +76,11 @@ def check_allocation(layout: Layout) -> None:
     position table — must be of the order of the tensors the file holds: an unused
     [30000] tensor let context_length 30000 pass ``check_dimensions``, and the masks
     took every byte of the machine before the shapes were compared."""
-    hp = layout.h_params
-    C, d = hp["context_length"], hp["d_model"]
+    hp = layout.hparams
+    C, d = hp.context_length, hp.d_model
     built = C * d  # position table (or wpe)
     if layout.make_model is Model:
-        built += hp["num_blocks"] * hp["num_heads"] * C * C
+        built += hp.num_blocks * hp.num_heads * C * C
     held = sum(t.numel() for t in layout.state_dict.values())
     if built > 2 * held + ALLOCATION_SLACK:
         raise CheckpointError(

@@ -8,6 +8,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from minigpt.decode.base import EagerDecoder
+from minigpt.models.hparams import HParams
 from minigpt.decode.decoder import (add_linear_, common_prefix_length, kv_cache, last_row_attention,
                       new_positions_attention, output_weight_by_columns, visible_bias)
 
@@ -66,19 +67,20 @@ class Block(nn.Module):
 class NanoGPT(nn.Module):
     """``NanoGPT(h_params)`` with the book's h_params names mapped from ``model_args``."""
 
-    def __init__(self, h_params: dict):
+    def __init__(self, h_params: dict | HParams):
         super().__init__()
-        self.h_params = dict(h_params)
-        d, V = int(h_params["d_model"]), int(h_params["max_token_value"])
+        hp = self.hparams = HParams.of(h_params)
+        self.h_params = hp.book_dict() if isinstance(h_params, HParams) else dict(h_params)
+        d, V = hp.d_model, hp.vocab_size
         self.d_model, self.max_token_value = d, V
-        self.context_length = int(h_params["context_length"])
-        self.num_heads = int(h_params["num_heads"])
-        bias = bool(h_params.get("bias", True))
+        self.context_length = hp.context_length
+        self.num_heads = hp.num_heads
+        bias = hp.bias
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(V, d),
             wpe=nn.Embedding(self.context_length, d),
             h=nn.ModuleList([Block(d, self.num_heads, bias)
-                             for _ in range(int(h_params["num_blocks"]))]),
+                             for _ in range(hp.num_blocks)]),
             ln_f=LayerNorm(d, bias),
         ))
         self.lm_head = nn.Linear(d, V, bias=False)
@@ -112,7 +114,7 @@ class NanoGPTDecoder(EagerDecoder):
     """``last_logits(window_ids) -> [V]`` with a KV cache, as ``minigpt.decode.decoder.BookDecoder``."""
 
     def __init__(self, model: NanoGPT):
-        super().__init__(model.context_length)
+        super().__init__(model.hparams.context_length)
         self.model = model
         self.num_heads = model.num_heads
         self.head_size = model.d_model // model.num_heads
