@@ -59,7 +59,7 @@ def test_every_op_gets_one_op_done_in_order(harness):
     seqs = [harness.send(p.Generate, prompt="hello", count=3, settings=SETTINGS),
             harness.send(p.Undo, settings=SETTINGS),
             harness.send(p.Take, rank=2, keep_steps=None, settings=SETTINGS),
-            harness.send(p.Explain, step_index=None, settings=SETTINGS),
+            harness.send(p.AskWhy, step_index=None, settings=SETTINGS),
             harness.send(p.Peek, settings=SETTINGS)]
     replies = harness.replies_until(seqs[-1])
     done = [r.seq for r in replies if isinstance(r, p.OpDone)]
@@ -116,11 +116,11 @@ def test_an_insight_request_behind_a_newer_one_is_skipped_but_answered(harness):
     run = harness.send(p.Generate, prompt="hello", count=None, settings=SETTINGS)
     while not steps_of([harness.ours.recv()], run):  # the engine is busy: requests queue
         pass
-    first = harness.send(p.Explain, step_index=1, settings=SETTINGS)
-    second = harness.send(p.Explain, step_index=2, settings=SETTINGS)
+    first = harness.send(p.AskWhy, step_index=1, settings=SETTINGS)
+    second = harness.send(p.AskWhy, step_index=2, settings=SETTINGS)
     harness.stop_runs.value = run
     replies = harness.replies_until(second)
-    assert [r.seq for r in replies if isinstance(r, p.Explained)] == [second]
+    assert [r.seq for r in replies if isinstance(r, p.WhyAnswered)] == [second]
     assert [r.seq for r in replies if isinstance(r, p.OpDone)] == [run, first, second]
 
 

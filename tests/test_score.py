@@ -188,7 +188,7 @@ def test_trace_score_and_why_agree_on_every_probability(tiny_loaded):
     engine = Engine.from_loaded(tiny_loaded, SamplingSettings(temperature=1.0))
     engine.reset(tiny_loaded.tokenizer.decode(ids[:1]))
     for token in scored.tokens:
-        why = engine.explain(None, SamplingSettings(temperature=1.0))
+        why = engine.why(None, SamplingSettings(temperature=1.0))
         step = engine.step(token.id)
         assert abs(step.chosen.prob - token.prob) < 1e-6
         raw = {row.id: row.raw for row in why.rows}

@@ -127,7 +127,7 @@ def shipped_tui(monkeypatch, engine_client):
                                        device="cpu", client=engine_client)
 
 
-def test_shipped_model_explained(snap_compare, shipped_tui):
+def test_shipped_model_why(snap_compare, shipped_tui):
     """For the README: a brand, one step, the byte pieces completed and the why panel."""
     async def explore(pilot):
         from textual.widgets import Input

@@ -29,7 +29,7 @@ async def test_w_toggles_the_panel_for_the_next_token(make_tui, tiny_loaded):
         await settle(app, pilot)
         assert panel.display
         title, why, settings = panel.shown
-        expected = mirror_engine(tiny_loaded, app).explain(
+        expected = mirror_engine(tiny_loaded, app).why(
             None, SamplingSettings(temperature=0.7, top_k=3))
         assert_close(why, expected)
         assert title == "step 7 · next token"
@@ -44,7 +44,7 @@ async def test_w_toggles_the_panel_for_the_next_token(make_tui, tiny_loaded):
 
 async def test_sidebar_knobs_redraw_it_at_once(make_tui, tiny_loaded):
     """(That the engine redraws from cached logits, running no model, is tested on the
-    engine itself in test_explain.)"""
+    engine itself in test_why.)"""
     app = make_tui(max_new_tokens=4, temperature=1.0)
     async with app.run_test(size=(120, 40)) as pilot:
         await start(app, pilot)
@@ -58,14 +58,14 @@ async def test_sidebar_knobs_redraw_it_at_once(make_tui, tiny_loaded):
         assert settings.temperature == 0.3
         assert [r.raw for r in after.rows] == [r.raw for r in before.rows]  # same logits
         assert after.rows[0].tempered > before.rows[0].tempered  # sharper at T 0.3
-        assert_close(after, mirror_engine(tiny_loaded, app).explain(
+        assert_close(after, mirror_engine(tiny_loaded, app).why(
             None, SamplingSettings(temperature=0.3, max_new_tokens=4)))
         app.query_one("#knob-top_p", Input).value = "0.5"
         await settle(app, pilot)
         assert app.query_one(WhyPanel).shown[2].top_p == 0.5
 
 
-async def test_browsing_past_steps_explains_that_step(make_tui):
+async def test_browsing_past_steps_shows_why_for_that_step(make_tui):
     app = make_tui(max_new_tokens=5, temperature=0.8)
     async with app.run_test(size=(120, 40)) as pilot:
         await start(app, pilot)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from textual.reactive import reactive
 
-from minigpt.host.protocol import Attend, Attended, Complete, Completed, Explain, Explained
+from minigpt.host.protocol import Attend, Attended, Complete, Completed, AskWhy, WhyAnswered
 
 from .attention import AttentionStrip
 from .why import WhyPanel
@@ -124,7 +124,7 @@ class PanelsMixin:
     def action_attention_layer(self, delta: int) -> None:
         self.query_one(AttentionStrip).layer_index += delta
 
-    def got_explained(self, message: Explained) -> None:
+    def got_why(self, message: WhyAnswered) -> None:
         if message.seq != self.why_request:
             return  # the knobs or the step changed since
         self.query_one(WhyPanel).show(self.step_title(message.step_index), message.why,
@@ -159,7 +159,7 @@ class PanelsMixin:
         """Ask the worker for the shown step's breakdown (cached logits: no model run)."""
         if not self.why_shown:
             return
-        self.why_request = self.send(Explain, step_index=self.view_step,
+        self.why_request = self.send(AskWhy, step_index=self.view_step,
                                      settings=self.settings) or 0
 
     def action_toggle_complete(self) -> None:

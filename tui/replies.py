@@ -54,7 +54,7 @@ class RepliesMixin:
             p.LoadFailed: self.got_load_failed, p.TurnStarted: self.got_turn_started,
             p.StepsAdded: self.got_steps_added,
             p.StepsUndone: self.got_steps_undone, p.RunFinished: self.got_run_finished,
-            p.RunFailed: self.got_run_failed, p.Explained: self.got_explained,
+            p.RunFailed: self.got_run_failed, p.WhyAnswered: self.got_why,
             p.Completed: self.got_completed, p.Attended: self.got_attended,
             p.Scored: self.got_scored, p.Peeked: self.got_peeked,
             p.BranchesReplayed: self.got_branches_replayed, p.OpDone: self.got_op_done,

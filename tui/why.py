@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widgets import Static
 
 from minigpt.settings import SamplingSettings
@@ -19,16 +20,35 @@ def knobs_text(s: SamplingSettings) -> str:
 
 class WhyPanel(Static):
     """Raw probability (T = 1), after penalty and temperature, kept by top-k/top-p,
-    renormalised; the entropy and exp(H). Redrawn from cached logits by the worker."""
+    renormalised; the entropy and exp(H). The app routes the engine's answers here; the
+    panel keeps what it shows and draws it."""
 
-    shown: tuple[str, Why | None, SamplingSettings] | None = None  # what is on screen
+    # (title, breakdown, the knobs it was computed with); title "paused" while streaming
+    shown: reactive[tuple[str, Why | None, SamplingSettings] | None] = \
+        reactive(None, init=False, always_update=True)
+    error = ""  # why there is no breakdown (with ``shown[1]`` None)
 
     def show(self, title: str, why: Why | None, settings: SamplingSettings,
              error: str = "") -> None:
+        self.error = error
         self.shown = (title, why, settings)
+
+    def pause(self) -> None:
+        """Tokens are streaming: a breakdown on show would be an older step's."""
+        self.error = ""
+        self.shown = ("paused", None, self.shown[2] if self.shown else SamplingSettings())
+
+    def watch_shown(self, shown) -> None:
+        title, why, settings = shown
+        if title == "paused":
+            self.update(Group(Text("why · paused while tokens stream", style="bold"),
+                              Text("it shows the next token when the run stops (esc stops it)",
+                                   style="dim")))
+            return
+        error = self.error
         heading = Text.assemble((f"why {title}", "bold"), (f" · {knobs_text(settings)}", "dim"))
         if why is None:
-            self.update(Group(heading, Text(error or "nothing to explain yet", style="dim")))
+            self.update(Group(heading, Text(error or "nothing to show yet", style="dim")))
             return
         table = Table(box=None, pad_edge=False, show_edge=False, expand=False)
         for name in ("#", "token", "id", "raw", "÷T", "kept", "final"):
@@ -44,10 +64,3 @@ class WhyPanel(Static):
                        f"raw, T 1  H {why.raw_entropy:.2f} nats, exp(H) "
                        f"{why.raw_effective_vocab:,.1f} · of {why.vocab_size:,}", style="dim")
         self.update(Group(heading, table, summary))
-
-    def pause(self) -> None:
-        """Tokens are streaming: a breakdown on show would be an older step's."""
-        self.shown = ("paused", None, self.shown[2] if self.shown else SamplingSettings())
-        self.update(Group(Text("why · paused while tokens stream", style="bold"),
-                          Text("it shows the next token when the run stops (esc stops it)",
-                               style="dim")))

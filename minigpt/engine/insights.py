@@ -1,5 +1,5 @@
 """The engine's read-only views of a past step or the next token: the logits that
-predicted it, why it was chosen (``minigpt.engine.explain``), what byte-piece candidates
+predicted it, why it was chosen (``minigpt.engine.why``), what byte-piece candidates
 complete to (``minigpt.engine.lookahead``) and the attention of its position."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import torch
 
-from minigpt.engine import explain
+from minigpt.engine import why as why_stages
 from minigpt.engine import lookahead
 from minigpt.decode.base import Decoder
 from minigpt.errors import GenerationError, PromptError
 from minigpt.settings import SamplingSettings
-from minigpt.steps import AttentionRows
+from minigpt.steps import AttentionRows, Why
 from minigpt.text.tokenizer import token_display
 
 PAST_LOGITS_KEPT = 64  # logits of looked-at past steps, for redraws without the model
@@ -27,7 +27,7 @@ class InsightsMixin:
         """Logits [V] that predicted the token at ``position`` (``len(tokens)``: the next
         one). Past positions run the model once, then come from a small cache."""
         if not self.tokens:
-            raise PromptError("nothing to explain yet: give a prompt first")
+            raise PromptError("nothing to show yet: give a prompt first")
         if not 1 <= position <= len(self.tokens):
             raise PromptError(f"no step predicts position {position}")
         if position == len(self.tokens):
@@ -43,15 +43,15 @@ class InsightsMixin:
             self._past_logits[position] = logits
         return logits
 
-    def explain(self, step_index: int | None = None,
-                settings: SamplingSettings | None = None) -> explain.Why:
+    def why(self, step_index: int | None = None,
+                settings: SamplingSettings | None = None) -> Why:
         """Why-this-token breakdown for a past step (1-based) or, with None, the next one."""
         position = len(self.tokens) if step_index is None else \
             self._step_position(step_index)
         context = torch.tensor(self.tokens[:position][-self.context_length:],
                                device=self.device)
         with torch.inference_mode():
-            why = explain.why(self.logits_at(position), settings or self.settings, context)
+            why = why_stages.why(self.logits_at(position), settings or self.settings, context)
         return replace(why, rows=tuple(replace(row, text=self.display(row.id))
                                        for row in why.rows))
 

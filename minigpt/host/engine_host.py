@@ -66,7 +66,7 @@ class Host:
             p.Open: self.open, p.Generate: self.engine_op, p.Take: self.engine_op,
             p.Undo: self.engine_op, p.Restore: self.engine_op,
             p.Replay: self.engine_op,
-            p.Explain: self.explain, p.Complete: self.complete, p.Attend: self.attend,
+            p.AskWhy: self.why, p.Complete: self.complete, p.Attend: self.attend,
             p.Peek: self.peek,
             p.ScoreText: self.score, p.SwapModels: self.swap,
             p.Shutdown: lambda op: None,
@@ -255,12 +255,12 @@ class Host:
         self.require_engine().set_settings(op.settings)
         self.send(p.Peeked(op.seq, self.preview()))
 
-    def explain(self, op: p.Explain) -> None:
+    def why(self, op: p.AskWhy) -> None:
         try:
-            why = self.require_engine().explain(op.step_index, op.settings)
-            self.send(p.Explained(op.seq, op.step_index, why, op.settings))
+            why = self.require_engine().why(op.step_index, op.settings)
+            self.send(p.WhyAnswered(op.seq, op.step_index, why, op.settings))
         except MiniGPTError as exc:
-            self.send(p.Explained(op.seq, op.step_index, None, op.settings, str(exc)))
+            self.send(p.WhyAnswered(op.seq, op.step_index, None, op.settings, str(exc)))
 
     def complete(self, op: p.Complete) -> None:
         try:

@@ -95,7 +95,7 @@ class Replay(Op):
 
 
 @dataclass(frozen=True)
-class Explain(Op):
+class AskWhy(Op):
     """Why-this-token for a past step (1-based) or, with None, the next token."""
 
     step_index: int | None
@@ -147,7 +147,7 @@ class Shutdown(Op):
 
 # Ops that only read the engine; a newer one of the same kind makes an older, still
 # queued one pointless (the explorer shows only the answer to its latest request).
-INSIGHTS = (Explain, Complete, Attend, Peek)
+INSIGHTS = (AskWhy, Complete, Attend, Peek)
 
 
 # --- replies: engine → explorer --------------------------------------------------
@@ -245,7 +245,7 @@ class RunFailed(Reply):
 
 
 @dataclass(frozen=True)
-class Explained(Reply):
+class WhyAnswered(Reply):
     step_index: int | None  # None: the next token
     why: Why | None
     settings: SamplingSettings

@@ -93,7 +93,7 @@ def test_every_stage_matches_plain_math(book, engine, T, k, p):
             engine.steps[step_index - 1].position
         ref_logits = book_logits(sd, hp, engine.tokens[:position])[-1]
         raw, tempered, kept, final = reference_stages(ref_logits, T, k, p)
-        result = engine.explain(step_index, settings)
+        result = engine.why(step_index, settings)
         ids = [r.id for r in result.rows]
         assert ids == ref_logits.topk(5).indices.tolist()
         assert [r.raw for r in result.rows] == pytest.approx(raw[ids].tolist(), abs=1e-5)
@@ -110,7 +110,7 @@ def test_every_stage_matches_plain_math(book, engine, T, k, p):
 def test_past_step_agrees_with_what_was_shown_then(engine):
     steps = list(engine.run(5))
     for step in steps:
-        rows = engine.explain(step.index).rows
+        rows = engine.why(step.index).rows
         assert [r.id for r in rows] == [c.id for c in step.candidates]
         assert [r.tempered for r in rows] == pytest.approx([c.prob for c in step.candidates],
                                                            abs=1e-5)
@@ -121,31 +121,31 @@ def test_new_knobs_redraw_from_cached_logits_without_the_model(engine, monkeypat
     calls = []
     real = engine.decoder.last_logits
     monkeypatch.setattr(engine.decoder, "last_logits", lambda ids: calls.append(1) or real(ids))
-    engine.explain(2)
-    engine.explain(None)
+    engine.why(2)
+    engine.why(None)
     assert len(calls) == 2  # each step's logits computed once
     for T in (0.2, 1.0, 3.0, 0):
         for k in (None, 2):
-            engine.explain(2, SamplingSettings(temperature=T, top_k=k, top_p=0.8))
-            engine.explain(None, SamplingSettings(temperature=T, top_k=k))
+            engine.why(2, SamplingSettings(temperature=T, top_k=k, top_p=0.8))
+            engine.why(None, SamplingSettings(temperature=T, top_k=k))
     assert len(calls) == 2
     engine.step()  # sampled from the cached next-token logits: no model run
-    engine.explain(2, SamplingSettings(temperature=0.4))
+    engine.why(2, SamplingSettings(temperature=0.4))
     assert len(calls) == 2
-    engine.explain(None)  # the token after it is new
+    engine.why(None)  # the token after it is new
     assert len(calls) == 3
 
 
 def test_undo_forgets_logits_that_no_longer_apply(engine):
     list(engine.run(4))
-    before = engine.explain(4).rows
+    before = engine.why(4).rows
     engine.undo()
     engine.undo()
     engine.step(before[-1].id)  # a different token at step 3
     engine.step()
-    after = engine.explain(4).rows
+    after = engine.why(4).rows
     assert [r.raw for r in after] != [r.raw for r in before]
-    assert [r.id for r in engine.explain(4).rows] == [c.id for c in engine.steps[3].candidates]
+    assert [r.id for r in engine.why(4).rows] == [c.id for c in engine.steps[3].candidates]
 
 
 def test_repetition_penalty_comes_before_temperature_and_not_into_raw(book, engine):
@@ -156,8 +156,8 @@ def test_repetition_penalty_comes_before_temperature_and_not_into_raw(book, engi
     penalised[seen] = torch.where(logits[seen] > 0, logits[seen] / 3, logits[seen] * 3)
     raw = torch.softmax(logits, -1)
     _, tempered, _, _ = reference_stages(penalised, 0.8, None, None)
-    result = engine.explain(None, SamplingSettings(temperature=0.8, repetition_penalty=3.0))
-    plain = engine.explain(None, SamplingSettings(temperature=0.8))
+    result = engine.why(None, SamplingSettings(temperature=0.8, repetition_penalty=3.0))
+    plain = engine.why(None, SamplingSettings(temperature=0.8))
     ids = [r.id for r in result.rows]
     assert ids == penalised.topk(5).indices.tolist()
     assert [r.tempered for r in result.rows] == pytest.approx(tempered[ids].tolist(), abs=1e-5)
@@ -167,7 +167,7 @@ def test_repetition_penalty_comes_before_temperature_and_not_into_raw(book, engi
 
 def test_no_step_and_no_prompt_are_clear_errors(engine):
     with pytest.raises(PromptError, match="no step 3"):
-        engine.explain(3)
+        engine.why(3)
     fresh = Engine(engine.model, engine.tokenizer)
     with pytest.raises(PromptError):
-        fresh.explain()
+        fresh.why()
