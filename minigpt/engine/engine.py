@@ -160,7 +160,7 @@ class Engine(InsightsMixin):
     def _candidate(self, token_id: int, prob: float, kept: bool) -> Candidate:
         shown = self._shown.get(token_id)
         if shown is None:  # (display, partial, special): a token's are fixed, and each step
-            piece = self.tokenizer.token_bytes(token_id)  # shows six; 50 µs of a GPU step
+            piece = self.tokenizer.token_bytes(token_id)  # shows six: worth caching
             shown = self._shown[token_id] = (token_display(token_id, piece), is_partial(piece),
                                              not piece)
         return Candidate(token_id, shown[0], prob, kept, shown[1], shown[2])

@@ -76,9 +76,9 @@ def filtered_probs(probs: torch.Tensor, keep: torch.Tensor | None) -> torch.Tens
 def choose(probs: torch.Tensor, greedy: bool, generator: torch.Generator | None) -> torch.Tensor:
     """One token id as a 0-d tensor (stays on device: no host sync here).
 
-    Sampling inverts the cumulative distribution with one uniform draw:
-    ``torch.multinomial`` over 100k categories took 3.7 ms a token on a CPU (more than
-    the model), this takes 0.2 ms. Zero-probability tokens are never drawn."""
+    Sampling inverts the cumulative distribution with one uniform draw, far cheaper than
+    ``torch.multinomial`` over 100k categories (figures: benchmarks/bench_generate.py).
+    Zero-probability tokens are never drawn."""
     if greedy:
         return probs.argmax()
     cdf = torch.cumsum(probs, 0, dtype=torch.float64)
@@ -111,8 +111,8 @@ def distribution(logits: torch.Tensor, temperature: float, top_k: int | None,
 
 def top_n(z: torch.Tensor, n: int, columns: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """(values, ids) of the ``n`` largest of ``z`` [V], in two stages: the top ``n`` of
-    each row of ``columns``, then of those. The same set as ``torch.topk(z, n)``, but
-    on cuda a single topk over 100k values was 50 µs, most of a greedy step's tail."""
+    each row of ``columns``, then of those. The same set as ``torch.topk(z, n)``, but a
+    single CUDA topk over 100k values is most of a greedy step's tail."""
     size = z.numel()
     n = min(n, size)
     rows = -(-size // columns)
