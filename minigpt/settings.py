@@ -25,6 +25,7 @@ class SamplingSettings:
     repetition_penalty: float = 1.0
     max_new_tokens: int = 200
     seed: int | None = 1337
+    ignore_eos: bool = False  # a run goes on past the model's end-of-sequence token
 
     def __post_init__(self) -> None:
         validate(self)
@@ -39,6 +40,8 @@ def _finite(name: str, value: float) -> None:
 
 
 def validate(s: SamplingSettings) -> None:
+    if not isinstance(s.ignore_eos, bool):
+        raise SettingsError(f"ignore_eos must be true or false, got {s.ignore_eos!r}")
     _finite("temperature", s.temperature)
     if s.temperature < 0:
         raise SettingsError(f"temperature must be ≥ 0 (0 means greedy), got {s.temperature}")

@@ -32,6 +32,9 @@ class Chars:
     def encode(self, text):
         return [ord(c) % 500 for c in text]
 
+    def special_name(self, i):
+        return None
+
     def token_bytes(self, i):
         return chr(0x41 + i % 26).encode()
 

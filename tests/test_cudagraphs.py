@@ -26,6 +26,9 @@ class ToyTokenizer:
     def encode(self, text):
         return [ord(c) % min(self.n_vocab, 250) for c in text]
 
+    def special_name(self, i):
+        return None
+
     def token_bytes(self, i):
         return bytes([i % 128])
 

@@ -174,6 +174,9 @@ def test_ids_without_bytes_show_a_placeholder_everywhere(tiny_loaded):
         def encode(self, text):
             return tiny_loaded.tokenizer.encode(text)
 
+        def special_name(self, token_id):
+            return None
+
         def token_bytes(self, token_id):
             return b"" if token_id == 77 else tiny_loaded.tokenizer.token_bytes(token_id)
 

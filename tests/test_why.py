@@ -65,6 +65,9 @@ class CharTokenizer:
     def encode(self, text):
         return [ord(c) % VOCAB for c in text]
 
+    def special_name(self, token_id):
+        return None
+
     def token_bytes(self, token_id):
         return chr(token_id + 0x20).encode()
 

@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             path = path.resolve()
     app = make_app(path, settings, session, resumed, device=args.device,
                    tokenizer=args.tokenizer, skipped_lines=skipped, threads=args.threads,
-                   compare=args.compare, dtype=args.dtype, opening_note=note)
+                   compare=args.compare, dtype=args.dtype, opening_note=note,
+                   window=args.window)
     app.older_unread = older
     app.run()
     if app.load_error:  # the model did not load: nothing to explore

@@ -96,9 +96,11 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMi
                  device: str = "auto", tokenizer: str | None = None,
                  client: EngineClient | None = None, skipped_lines: int = 0,
                  threads: int | None = None, compare: str | Path | None = None,
-                 dtype: str = "float32", opening_note: str | None = None):
+                 dtype: str = "float32", opening_note: str | None = None,
+                 window: int | None = None):
         super().__init__()
         self.opening_note = opening_note  # said once the model is ready (which file)
+        self.window = window  # a Hugging Face model's KV-cache window (--window)
         self.threads = threads
         self.compare = str(compare) if compare else None  # as written, for the header
         self.compare_path = os.path.abspath(compare) if compare else None
@@ -201,7 +203,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMi
         self.engine_state = "loading"
         self.send(p.Open, path=self.checkpoint_path, device=self.device, dtype=self.dtype,
                   tokenizer=self.tokenizer, settings=self.settings, threads=self.threads,
-                  compare=self.compare_path)
+                  compare=self.compare_path, window=self.window)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_WIDTH, "narrow")
@@ -375,7 +377,8 @@ def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              device: str = "auto", tokenizer: str | None = None,
              client: EngineClient | None = None, skipped_lines: int = 0,
              threads: int | None = None, compare: str | Path | None = None,
-             dtype: str = "float32", opening_note: str | None = None) -> MiniGPTApp:
+             dtype: str = "float32", opening_note: str | None = None,
+             window: int | None = None) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
-                      skipped_lines, threads, compare, dtype, opening_note)
+                      skipped_lines, threads, compare, dtype, opening_note, window)

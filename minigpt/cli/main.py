@@ -66,6 +66,8 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
                    metavar="R", help="1 = off (default)")
     p.add_argument("--seed", type=positive_int, default=d.seed, metavar="S",
                    help="same seed + same device = same tokens (default %(default)s)")
+    p.add_argument("--ignore-eos", action="store_true",
+                   help="go on past the model's end-of-sequence token (Hugging Face models)")
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -85,15 +87,26 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for torch (default: 1 for decoding small models, "
                         "measured fastest; more for scoring)")
     p.add_argument("--tokenizer", default=None, metavar="NAME|FILE",
-                   help="vocabulary: cl100k_base (book default), a .tiktoken file, or a "
-                        "nanoGPT meta.pkl")
+                   help="vocabulary: cl100k_base (book default), a .tiktoken file, a "
+                        "nanoGPT meta.pkl, or a tokenizer.json")
+    p.add_argument("--window", type=positive_int, default=None, metavar="N",
+                   help="a Hugging Face model's KV-cache window (default: its positions, "
+                        "at most 4096)")
 
 
 def settings_from(args: argparse.Namespace) -> SamplingSettings:
     return SamplingSettings(
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         repetition_penalty=args.repetition_penalty, max_new_tokens=args.max_new_tokens,
-        seed=args.seed)
+        seed=args.seed, ignore_eos=args.ignore_eos)
+
+
+def load_from(path, args: argparse.Namespace, **options):
+    """``load`` with the command line's device, dtype, tokenizer and window."""
+    from minigpt.models.checkpoint import load
+
+    return load(path, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype,
+                window=args.window, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,13 +168,11 @@ def checkpoint_of(args: argparse.Namespace) -> Path:
 
 
 def open_engine(args: argparse.Namespace):
-    from minigpt.models.checkpoint import load
     from minigpt.models.devices import decode_threads, use_threads
     from minigpt.engine.engine import Engine
 
     settings = settings_from(args)  # validate knobs before the (slow) load
-    loaded = load(checkpoint_of(args), device=args.device,
-                  tokenizer=args.tokenizer, dtype=args.dtype)
+    loaded = load_from(checkpoint_of(args), args)
     use_threads(args.threads or decode_threads(loaded.num_parameters))
     engine = Engine.from_loaded(loaded, settings)
     engine.reset(args.prompt)
@@ -208,7 +219,6 @@ def read_text(args: argparse.Namespace) -> str:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from minigpt.models.checkpoint import load
     from minigpt.cli.render import print_score, score_json
     from minigpt.engine.score import score_text
 
@@ -217,13 +227,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     text = read_text(args)
     use_threads(args.threads or batch_threads())
     keep_freed_memory()  # [64, 100k] logits a window: reuse the heap, not fresh mmaps
-    loaded = load(checkpoint_of(args), device=args.device,
-                  tokenizer=args.tokenizer, dtype=args.dtype)
+    loaded = load_from(checkpoint_of(args), args)
     other = None
     if args.compare:
         from minigpt.engine.compare import check_comparable
-        other = load(args.compare, device=args.device, tokenizer=args.tokenizer,
-                     dtype=args.dtype)
+        other = load_from(args.compare, args)
         check_comparable(loaded, other, str(loaded.path), str(other.path))
     results = []
     for model in (loaded, other) if other is not None else (loaded,):
@@ -245,15 +253,14 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from minigpt.models.checkpoint import load
     from minigpt.engine.compare import check_comparable, compare
     from minigpt.models.devices import decode_threads, use_threads
     from minigpt.engine.engine import Engine
     from minigpt.cli.render import CompareRenderer
 
     settings = settings_from(args)
-    a = load(args.a, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype)
-    b = load(args.b, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype)
+    a = load_from(args.a, args)
+    b = load_from(args.b, args)
     check_comparable(a, b, args.a, args.b)
     use_threads(args.threads or decode_threads(a.num_parameters + b.num_parameters))
     engines = [Engine.from_loaded(loaded, settings) for loaded in (a, b)]
@@ -282,11 +289,9 @@ def score_progress():
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from minigpt.models.checkpoint import load
     from minigpt.cli.render import inspect_report, print_inspect
 
-    loaded = load(checkpoint_of(args), device=args.device,
-                  tokenizer=args.tokenizer, dtype=args.dtype, need_tokenizer=False)
+    loaded = load_from(checkpoint_of(args), args, need_tokenizer=False)
     report = inspect_report(loaded)
     if args.json:
         print(json.dumps(report, ensure_ascii=False))

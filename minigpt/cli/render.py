@@ -26,6 +26,8 @@ def candidate_json(c: Candidate) -> dict:
 
 
 def stop_reason(engine: Engine) -> str:
+    if engine.ended:
+        return "eos"
     return "max_new_tokens" if engine.remaining == 0 else "stopped"
 
 

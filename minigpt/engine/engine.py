@@ -32,8 +32,10 @@ class Engine(InsightsMixin):
     """Drive a loaded model step by step. Not thread-safe: one worker drives it."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer,
-                 settings: SamplingSettings | None = None, decoder=None):
+                 settings: SamplingSettings | None = None, decoder=None,
+                 eos_ids: tuple[int, ...] = ()):
         self.model = model
+        self.eos_ids = frozenset(eos_ids)  # a run ends on one (unless settings.ignore_eos)
         self.tokenizer = tokenizer
         self.settings = settings or SamplingSettings()
         self.vocab_size = model.hparams.vocab_size
@@ -59,7 +61,7 @@ class Engine(InsightsMixin):
 
     @classmethod
     def from_loaded(cls, loaded, settings: SamplingSettings | None = None) -> "Engine":
-        return cls(loaded.model, loaded.tokenizer, settings)
+        return cls(loaded.model, loaded.tokenizer, settings, eos_ids=loaded.eos_ids)
 
     @property
     def notice(self) -> str:
@@ -161,8 +163,9 @@ class Engine(InsightsMixin):
         shown = self._shown.get(token_id)
         if shown is None:  # (display, partial, special): a token's are fixed, and each step
             piece = self.tokenizer.token_bytes(token_id)  # shows six: worth caching
-            shown = self._shown[token_id] = (token_display(token_id, piece), is_partial(piece),
-                                             not piece)
+            special = None if piece else self.tokenizer.special_name(token_id)
+            shown = self._shown[token_id] = (token_display(token_id, piece, special),
+                                             is_partial(piece), not piece)
         return Candidate(token_id, shown[0], prob, kept, shown[1], shown[2])
 
     def peek(self) -> Preview:
@@ -331,14 +334,28 @@ class Engine(InsightsMixin):
         """Ask a running ``run`` to stop before its next token (thread-safe)."""
         self._cancel.set()
 
+    def ends_run(self, step: Step) -> bool:
+        """``step`` chose the end-of-sequence token, and the settings stop there (as
+        transformers' generate does)."""
+        return step.chosen.id in self.eos_ids and not self.settings.ignore_eos
+
+    @property
+    def ended(self) -> bool:
+        """The last step ended the text (a run stops there; a single step may go on)."""
+        return bool(self.steps) and self.ends_run(self.steps[-1])
+
     def run(self, n: int | None = None) -> Iterator[Step]:
-        """Yield up to ``n`` steps (default: what max_new_tokens leaves), until cancelled."""
+        """Yield up to ``n`` steps (default: what max_new_tokens leaves), until cancelled
+        or the end-of-sequence token."""
         self._cancel.clear()
         count = self.remaining if n is None else n
         for left in range(count - 1, -1, -1):
             if self._cancel.is_set():
                 break
-            yield self.step(ahead=left > 0)
+            step = self.step(ahead=left > 0 and not self.eos_ids)
+            yield step
+            if self.ends_run(step):
+                break
         self._cancel.clear()
 
     def __iter__(self) -> Iterator[Step]:

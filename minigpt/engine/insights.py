@@ -14,7 +14,7 @@ from minigpt.decode.base import Decoder
 from minigpt.errors import GenerationError, PromptError
 from minigpt.settings import SamplingSettings
 from minigpt.steps import AttentionRows, Why
-from minigpt.text.tokenizer import token_display
+from minigpt.text.tokenizer import show_token
 
 PAST_LOGITS_KEPT = 64  # logits of looked-at past steps, for redraws without the model
 
@@ -57,7 +57,7 @@ class InsightsMixin:
 
     def display(self, token_id: int) -> str:
         """A token's display piece (partial UTF-8 as ``‹e5 86›``)."""
-        return token_display(token_id, self.tokenizer.token_bytes(token_id))
+        return show_token(self.tokenizer, token_id)
 
     def complete_candidates(self, step_index: int | None = None,
                             settings: SamplingSettings | None = None

@@ -17,7 +17,7 @@ import torch
 
 from minigpt.errors import PromptError
 from minigpt.steps import Score, ScoredToken
-from minigpt.text.tokenizer import Tokenizer, check_prompt_ids, is_partial, token_display
+from minigpt.text.tokenizer import Tokenizer, check_prompt_ids, is_partial, show_token
 
 
 EXACT_BATCH = 32  # sliding windows per forward pass
@@ -107,11 +107,11 @@ def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
         if progress is not None and index % 256 == 0:
             progress(index, len(ids) - 1)
         piece = tokenizer.token_bytes(ids[index])
-        tokens.append(ScoredToken(index, ids[index], token_display(ids[index], piece),
+        tokens.append(ScoredToken(index, ids[index], show_token(tokenizer, ids[index]),
                                   is_partial(piece),
                                   log_prob, rank, context, piece))
     first_piece = tokenizer.token_bytes(ids[0])
-    first = token_display(ids[0], first_piece)
+    first = show_token(tokenizer, ids[0])
     past_first = max(0, len(ids) - context_length)
     passes = 1 + math.ceil(past_first / EXACT_BATCH) if exact else \
         math.ceil(len(ids) / context_length)

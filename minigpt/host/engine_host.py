@@ -119,10 +119,11 @@ class Host:
             from minigpt.models.devices import decode_threads, use_threads
             from minigpt.engine.engine import Engine
 
-            key = (op.path, op.device, op.tokenizer, op.dtype)
+            key = (op.path, op.device, op.tokenizer, op.dtype, op.window)
             if self.loaded is None or self.loaded[0] != key:
                 self.loaded = None  # free the old model before loading another
                 loaded = load(op.path, device=op.device, tokenizer=op.tokenizer, dtype=op.dtype,
+                              window=op.window,
                               progress=lambda stage: self.send(p.Loading(op.seq, stage)))
                 self.loaded = (key, loaded)
             loaded = self.loaded[1]
@@ -143,6 +144,7 @@ class Host:
         from minigpt.engine.compare import Other, check_comparable
 
         other = load(op.compare, device=op.device, tokenizer=op.tokenizer, dtype=op.dtype,
+                     window=op.window,
                      progress=lambda stage: self.send(p.Loading(op.seq, f"B: {stage}")))
         check_comparable(loaded, other, str(loaded.path), str(other.path))
         self.engine.other = Other(other.model, "B")
@@ -230,9 +232,11 @@ class Host:
             self.send(p.TurnStarted(op.seq, op.prompt, tuple(engine.prompt_ids)))
         total = engine.remaining if op.count is None else op.count
         batch, produced, last_post = [], 0, time.perf_counter()
-        while produced < total and not self.cancelled(op):
+        ended = False
+        while produced < total and not self.cancelled(op) and not ended:
             produced += 1
-            batch.append(engine.step(ahead=produced < total))
+            batch.append(engine.step(ahead=produced < total and not engine.eos_ids))
+            ended = engine.ends_run(batch[-1])
             now = time.perf_counter()
             if now - last_post >= FRAME_SECONDS:
                 self.send(p.StepsAdded(op.seq, tuple(batch), produced / (now - started),
@@ -241,6 +245,8 @@ class Host:
         if batch:
             rate = produced / max(time.perf_counter() - started, 1e-9)
             self.send(p.StepsAdded(op.seq, tuple(batch), rate, engine.pending_display))
+        if ended:
+            return produced, "end of text"
         if produced < total:
             return produced, "stopped"
         if op.count is None:

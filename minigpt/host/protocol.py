@@ -42,6 +42,7 @@ class Open(Op):
     settings: SamplingSettings = field(default_factory=SamplingSettings)
     threads: int | None = None  # None: the measured policy (minigpt.models.devices)
     compare: str | None = None  # a second checkpoint (B), shown every token A chooses
+    window: int | None = None  # a Hugging Face model's KV-cache window (--window)
 
 
 @dataclass(frozen=True)

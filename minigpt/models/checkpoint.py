@@ -8,10 +8,6 @@ needs arbitrary pickled objects is refused rather than executed.
 from __future__ import annotations
 
 import os
-import pickle
-import pickletools
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +16,11 @@ import torch
 from minigpt.models.devices import resolve_device, resolve_dtype
 from minigpt.models.hparams import HParams
 from minigpt.errors import CheckpointError, MiniGPTError, SettingsError, TokenizerError, clip
-from minigpt.models.formats import detect_format
-from minigpt.paths import require_regular_file
+from minigpt.models.formats import Layout, detect_format
+from minigpt.models.hf import find_model_dir, load_hf_model
+from minigpt.models.safe_load import check_torch_version, read_checkpoint  # noqa: F401 (public)
 from minigpt.text.tokenizer import Tokenizer
 from minigpt.text.vocab import MissingTokenizer, resolve_tokenizer
-
-MIN_TORCH = (2, 6)
-
 
 @dataclass
 class LoadedModel:
@@ -41,6 +35,7 @@ class LoadedModel:
     dtype: torch.dtype = torch.float32  # the weights' precision on the device (--dtype)
     inferred: list[str] = field(default_factory=list)  # what was inferred from shapes
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)  # as stored
+    eos_ids: tuple[int, ...] = ()  # tokens that end a run (Hugging Face models)
 
     @property
     def hparams(self) -> HParams:
@@ -57,154 +52,6 @@ class LoadedModel:
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-
-
-def check_torch_version(version: str = torch.__version__) -> None:
-    """weights_only loading could be bypassed before torch 2.6 (CVE-2025-32434)."""
-    parts = version.split("+")[0].split(".")
-    try:
-        major, minor = int(parts[0]), int(parts[1])
-    except (ValueError, IndexError):
-        return
-    if (major, minor) < MIN_TORCH:
-        raise CheckpointError(
-            f"torch {version} is too old to load checkpoints safely (CVE-2025-32434): "
-            "install torch >= 2.6"
-        )
-
-
-def read_checkpoint(path: str | os.PathLike) -> object:
-    """The safe ``torch.load``; every failure becomes one ``CheckpointError`` line."""
-    check_torch_version()
-    path = Path(path)
-    if path.is_dir():
-        inside = [path / name for name in ("ckpt.pt", "model.ckpt") if (path / name).is_file()]
-        hint = f": did you mean {inside[0]}?" if inside else ""
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file{hint}")
-    require_regular_file(path, "checkpoint file", CheckpointError)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from exc
-    if size == 0:
-        raise CheckpointError(f"{path}: the file is empty")
-    check_archive_sizes(path, size)
-    try:
-        with warnings.catch_warnings():
-            # torch warns about unusual pickle protocols before it fails: the error we
-            # raise says it in one line.
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        needs = outside_globals(path)
-        if needs or "Unsupported global" in text or "allowed global" in text or "REDUCE" in text:
-            named = f" ({', '.join(needs[:3])})" if needs else ""
-            raise CheckpointError(
-                f"{path}: refused for safety: it needs arbitrary pickled Python objects"
-                f"{named}, which could run code; only tensors and plain containers are loaded"
-            ) from exc
-        if is_vocabulary_pickle(path):
-            raise CheckpointError(f"{path}: this is a nanoGPT vocabulary (meta.pkl), not a "
-                                  "checkpoint: pass it with --tokenizer") from exc
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from exc
-    except PermissionError as exc:
-        raise CheckpointError(f"{path}: permission denied") from exc
-    except Exception as exc:  # zip, pickle and storage errors of every kind
-        if isinstance(exc, MemoryError):
-            raise CheckpointError(f"{path}: the file claims more memory than is available "
-                                  "(damaged?)") from exc
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (damaged or truncated file: "
-            f"{_first_line(exc)})"
-        ) from exc
-    check_tensor_storage(obj, path)
-    return obj
-
-
-# torch writes archive members uncompressed, so a checkpoint's members add up to about
-# its own size; more is a zip bomb (or damage), refused before anything is inflated.
-ARCHIVE_SLACK_BYTES = 64 << 20
-
-
-def check_archive_sizes(path: Path, size: int) -> None:
-    try:
-        if not zipfile.is_zipfile(path):
-            return
-        with zipfile.ZipFile(path) as archive:
-            declared = sum(info.file_size for info in archive.infolist())
-    except Exception:  # a damaged archive: torch.load says so in its own words
-        return
-    if declared > 2 * size + ARCHIVE_SLACK_BYTES:
-        raise CheckpointError(f"{path}: refused: its archive declares {declared:,} bytes "
-                              f"inside a {size:,}-byte file (a zip bomb, or damage)")
-
-
-def check_tensor_storage(obj, path: Path) -> None:
-    """Refuse tensors whose shape claims more elements than their storage holds
-    (stride 0, overlapping strides): loaded, they would be materialised at their full
-    size, so a few kilobytes could claim gigabytes."""
-    stack, seen = [obj], 0
-    while stack and seen < 100_000:
-        item = stack.pop()
-        seen += 1
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, torch.Tensor) and item.numel():
-            if item.untyped_storage().nbytes() < item.numel() * item.element_size():
-                raise CheckpointError(
-                    f"{path}: refused: a tensor of shape {list(item.shape)} is backed by "
-                    f"{item.untyped_storage().nbytes():,} bytes (stride 0 or overlapping): "
-                    "real weights hold every element")
-
-
-def is_vocabulary_pickle(path: Path) -> bool:
-    """A nanoGPT meta.pkl (a plain dict with stoi/itos), read without running anything."""
-    from minigpt.text.vocab import read_meta_pkl
-
-    if path.stat().st_size > 64 << 20:
-        return False
-    try:
-        read_meta_pkl(path)
-        return True
-    except Exception:
-        return False
-
-
-SAFE_MODULES = ("torch", "collections")  # what a plain checkpoint's pickle names
-
-
-def outside_globals(path: Path, limit: int = 64 << 20) -> list[str]:
-    """Globals a pickle names outside torch and collections, read with ``pickletools``
-    (which parses opcodes and executes nothing). Looks inside torch's zip format too."""
-    try:  # a bounded prefix only: the file (or the inflated member) may be huge
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                name = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-                data = b""
-                if name:
-                    with archive.open(name) as member:
-                        data = member.read(limit)
-        else:
-            with open(path, "rb") as f:
-                data = f.read(limit)
-    except Exception:  # a damaged archive of any kind: this is only a diagnosis
-        return []
-    found: list[str] = []
-    strings: list[str] = []
-    try:
-        for opcode, arg, _ in pickletools.genops(data):
-            if isinstance(arg, str):
-                strings.append(arg)
-            if opcode.name == "GLOBAL":
-                found.append(str(arg).replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                found.append(f"{strings[-2]}.{strings[-1]}")
-    except Exception:  # a damaged pickle: judge by what was read before the damage
-        pass
-    return [g for g in dict.fromkeys(found) if not g.startswith(SAFE_MODULES)]
 
 
 def check_fits(model: torch.nn.Module, dtype: torch.dtype) -> None:
@@ -226,30 +73,31 @@ def _first_line(exc: BaseException) -> str:
 
 def load(path: str | os.PathLike, device: str = "auto",
          tokenizer: Tokenizer | str | None = None, progress=None,
-         need_tokenizer: bool = True, dtype: str = "float32") -> LoadedModel:
+         need_tokenizer: bool = True, dtype: str = "float32",
+         window: int | None = None) -> LoadedModel:
     """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu), its weights
     in ``dtype`` (float32, bfloat16, float16; the file's own precision does not matter).
 
     ``tokenizer``: a Tokenizer, or --tokenizer's NAME|FILE, or None for the layout's own.
     ``progress``: called with each stage's name ("read", "build", "to device").
-    ``need_tokenizer`` False (``inspect``): a missing vocabulary is no error."""
+    ``need_tokenizer`` False (``inspect``): a missing vocabulary is no error.
+    ``window``: a Hugging Face model's KV-cache window (``--window``)."""
     progress = progress or (lambda stage: None)
     target, precision = resolve_device(device), resolve_dtype(dtype)
-    progress("read")
-    obj = read_checkpoint(path)
     try:
-        progress("build")
-        layout = detect_format(obj, Path(path))
+        directory = find_model_dir(Path(path))
+        found = read_directory(directory, window, progress) if directory is not None \
+            else read_file(Path(path), progress)
         if tokenizer is None or isinstance(tokenizer, str):
             try:
-                tokenizer = resolve_tokenizer(tokenizer, layout.tokenizer,
-                                              layout.hparams.vocab_size,
-                                              Path(path), layout.dataset)
+                tokenizer = resolve_tokenizer(tokenizer, found.tokenizer,
+                                              found.hparams.vocab_size, directory or Path(path),
+                                              found.dataset)
             except TokenizerError as exc:
                 if need_tokenizer:
                     raise
                 tokenizer = MissingTokenizer(str(exc))
-        model = layout.build_model()
+        model = found.build_model()
         progress("to device")
         check_fits(model, precision)
         try:
@@ -268,12 +116,28 @@ def load(path: str | os.PathLike, device: str = "auto",
                               f"{_first_line(exc)})") from exc
     return LoadedModel(
         model=model,
-        h_params=layout.h_params,
+        h_params=found.h_params,
         tokenizer=tokenizer,
-        format=layout.name,
+        format=found.name,
         device=target,
         path=Path(path),
         dtype=precision,
-        inferred=layout.inferred,
-        tensors=layout.tensors,
+        inferred=found.inferred,
+        tensors=found.tensors,
+        eos_ids=found.eos_ids,
     )
+
+
+def read_file(path: Path, progress) -> Layout:
+    """A checkpoint file: read safely, its layout detected (the model built later)."""
+    progress("read")
+    obj = read_checkpoint(path)
+    progress("build")
+    return detect_format(obj, path)
+
+
+def read_directory(directory: Path, window: int | None, progress) -> Layout:
+    """A Hugging Face directory, as a ``Layout`` whose model is already built."""
+    hf = load_hf_model(directory, window, progress)
+    return Layout(hf.format, hf.config, {}, lambda: hf.model, hf.notes, hf.tensors,
+                  tokenizer="hf", hparams_of=hf.model.hparams, eos_ids=hf.eos_ids)

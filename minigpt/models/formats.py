@@ -27,17 +27,21 @@ class Layout:
     make_model: Callable[[HParams], torch.nn.Module]
     inferred: list[str] = field(default_factory=list)
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)
-    tokenizer: str = "cl100k_base"  # or "nanogpt": meta.pkl / gpt2, see minigpt.text.vocab
+    tokenizer: str = "cl100k_base"  # "nanogpt": meta.pkl / gpt2; "hf": the directory's own
     dataset: str | None = None
+    hparams_of: HParams | None = None  # a Hugging Face model's (h_params is its config)
+    eos_ids: tuple[int, ...] = ()  # tokens that end a run
 
     @property
     def hparams(self) -> HParams:
-        return HParams.from_book(self.h_params)
+        return self.hparams_of or HParams.from_book(self.h_params)
 
     def build_model(self) -> torch.nn.Module:
+        if self.hparams_of is not None:  # built as its tensors were read (minigpt.models.hf)
+            return self.make_model()
         # Absurd h_params allocate nothing: every size the model is built with must be a
         # size of a tensor really in the file (and those hold all their elements, see
-        # checkpoint.check_tensor_storage). Cheaper than building on the meta device,
+        # safe_load.check_tensor_storage). Cheaper than building on the meta device,
         # which imports torch._dynamo (about 2 s) just to check shapes.
         check_dimensions(self.hparams, self.state_dict)
         check_allocation(self)

@@ -3,6 +3,8 @@ optional biases) and its KV-cache decoder, for ``ckpt.pt`` files with ``model_ar
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
@@ -16,13 +18,14 @@ from minigpt.decode.decoder import (add_linear_, common_prefix_length, kv_cache,
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (nanoGPT's ``bias=False``)."""
 
-    def __init__(self, ndim: int, bias: bool):
+    def __init__(self, ndim: int, bias: bool, eps: float = 1e-5):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(ndim))
         self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
+        self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
 
 
 class CausalSelfAttention(nn.Module):
@@ -41,23 +44,34 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, n_embd: int, bias: bool):
+    def __init__(self, n_embd: int, bias: bool, shape: "GPTShape"):
         super().__init__()
-        self.c_fc = nn.Linear(n_embd, 4 * n_embd, bias=bias)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * n_embd, n_embd, bias=bias)
+        hidden = shape.ffn_size or 4 * n_embd
+        self.c_fc = nn.Linear(n_embd, hidden, bias=bias)
+        # nanoGPT's exact GELU; GPT-2's gelu_new is its tanh approximation
+        self.gelu = nn.GELU(approximate="tanh" if shape.activation == "gelu_new" else "none")
+        self.c_proj = nn.Linear(hidden, n_embd, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(self.gelu(self.c_fc(x)))
 
 
+@dataclass(frozen=True)
+class GPTShape:
+    """What Hugging Face GPT-2 configs vary beyond nanoGPT's: activation, ε, MLP width."""
+
+    activation: str = "gelu"  # or "gelu_new"
+    eps: float = 1e-5
+    ffn_size: int | None = None  # None: 4 × d_model
+
+
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, bias: bool):
+    def __init__(self, n_embd: int, n_head: int, bias: bool, shape: GPTShape = GPTShape()):
         super().__init__()
-        self.ln_1 = LayerNorm(n_embd, bias)
+        self.ln_1 = LayerNorm(n_embd, bias, shape.eps)
         self.attn = CausalSelfAttention(n_embd, n_head, bias)
-        self.ln_2 = LayerNorm(n_embd, bias)
-        self.mlp = MLP(n_embd, bias)
+        self.ln_2 = LayerNorm(n_embd, bias, shape.eps)
+        self.mlp = MLP(n_embd, bias, shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -67,7 +81,7 @@ class Block(nn.Module):
 class NanoGPT(nn.Module):
     """``NanoGPT(h_params)`` with the book's h_params names mapped from ``model_args``."""
 
-    def __init__(self, h_params: dict | HParams):
+    def __init__(self, h_params: dict | HParams, shape: GPTShape = GPTShape()):
         super().__init__()
         hp = self.hparams = HParams.of(h_params)
         self.h_params = hp.book_dict() if isinstance(h_params, HParams) else dict(h_params)
@@ -79,9 +93,9 @@ class NanoGPT(nn.Module):
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(V, d),
             wpe=nn.Embedding(self.context_length, d),
-            h=nn.ModuleList([Block(d, self.num_heads, bias)
+            h=nn.ModuleList([Block(d, self.num_heads, bias, shape)
                              for _ in range(hp.num_blocks)]),
-            ln_f=LayerNorm(d, bias),
+            ln_f=LayerNorm(d, bias, shape.eps),
         ))
         self.lm_head = nn.Linear(d, V, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied, as nanoGPT

@@ -24,6 +24,9 @@ class Tokenizer(Protocol):
 
     def token_bytes(self, token_id: int) -> bytes: ...
 
+    def special_name(self, token_id: int) -> str | None:
+        """A special token's name (``<|im_end|>``), shown marked; None for the rest."""
+
 
 class TiktokenTokenizer:
     """A tiktoken encoding; special-token text in user input is ordinary text."""
@@ -36,6 +39,9 @@ class TiktokenTokenizer:
     def encode(self, text: str) -> list[int]:
         # disallowed_special=() makes "<|endoftext|>" plain text rather than an error.
         return self._encoding.encode(text, allowed_special=set(), disallowed_special=())
+
+    def special_name(self, token_id: int) -> str | None:
+        return None  # cl100k: special-token text is ordinary text, as in the book
 
     def token_bytes(self, token_id: int) -> bytes:
         try:
@@ -147,10 +153,19 @@ def display_piece(data: bytes) -> str:
     return "".join(out)
 
 
-def token_display(token_id: int, piece: bytes) -> str:
-    """What a token shows as: its piece (``display_piece``), or ``‹id 50300›`` for an
-    id the vocabulary has no bytes for (padding rows, special ids), never nothing."""
-    return display_piece(piece) if piece else f"‹id {token_id}›"
+def token_display(token_id: int, piece: bytes, special: str | None = None) -> str:
+    """What a token shows as: its piece (``display_piece``), a special token's name as
+    ``‹<|im_end|>›``, or ``‹id 50300›`` for an id with no bytes (padding rows), never
+    nothing."""
+    if piece:
+        return display_piece(piece)
+    return f"‹{printable(special)}›" if special else f"‹id {token_id}›"
+
+
+def show_token(tokenizer: Tokenizer, token_id: int) -> str:
+    """``token_display`` of a token of ``tokenizer``, special names included."""
+    piece = tokenizer.token_bytes(token_id)
+    return token_display(token_id, piece, None if piece else tokenizer.special_name(token_id))
 
 
 def is_partial(data: bytes) -> bool:

@@ -34,6 +34,9 @@ class CharTokenizer:
                               f"{''.join(missing)[:20]!r}")
         return [self.stoi[ch] for ch in text]
 
+    def special_name(self, token_id: int) -> str | None:
+        return None
+
     def token_bytes(self, token_id: int) -> bytes:
         return self.itos.get(token_id, "").encode("utf-8")
 
@@ -49,6 +52,9 @@ class MissingTokenizer:
 
     def encode(self, text: str) -> list[int]:
         raise TokenizerError(self.reason)
+
+    def special_name(self, token_id: int) -> str | None:
+        return None
 
     def token_bytes(self, token_id: int) -> bytes:
         return b""
@@ -129,10 +135,14 @@ def offline_encoding(name: str) -> TiktokenTokenizer | None:
 
 def resolve_tokenizer(spec: str | None, default: str, vocab_size: int, ckpt: Path,
                       dataset: str | None = None) -> Tokenizer:
-    """``spec`` is --tokenizer (a name, a .tiktoken file or a meta.pkl); else the layout's
-    default: ``cl100k_base`` for the book, ``nanogpt`` for nanoGPT."""
+    """``spec`` is --tokenizer (a name, a .tiktoken file, a meta.pkl, a tokenizer.json or
+    its directory); else the layout's default: ``cl100k_base`` for the book, ``nanogpt``
+    for nanoGPT, the directory's own for Hugging Face models."""
     if spec:
         path = Path(spec)
+        if path.name == "tokenizer.json" or (path.is_dir() and (path / "tokenizer.json").is_file()):
+            from minigpt.text.hf_tokenizer import load_hf_tokenizer
+            return load_hf_tokenizer(path if path.is_dir() else path.parent)
         if path.suffix == ".pkl":
             return check_ids(read_meta_pkl(path), vocab_size)
         if path.suffix == ".tiktoken" or path.exists():  # a FIFO too: refused, not read
@@ -142,6 +152,9 @@ def resolve_tokenizer(spec: str | None, default: str, vocab_size: int, ckpt: Pat
             raise TokenizerError(f"tokenizer {spec!r} is not available offline: pass a "
                                  ".tiktoken file or a meta.pkl with --tokenizer")
         return found
+    if default == "hf":
+        from minigpt.text.hf_tokenizer import load_hf_tokenizer
+        return load_hf_tokenizer(ckpt)
     if default != "nanogpt":
         return cl100k()
     for meta in _meta_candidates(ckpt, dataset):

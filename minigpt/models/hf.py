@@ -1,0 +1,251 @@
+"""Hugging Face model directories: GPT-2, Llama and Qwen2, offline, as transformers
+computes them.
+
+A directory (``config.json`` + ``model.safetensors``, shards with their index, or
+``pytorch_model.bin``), the path of its ``config.json``, or a hub cache folder
+(``models--org--name/`` with ``refs/main`` and ``snapshots/<rev>/``). Nothing is
+downloaded. Whatever this module does not implement exactly — another architecture,
+rope scaling, sliding-window attention — is refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from minigpt.errors import CheckpointError
+from minigpt.models.hf_weights import read_weights
+from minigpt.models.hparams import HParams
+
+SUPPORTED = ("GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM")
+MODEL_TYPES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM",
+               "qwen2": "Qwen2ForCausalLM"}
+DEFAULT_WINDOW = 4096  # long-context models: a KV cache that fits (``--window`` changes it)
+CONFIG_LIMIT = 10 * 2**20
+
+
+def find_model_dir(path: Path) -> Path | None:
+    """The directory holding ``config.json`` that ``path`` names, or None (not HF)."""
+    if path.is_file() and path.name == "config.json":
+        return path.parent
+    if not path.is_dir():
+        return None
+    if (path / "config.json").is_file():
+        return path
+    snapshots = path / "snapshots"
+    if snapshots.is_dir():  # a hub cache folder: refs/main names the revision
+        ref = path / "refs" / "main"
+        revision = ref.read_text(encoding="utf-8").strip() if ref.is_file() else ""
+        chosen = snapshots / revision if revision else None
+        if chosen is None or not (chosen / "config.json").is_file():
+            found = sorted(d for d in snapshots.iterdir() if (d / "config.json").is_file())
+            if len(found) != 1:
+                raise CheckpointError(f"{path}: a hub cache folder without a usable refs/main "
+                                      f"and {len(found)} snapshots: pass snapshots/<rev>")
+            chosen = found[0]
+        return chosen
+    return None
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        if path.stat().st_size > CONFIG_LIMIT:
+            raise CheckpointError(f"{path}: {what} is over {CONFIG_LIMIT >> 20} MiB")
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: {what} is not a JSON object")
+    return value
+
+
+def architecture(config: dict) -> str:
+    names = config.get("architectures") or [MODEL_TYPES.get(config.get("model_type"), "")]
+    name = str(names[0]) if isinstance(names, list) and names else str(names)
+    if name not in SUPPORTED:
+        shown = name or f"model_type {config.get('model_type')!r}"
+        raise CheckpointError(f"unsupported architecture {shown}; supported: "
+                              + ", ".join(SUPPORTED))
+    return name
+
+
+def window_of(limit: int, window: int | None) -> tuple[int, list[str]]:
+    """The KV cache's window: the model's own limit, capped by ``--window`` or, for
+    long-context models, by ``DEFAULT_WINDOW``."""
+    if window is not None:
+        if window < 1:
+            raise CheckpointError(f"--window must be ≥ 1, got {window}")
+        size = min(window, limit)
+        return size, [f"window {size} of the model's {limit} positions (--window)"]
+    if limit > DEFAULT_WINDOW:
+        return DEFAULT_WINDOW, [f"window {DEFAULT_WINDOW} of the model's {limit} positions "
+                                "(--window N changes it)"]
+    return limit, [f"window {limit} (the model's positions)"]
+
+
+def _int(config: dict, key: str, default=None) -> int:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CheckpointError(f"config.json: {key} must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass
+class HFModel:
+    """What ``load`` needs from a directory: the model, its notes and its stop ids."""
+
+    model: torch.nn.Module
+    config: dict
+    format: str
+    notes: list[str]
+    tensors: list[tuple[str, tuple[int, ...], str]]
+    eos_ids: tuple[int, ...]
+
+
+def load_hf_model(directory: Path, window: int | None = None, progress=None) -> HFModel:
+    config = read_json(directory / "config.json", "config.json")
+    name = architecture(config)
+    progress = progress or (lambda stage: None)
+    if name == "GPT2LMHeadModel":
+        make, hp, notes = _gpt2(config, window)
+    else:
+        make, hp, notes = _llama(config, window, qwen2=name == "Qwen2ForCausalLM")
+    progress("read")
+    weights, stored, files = read_weights(directory)
+    tensors = [(k, tuple(v.shape), stored[k]) for k, v in weights.items()]
+    progress("build")
+    model = make(weights)
+    kinds = sorted(set(stored.values()))
+    fmt = f"Hugging Face {name} ({files}, stored {'/'.join(kinds)})"
+    return HFModel(model, config, fmt, notes, tensors, eos_ids(directory, config))
+
+
+def eos_ids(directory: Path, config: dict) -> tuple[int, ...]:
+    """generation_config.json's eos_token_id (int or list), else config.json's."""
+    generation = directory / "generation_config.json"
+    source = read_json(generation, "generation_config.json") if generation.is_file() else {}
+    value = source.get("eos_token_id", config.get("eos_token_id"))
+    values = value if isinstance(value, list) else [value]
+    return tuple(v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+
+
+# --- GPT-2 ----------------------------------------------------------------------
+
+CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+
+
+def _gpt2(config: dict, window: int | None):
+    from minigpt.models.nanogpt import GPTShape, NanoGPT
+
+    activation = config.get("activation_function", "gelu_new")
+    if activation not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
+        raise CheckpointError(f"GPT-2 activation {activation!r} is not supported "
+                              "(gelu_new, gelu_pytorch_tanh, gelu are)")
+    if config.get("scale_attn_by_inverse_layer_idx") or not config.get("scale_attn_weights", True):
+        raise CheckpointError("GPT-2 attention scaling other than 1/√head_dim is not supported")
+    if config.get("add_cross_attention"):
+        raise CheckpointError("GPT-2 with cross-attention is not supported")
+    if config.get("tie_word_embeddings", True) is False:
+        raise CheckpointError("GPT-2 with an untied output layer is not supported")
+    d, heads = _int(config, "n_embd"), _int(config, "n_head")
+    if d % heads:
+        raise CheckpointError(f"config.json: n_embd {d} is not divisible by n_head {heads}")
+    limit = _int(config, "n_positions", config.get("n_ctx", 1024))
+    size, notes = window_of(limit, window)
+    hp = HParams(d, size, _int(config, "n_layer"), heads, _int(config, "vocab_size"))
+    shape = GPTShape("gelu" if activation == "gelu" else "gelu_new",
+                     float(config.get("layer_norm_epsilon", 1e-5)), config.get("n_inner"))
+
+    def make(weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+        sd = {}
+        for key, value in weights.items():
+            if key.endswith((".attn.bias", ".attn.masked_bias")):
+                continue  # causal-mask buffers, not weights
+            key = key if key.startswith(("transformer.", "lm_head.")) else "transformer." + key
+            if key.endswith(CONV1D) and value.dim() == 2:
+                value = value.t()  # Conv1D stores [in, out]; Linear wants [out, in]
+            sd[key] = value
+        sd.setdefault("lm_head.weight", sd.get("transformer.wte.weight"))
+        if sd["lm_head.weight"] is None:
+            raise CheckpointError("missing tensors: transformer.wte.weight")
+        wpe = sd.get("transformer.wpe.weight")
+        if wpe is not None and wpe.shape[0] > size:
+            sd["transformer.wpe.weight"] = wpe[:size]  # positions past the window: unused
+        model = build(lambda: NanoGPT(hp, shape), sd)
+        model.transformer.wte.weight = model.lm_head.weight
+        return model
+
+    return make, hp, notes
+
+
+# --- Llama and Qwen2 -------------------------------------------------------------------
+
+def _rope_theta(config: dict) -> float:
+    for key in ("rope_scaling", "rope_parameters"):
+        rope = config.get(key)
+        if isinstance(rope, dict):
+            kind = rope.get("rope_type", rope.get("type", "default"))
+            if kind != "default":
+                raise CheckpointError(f"rope scaling {kind!r} is not supported (only the "
+                                      "default rotary embedding is)")
+            if "rope_theta" in rope:
+                return float(rope["rope_theta"])
+        elif rope is not None:
+            raise CheckpointError(f"config.json: {key} is not an object")
+    return float(config.get("rope_theta", 10000.0))
+
+
+def _llama(config: dict, window: int | None, qwen2: bool):
+    from minigpt.models.llama import Llama, LlamaConfig
+
+    if config.get("hidden_act", "silu") != "silu":
+        raise CheckpointError(f"activation {config.get('hidden_act')!r} is not supported "
+                              "(silu is)")
+    if qwen2 and config.get("use_sliding_window"):
+        raise CheckpointError("sliding-window attention (use_sliding_window) is not supported")
+    d, heads = _int(config, "hidden_size"), _int(config, "num_attention_heads")
+    kv = _int(config, "num_key_value_heads", heads)
+    if heads % kv:
+        raise CheckpointError(f"config.json: {heads} attention heads do not group into {kv} "
+                              "key/value heads")
+    head_dim = config.get("head_dim") or d // heads
+    if not isinstance(head_dim, int) or head_dim % 2:
+        raise CheckpointError(f"config.json: head_dim must be an even integer, got {head_dim!r}")
+    size, notes = window_of(_int(config, "max_position_embeddings", 2048), window)
+    hp = HParams(d, size, _int(config, "num_hidden_layers"), heads, _int(config, "vocab_size"))
+    bias = bool(config.get("attention_bias", False))
+    c = LlamaConfig(hp, kv, head_dim, _int(config, "intermediate_size"),
+                    float(config.get("rms_norm_eps", 1e-6)), _rope_theta(config),
+                    qkv_bias=qwen2 or bias, o_bias=bias and not qwen2,
+                    mlp_bias=bool(config.get("mlp_bias", False)),
+                    tied=bool(config.get("tie_word_embeddings", False)))
+
+    def make(weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+        sd = {k: v for k, v in weights.items() if not k.endswith("rotary_emb.inv_freq")}
+        if c.tied or "lm_head.weight" not in sd:
+            if not c.tied:
+                raise CheckpointError("missing tensors: lm_head.weight (and the config says "
+                                      "the output layer is not tied to the embedding)")
+            sd["lm_head.weight"] = sd.get("model.embed_tokens.weight")
+            if sd["lm_head.weight"] is None:
+                raise CheckpointError("missing tensors: model.embed_tokens.weight")
+        model = build(lambda: Llama(c), sd)
+        model.tie()
+        return model
+
+    return make, hp, notes
+
+
+def build(make_model, sd: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The model on the meta device, then the file's tensors assigned in place: no
+    random initialisation and no second copy of the weights."""
+    from minigpt.models.formats import check_state_dict
+
+    with torch.device("meta"):
+        model = make_model()
+    check_state_dict(model, sd)
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model

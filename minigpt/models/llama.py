@@ -1,0 +1,226 @@
+"""Llama and Qwen2 as transformers computes them: RMSNorm, rotary positions (rotate-half,
+``rope_theta``), grouped-query attention, a SwiGLU MLP; Qwen2 adds q/k/v biases.
+
+``LlamaConfig`` holds what a ``config.json`` says (``minigpt.models.hf`` reads it);
+``Llama`` loads the directory's tensors under their own names; ``LlamaDecoder`` is its
+KV-cache decoder (the same contract as the book's, CUDA graphs included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from minigpt.decode.base import EagerDecoder
+from minigpt.decode.decoder import (add_linear_, common_prefix_length, last_row_attention,
+                                    new_positions_attention, visible_bias)
+from minigpt.models.hparams import HParams
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    hparams: HParams  # d_model, window (context_length), blocks, query heads, vocab_size
+    kv_heads: int
+    head_dim: int
+    ffn_size: int
+    rms_eps: float
+    rope_theta: float
+    qkv_bias: bool  # Qwen2; Llama's attention_bias also biases o_proj
+    o_bias: bool
+    mlp_bias: bool
+    tied: bool
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()  # as transformers: the mean square in float32, then back
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, c: LlamaConfig):
+        super().__init__()
+        d, hd = c.hparams.d_model, c.head_dim
+        self.q_proj = nn.Linear(d, c.hparams.num_heads * hd, bias=c.qkv_bias)
+        self.k_proj = nn.Linear(d, c.kv_heads * hd, bias=c.qkv_bias)
+        self.v_proj = nn.Linear(d, c.kv_heads * hd, bias=c.qkv_bias)
+        self.o_proj = nn.Linear(c.hparams.num_heads * hd, d, bias=c.o_bias)
+
+
+class MLP(nn.Module):
+    def __init__(self, c: LlamaConfig):
+        super().__init__()
+        d, f = c.hparams.d_model, c.ffn_size
+        self.gate_proj = nn.Linear(d, f, bias=c.mlp_bias)
+        self.up_proj = nn.Linear(d, f, bias=c.mlp_bias)
+        self.down_proj = nn.Linear(f, d, bias=c.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, c: LlamaConfig):
+        super().__init__()
+        self.self_attn = Attention(c)
+        self.mlp = MLP(c)
+        self.input_layernorm = RMSNorm(c.hparams.d_model, c.rms_eps)
+        self.post_attention_layernorm = RMSNorm(c.hparams.d_model, c.rms_eps)
+
+
+class Body(nn.Module):
+    def __init__(self, c: LlamaConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c.hparams.vocab_size, c.hparams.d_model)
+        self.layers = nn.ModuleList([Layer(c) for _ in range(c.hparams.num_blocks)])
+        self.norm = RMSNorm(c.hparams.d_model, c.rms_eps)
+
+
+def rotary_tables(c: LlamaConfig, length: int, device, dtype) -> tuple[torch.Tensor, ...]:
+    """cos and sin [length, head_dim] of positions 0..length-1, computed in float32 as
+    transformers does, then cast to the weights' dtype."""
+    dim = c.head_dim
+    inv_freq = 1.0 / (c.rope_theta ** (torch.arange(0, dim, 2, dtype=torch.int64, device=device)
+                                       .float() / dim))
+    freqs = torch.arange(length, device=device).float()[:, None] * inv_freq[None]
+    angles = torch.cat([freqs, freqs], dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half rotary embedding of x [..., T, hd] by cos/sin [T, hd]."""
+    half = x.shape[-1] // 2
+    turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + turned * sin
+
+
+class Llama(nn.Module):
+    """The model under the directory's own tensor names (``model.layers.0.…``)."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.config = config
+        self.hparams = config.hparams
+        self.model = Body(config)
+        self.lm_head = nn.Linear(config.hparams.d_model, config.hparams.vocab_size, bias=False)
+
+    def tie(self) -> None:
+        if self.config.tied:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final hidden states [B, T, d] of ``idx`` [B, T] (positions 0..T-1)."""
+        c, T = self.config, idx.shape[1]
+        x = self.model.embed_tokens(idx)
+        cos, sin = rotary_tables(c, T, idx.device, x.dtype)
+        for layer in self.model.layers:
+            h = layer.input_layernorm(x)
+            a = layer.self_attn
+            B = h.shape[0]
+            q = a.q_proj(h).view(B, T, -1, c.head_dim).transpose(1, 2)
+            k = a.k_proj(h).view(B, T, -1, c.head_dim).transpose(1, 2)
+            v = a.v_proj(h).view(B, T, -1, c.head_dim).transpose(1, 2)
+            y = F.scaled_dot_product_attention(rotate(q, cos, sin), rotate(k, cos, sin), v,
+                                               is_causal=True, enable_gqa=True)
+            x = x + a.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return self.model.norm(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        logits = self.lm_head(self.hidden(idx))  # [B, T, V]
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+    def last_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits [B, V] of the last position of each row of ``idx`` [B, T]."""
+        return self.lm_head(self.hidden(idx)[:, -1])
+
+    def make_decoder(self) -> "LlamaDecoder":
+        return LlamaDecoder(self)
+
+
+class LlamaDecoder(EagerDecoder):
+    """``last_logits(window_ids) -> [V]`` with a KV cache. Keys are cached rotated, so a
+    slid window (positions restart at 0) is recomputed, as for the book's model."""
+
+    def __init__(self, model: Llama):
+        super().__init__(model.hparams.context_length)
+        c = self.config = model.config
+        self.model = model
+        w = model.model.embed_tokens.weight
+        C, hd = self.context_length, c.head_dim
+        # [layers, 2, 1, kv_heads, C, hd]: keys [:, 0] and values [:, 1]
+        self.kv_cache = torch.zeros((c.hparams.num_blocks, 2, 1, c.kv_heads, C, hd),
+                                    device=w.device, dtype=w.dtype)
+        self.k_cache, self.v_cache = self.kv_cache[:, 0], self.kv_cache[:, 1]
+        self.cos, self.sin = rotary_tables(c, C, w.device, w.dtype)
+        self.positions = torch.arange(C, device=w.device)
+        self.group = c.hparams.num_heads // c.kv_heads
+
+    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
+        n = len(window_ids)
+        if not 1 <= n <= self.context_length:
+            raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
+        start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
+        new_ids = torch.tensor(window_ids[start:], device=self.k_cache.device)
+        logits = self.forward_new(new_ids, start, n)
+        self.cached_ids = list(window_ids)
+        return logits
+
+    def _qkv(self, a: Attention, h: torch.Tensor, cos, sin):
+        """Rotated queries [1, H, T, hd], keys and values [1, KV, T, hd] of rows h [T, d]."""
+        T, hd = h.shape[0], self.config.head_dim
+        q = a.q_proj(h).view(1, T, -1, hd).transpose(1, 2)
+        k = a.k_proj(h).view(1, T, -1, hd).transpose(1, 2)
+        v = a.v_proj(h).view(1, T, -1, hd).transpose(1, 2)
+        return rotate(q, cos, sin), rotate(k, cos, sin), v
+
+    def forward_new(self, new_ids: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """Positions start..n-1 hold ``new_ids``; the cache holds 0..start-1."""
+        m = self.model.model
+        x = m.embed_tokens.weight[new_ids]  # [T, d]
+        T = x.shape[0]
+        cos, sin = self.cos[start:n], self.sin[start:n]
+        captured = [] if self.capture_attention else None
+        for i, layer in enumerate(m.layers):
+            a = layer.self_attn
+            q, k, v = self._qkv(a, layer.input_layernorm(x), cos, sin)
+            self.k_cache[i, :, :, start:n] = k
+            self.v_cache[i, :, :, start:n] = v
+            keys = self.k_cache[i, :, :, :n].repeat_interleave(self.group, dim=1)
+            values = self.v_cache[i, :, :, :n].repeat_interleave(self.group, dim=1)
+            if captured is not None:  # per query head, as the strip shows them
+                captured.append(last_row_attention(q[0, :, -1:], keys[0]))
+            y = new_positions_attention(q, keys, values, start)  # [1, H, T, hd]
+            x = x + a.o_proj(y[0].transpose(0, 1).reshape(T, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        self.last_attention = torch.stack(captured) if captured is not None else None
+        return self.model.lm_head(m.norm(x[-1])).float()  # float32, as BookDecoder
+
+    def step_at(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """One token at a device-side position with fixed shapes (for CUDA graphs)."""
+        m = self.model.model
+        x = m.embed_tokens.weight[token]  # [1, d]
+        cos, sin = self.cos[position], self.sin[position]  # [1, hd]
+        visible = visible_bias(self.positions, position, x.dtype)
+        for i, layer in enumerate(m.layers):
+            a = layer.self_attn
+            q, k, v = self._qkv(a, layer.input_layernorm(x), cos, sin)
+            self.k_cache[i].index_copy_(2, position, k)
+            self.v_cache[i].index_copy_(2, position, v)
+            y = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i],
+                                               attn_mask=visible, enable_gqa=True)
+            add_linear_(x, y[0].transpose(0, 1).reshape(1, -1), a.o_proj.weight, a.o_proj.bias)
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return self.model.lm_head(m.norm(x[-1])).float()

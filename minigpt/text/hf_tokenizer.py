@@ -1,0 +1,135 @@
+"""Hugging Face tokenizers (the ``tokenizers`` library), torch-free.
+
+A prompt is encoded exactly as the tokenizer's own ``encode`` does: its normaliser,
+pre-tokeniser, added and special tokens (a typed ``<|endoftext|>`` becomes that token)
+and post-processor (a BOS where it adds one). For display every token is turned back
+into the bytes it stands for — byte-level pieces through GPT-2's byte alphabet,
+``<0xE5>`` byte-fallback pieces as that byte, metaspace ``▁`` as a space — so the
+stream decoder and the ``‹e5 86›`` escapes work as they do for cl100k.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from minigpt.errors import TokenizerError
+
+BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+@lru_cache(maxsize=1)
+def byte_alphabet() -> dict[str, int]:
+    """GPT-2's printable stand-in character for each byte, inverted: char -> byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def _decoder_kinds(spec: dict | None) -> set[str]:
+    """The decoder types in a tokenizer.json's ``decoder`` (a Sequence flattened)."""
+    if not isinstance(spec, dict):
+        return set()
+    kinds = {str(spec.get("type"))}
+    for inner in spec.get("decoders") or ():
+        kinds |= _decoder_kinds(inner)
+    return kinds
+
+
+class HFTokenizer:
+    """A ``tokenizers.Tokenizer`` behind the explorer's ``Tokenizer`` protocol."""
+
+    def __init__(self, tokenizer, name: str, decoder_kinds: set[str]):
+        self._tokenizer = tokenizer
+        self.name = name
+        self.n_vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+        self.byte_level = "ByteLevel" in decoder_kinds
+        self.byte_fallback = "ByteFallback" in decoder_kinds
+        added = tokenizer.get_added_tokens_decoder()
+        self.specials = {i: t.content for i, t in added.items() if t.special}
+        self.added = {i: t.content for i, t in added.items() if not t.special}
+        self._bytes: dict[int, bytes] = {}
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text).ids
+
+    def special_name(self, token_id: int) -> str | None:
+        return self.specials.get(token_id)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes a token adds to the text; b"" for special tokens and unknown ids."""
+        cached = self._bytes.get(token_id)
+        if cached is None:
+            cached = self._bytes[token_id] = self._piece_bytes(token_id)
+        return cached
+
+    def _piece_bytes(self, token_id: int) -> bytes:
+        if token_id in self.specials:
+            return b""
+        if token_id in self.added:
+            return self.added[token_id].encode("utf-8")
+        piece = self._tokenizer.id_to_token(token_id)
+        if piece is None:
+            return b""
+        if self.byte_level:
+            alphabet = byte_alphabet()
+            if all(ch in alphabet for ch in piece):
+                return bytes(alphabet[ch] for ch in piece)
+            return piece.encode("utf-8")
+        if self.byte_fallback and (match := BYTE_FALLBACK.fullmatch(piece)):
+            return bytes([int(match.group(1), 16)])
+        return piece.replace("▁", " ").encode("utf-8")
+
+    def decode(self, ids: list[int]) -> str:
+        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
+
+
+def load_hf_tokenizer(directory: Path) -> HFTokenizer:
+    """``tokenizer.json``, or ``vocab.json`` + ``merges.txt`` (GPT-2 copies without one)."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError as exc:  # a dependency: only a broken install lacks it
+        raise TokenizerError("the tokenizers package is not installed: pip install "
+                             "tokenizers") from exc
+    spec_path = directory / "tokenizer.json"
+    if spec_path.is_file():
+        try:
+            tokenizer = Tokenizer.from_file(str(spec_path))
+            spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        except Exception as exc:  # the Rust side raises plain Exceptions
+            raise TokenizerError(f"{spec_path}: not a readable tokenizer.json "
+                                 f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") \
+                from None
+        return HFTokenizer(tokenizer, f"tokenizer.json ({directory.name})",
+                           _decoder_kinds(spec.get("decoder")))
+    vocab, merges = directory / "vocab.json", directory / "merges.txt"
+    if vocab.is_file() and merges.is_file():
+        return _gpt2_files(vocab, merges, directory)
+    raise TokenizerError(f"{directory}: no tokenizer.json (or vocab.json + merges.txt) "
+                         "beside the weights; pass one with --tokenizer")
+
+
+def _gpt2_files(vocab: Path, merges: Path, directory: Path) -> HFTokenizer:
+    """GPT-2's byte-level BPE from its two files, as transformers' GPT2Tokenizer: no
+    prefix space, ``<|endoftext|>`` special."""
+    from tokenizers import Tokenizer, decoders, pre_tokenizers
+    from tokenizers.models import BPE
+
+    try:
+        tokenizer = Tokenizer(BPE.from_file(str(vocab), str(merges)))
+    except Exception as exc:
+        raise TokenizerError(f"{directory}: unreadable vocab.json/merges.txt ({exc})") from None
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    if tokenizer.token_to_id("<|endoftext|>") is not None:
+        tokenizer.add_special_tokens(["<|endoftext|>"])
+    return HFTokenizer(tokenizer, f"vocab.json + merges.txt ({directory.name})", {"ByteLevel"})
