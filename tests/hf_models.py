@@ -1,0 +1,114 @@
+"""Tiny Hugging Face model directories for the tests, written by transformers' own
+``save_pretrained``, with tokenizers trained (or built) here: byte-level BPE, and a
+byte-fallback BPE with a BOS as Llama's. Random weights, window 16."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+WINDOW = 16
+CORPUS = ["hello world, the cat sat on the mat", "农夫山泉有点甜 the quick brown fox",
+          "天然水 hello there the end", "the theme of the thesis is the heat"] * 20
+
+
+def byte_level_tokenizer(vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    return tok
+
+
+def byte_fallback_tokenizer():
+    """As Llama's tokenizer.json: ▁ for spaces, <0xNN> pieces for what the vocabulary
+    lacks (every Chinese character here), <s> prepended."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, processors
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for piece in ["▁", *"abcdefghijklmnopqrstuvwxyz,", "▁t", "he", "▁the", "▁a", "at", "▁c"]:
+        vocab[piece] = len(vocab)
+    merges = [("▁", "t"), ("h", "e"), ("▁t", "he"), ("▁", "a"), ("a", "t"), ("▁", "c")]
+    tok = Tokenizer(models.BPE(vocab, merges, unk_token="<unk>", byte_fallback=True,
+                               fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"),
+                                           normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", 1)])
+    tok.add_special_tokens(["<unk>", "<s>", "</s>"])
+    return tok
+
+
+def transformers_model(kind: str, vocab_size: int):
+    warnings.filterwarnings("ignore")
+    import transformers as t
+
+    torch.manual_seed({"gpt2": 1, "llama": 2, "qwen2": 3}[kind])
+    if kind == "gpt2":
+        config = t.GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4,
+                              n_positions=WINDOW, bos_token_id=0, eos_token_id=0)
+        return t.GPT2LMHeadModel(config)
+    common = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=48,
+                  num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=WINDOW)
+    if kind == "llama":  # grouped-query attention, an untied head, another rope_theta
+        config = t.LlamaConfig(**common, num_key_value_heads=2, tie_word_embeddings=False,
+                               rope_theta=500.0, bos_token_id=1, eos_token_id=2)
+        return t.LlamaForCausalLM(config)
+    config = t.Qwen2Config(**common, num_key_value_heads=1, tie_word_embeddings=True,
+                           eos_token_id=0)
+    model = t.Qwen2ForCausalLM(config)
+    with torch.no_grad():  # q/k/v biases that matter
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0, 0.5)
+    return model
+
+
+def write_model(directory: Path, kind: str) -> Path:
+    """gpt2: byte-level tokenizer.json; llama: byte fallback + BOS; qwen2: bfloat16,
+    sharded, byte-level."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = byte_fallback_tokenizer() if kind == "llama" else byte_level_tokenizer(290)
+    model = transformers_model(kind, 300)
+    model.eval()
+    if kind == "qwen2":
+        model = model.to(torch.bfloat16)
+        model.save_pretrained(directory, max_shard_size="40KB")
+    else:
+        model.save_pretrained(directory)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return directory
+
+
+def reference_model(directory: Path):
+    """transformers' own model of ``directory``, float32, eval."""
+    warnings.filterwarnings("ignore")
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+def reference_probs(model, ids: list[int]) -> torch.Tensor:
+    """softmax of the last row for the last ``WINDOW`` ids (the book's crop), float64."""
+    with torch.no_grad():
+        logits = model(torch.tensor([ids[-WINDOW:]])).logits[0, -1]
+    return torch.softmax(logits.double(), dim=-1)
+
+
+def set_eos(directory: Path, eos) -> None:
+    path = directory / "generation_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    config["eos_token_id"] = eos
+    path.write_text(json.dumps(config))
