@@ -10,6 +10,7 @@ stream decoder and the ``‹e5 86›`` escapes work as they do for cl100k.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from functools import lru_cache
@@ -48,9 +49,13 @@ def _decoder_kinds(spec: dict | None) -> set[str]:
 class HFTokenizer:
     """A ``tokenizers.Tokenizer`` behind the explorer's ``Tokenizer`` protocol."""
 
-    def __init__(self, tokenizer, name: str, decoder_kinds: set[str]):
+    def __init__(self, tokenizer, source: str, decoder_kinds: set[str]):
         self._tokenizer = tokenizer
-        self.name = name
+        # Named by its vocabulary, not its folder: a base model and its instruct tune
+        # that read the same ids compare; two different vocabularies never do.
+        vocab = sorted(tokenizer.get_vocab(with_added_tokens=True).items())
+        digest = hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
+        self.name = f"{source} · vocabulary {digest[:10]}"
         self.n_vocab = tokenizer.get_vocab_size(with_added_tokens=True)
         self.byte_level = "ByteLevel" in decoder_kinds
         self.byte_fallback = "ByteFallback" in decoder_kinds
@@ -109,7 +114,7 @@ def load_hf_tokenizer(directory: Path) -> HFTokenizer:
             raise TokenizerError(f"{spec_path}: not a readable tokenizer.json "
                                  f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") \
                 from None
-        return HFTokenizer(tokenizer, f"tokenizer.json ({directory.name})",
+        return HFTokenizer(tokenizer, "tokenizer.json",
                            _decoder_kinds(spec.get("decoder")))
     vocab, merges = directory / "vocab.json", directory / "merges.txt"
     if vocab.is_file() and merges.is_file():
@@ -132,4 +137,4 @@ def _gpt2_files(vocab: Path, merges: Path, directory: Path) -> HFTokenizer:
     tokenizer.decoder = decoders.ByteLevel()
     if tokenizer.token_to_id("<|endoftext|>") is not None:
         tokenizer.add_special_tokens(["<|endoftext|>"])
-    return HFTokenizer(tokenizer, f"vocab.json + merges.txt ({directory.name})", {"ByteLevel"})
+    return HFTokenizer(tokenizer, "vocab.json + merges.txt", {"ByteLevel"})
