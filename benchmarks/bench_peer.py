@@ -1,12 +1,18 @@
-"""Our engine vs Hugging Face ``transformers`` on the same GPT-2-shaped weights.
+"""Our engine vs Hugging Face ``transformers`` on the same weights.
 
-Random nanoGPT weights (12 layers, 768 wide, 12 heads, 1,024 positions, the cl100k
-vocabulary of 100,277 tokens: "GPT-2 small shape"), converted to ``GPT2LMHeadModel``
-(Conv1D weights transposed, exact GELU, tied head). Greedy decoding with the top-5
-of every step on both sides; prints tokens/s, the ratio and whether the ids agree.
-Needs the ``[bench]`` extra (``pip install -e ".[bench]"``).
+``--model gpt2`` (default): random nanoGPT weights (12 layers, 768 wide, 12 heads, 1,024
+positions, the cl100k vocabulary of 100,277 tokens: "GPT-2 small shape"), converted to
+``GPT2LMHeadModel`` (Conv1D weights transposed, exact GELU, tied head).
 
-    python benchmarks/bench_peer.py [--device cuda] [--tokens 200] [--dtype bfloat16]
+``--model llama``: a random SmolLM2-135M-shaped ``LlamaForCausalLM`` (d 576, ffn 1536,
+30 layers, 9 heads, 3 KV heads, V 49,152, tied) written by ``save_pretrained`` and opened
+by both sides from that directory; ``--shape qwen`` makes it Qwen2.5-0.5B-shaped instead.
+Our load time and peak RSS (a fresh process, relative to the weights' bytes) come first.
+
+Greedy decoding with the top-5 of every step on both sides; prints tokens/s, the ratio
+and whether the ids agree. Needs the ``[bench]`` extra (``pip install -e ".[bench]"``).
+
+    python benchmarks/bench_peer.py [--model llama] [--device cuda] [--tokens 200]
 """
 
 from __future__ import annotations
@@ -88,14 +94,24 @@ def timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gpt2", choices=("gpt2", "llama"))
+    parser.add_argument("--shape", default="smollm2", choices=("smollm2", "qwen"),
+                        help="--model llama: SmolLM2-135M (default) or Qwen2.5-0.5B shaped")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tokens", type=int, default=None, help="default 200 on cuda, 30 on cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for both sides (default: our decode policy)")
     parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES),
                         help="both models' weights in this precision (default float32)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     n = args.tokens or (200 if device.type == "cuda" else 30)
+    if args.model == "llama":
+        from bench_peer_llama import run_llama
+
+        run_llama(args, device, n)
+        return
     torch.manual_seed(0)
     sd = random_weights()
     prompt_ids = cl100k().encode(PROMPT)

@@ -34,6 +34,13 @@ class LlamaConfig:
     tied: bool
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """``RMSNorm.forward`` without the module call, in transformers' order (float32
+    statistics, then back). torch's fused ``rms_norm`` was slower on one CPU row."""
+    h = x.float()
+    return weight * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, size: int, eps: float):
         super().__init__()
@@ -41,9 +48,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()  # as transformers: the mean square in float32, then back
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+        return rms_norm(x, self.weight, self.eps)
 
 
 class Attention(nn.Module):
@@ -152,7 +157,11 @@ class Llama(nn.Module):
 
 class LlamaDecoder(EagerDecoder):
     """``last_logits(window_ids) -> [V]`` with a KV cache. Keys are cached rotated, so a
-    slid window (positions restart at 0) is recomputed, as for the book's model."""
+    slid window (positions restart at 0) is recomputed, as for the book's model.
+
+    The weights stay as the file holds them (memory-mapped, read on first use): fusing
+    q/k/v or re-laying the head out gained 3 % on a CPU and cost a second copy in RSS.
+    The decoder keeps plain references to them, so a step makes no module calls."""
 
     def __init__(self, model: Llama):
         super().__init__(model.hparams.context_length)
@@ -167,6 +176,17 @@ class LlamaDecoder(EagerDecoder):
         self.cos, self.sin = rotary_tables(c, C, w.device, w.dtype)
         self.positions = torch.arange(C, device=w.device)
         self.group = c.hparams.num_heads // c.kv_heads
+        self.layers = [self._weights(layer) for layer in model.model.layers]
+        self.embedding, self.final_norm = w, model.model.norm.weight
+        self.head = model.lm_head.weight
+
+    @staticmethod
+    def _weights(layer: Layer) -> tuple:
+        a, mlp = layer.self_attn, layer.mlp
+        return (layer.input_layernorm.weight, a.q_proj.weight, a.q_proj.bias, a.k_proj.weight,
+                a.k_proj.bias, a.v_proj.weight, a.v_proj.bias, a.o_proj.weight, a.o_proj.bias,
+                layer.post_attention_layernorm.weight, mlp.gate_proj.weight, mlp.gate_proj.bias,
+                mlp.up_proj.weight, mlp.up_proj.bias, mlp.down_proj.weight, mlp.down_proj.bias)
 
     def last_logits(self, window_ids: list[int]) -> torch.Tensor:
         n = len(window_ids)
@@ -178,49 +198,67 @@ class LlamaDecoder(EagerDecoder):
         self.cached_ids = list(window_ids)
         return logits
 
-    def _qkv(self, a: Attention, h: torch.Tensor, cos, sin):
-        """Rotated queries [1, H, T, hd], keys and values [1, KV, T, hd] of rows h [T, d]."""
-        T, hd = h.shape[0], self.config.head_dim
-        q = a.q_proj(h).view(1, T, -1, hd).transpose(1, 2)
-        k = a.k_proj(h).view(1, T, -1, hd).transpose(1, 2)
-        v = a.v_proj(h).view(1, T, -1, hd).transpose(1, 2)
+    def _qkv(self, weights: tuple, x: torch.Tensor, cos, sin):
+        """Rotated queries [1, H, T, hd], keys and values [1, KV, T, hd] of rows x [T, d]."""
+        T, hd = x.shape[0], self.config.head_dim
+        h = rms_norm(x, weights[0], self.config.rms_eps)
+        q = F.linear(h, weights[1], weights[2]).view(1, T, -1, hd).transpose(1, 2)
+        k = F.linear(h, weights[3], weights[4]).view(1, T, -1, hd).transpose(1, 2)
+        v = F.linear(h, weights[5], weights[6]).view(1, T, -1, hd).transpose(1, 2)
         return rotate(q, cos, sin), rotate(k, cos, sin), v
+
+    def _mlp(self, weights: tuple, x: torch.Tensor) -> torch.Tensor:
+        h = rms_norm(x, weights[9], self.config.rms_eps)
+        gate = F.silu(F.linear(h, weights[10], weights[11]))
+        return F.linear(gate * F.linear(h, weights[12], weights[13]), weights[14], weights[15])
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        h = rms_norm(x, self.final_norm, self.config.rms_eps)
+        return F.linear(h, self.head).float()  # float32, as BookDecoder
 
     def forward_new(self, new_ids: torch.Tensor, start: int, n: int) -> torch.Tensor:
         """Positions start..n-1 hold ``new_ids``; the cache holds 0..start-1."""
-        m = self.model.model
-        x = m.embed_tokens.weight[new_ids]  # [T, d]
+        x = self.embedding[new_ids]  # [T, d]
         T = x.shape[0]
         cos, sin = self.cos[start:n], self.sin[start:n]
         captured = [] if self.capture_attention else None
-        for i, layer in enumerate(m.layers):
-            a = layer.self_attn
-            q, k, v = self._qkv(a, layer.input_layernorm(x), cos, sin)
+        for i, weights in enumerate(self.layers):
+            q, k, v = self._qkv(weights, x, cos, sin)
             self.k_cache[i, :, :, start:n] = k
             self.v_cache[i, :, :, start:n] = v
-            keys = self.k_cache[i, :, :, :n].repeat_interleave(self.group, dim=1)
-            values = self.v_cache[i, :, :, :n].repeat_interleave(self.group, dim=1)
+            keys, values = self.k_cache[i, :, :, :n], self.v_cache[i, :, :, :n]
             if captured is not None:  # per query head, as the strip shows them
-                captured.append(last_row_attention(q[0, :, -1:], keys[0]))
-            y = new_positions_attention(q, keys, values, start)  # [1, H, T, hd]
-            x = x + a.o_proj(y[0].transpose(0, 1).reshape(T, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+                captured.append(last_row_attention(
+                    q[0, :, -1:], keys[0].repeat_interleave(self.group, dim=0)))
+            y = self._attend(q, keys, values, start)  # [1, H, T, hd]
+            x = x + F.linear(y[0].transpose(0, 1).reshape(T, -1), weights[7], weights[8])
+            x = x + self._mlp(weights, x)
         self.last_attention = torch.stack(captured) if captured is not None else None
-        return self.model.lm_head(m.norm(x[-1])).float()  # float32, as BookDecoder
+        return self._logits(x[-1])
+
+    def _attend(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                start: int) -> torch.Tensor:
+        """Grouped-query attention. One query: each key/value head's group of query heads
+        attends as a batch of rows (no copy of the cache); more: the cache is repeated."""
+        H, T, hd = q.shape[1], q.shape[2], q.shape[3]
+        if T == 1:
+            grouped = q.view(1, keys.shape[1], self.group, hd)  # heads in KV order
+            return F.scaled_dot_product_attention(grouped, keys, values).view(1, H, 1, hd)
+        return new_positions_attention(q, keys.repeat_interleave(self.group, dim=1),
+                                       values.repeat_interleave(self.group, dim=1), start)
 
     def step_at(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """One token at a device-side position with fixed shapes (for CUDA graphs)."""
-        m = self.model.model
-        x = m.embed_tokens.weight[token]  # [1, d]
+        x = self.embedding[token]  # [1, d]
         cos, sin = self.cos[position], self.sin[position]  # [1, hd]
         visible = visible_bias(self.positions, position, x.dtype)
-        for i, layer in enumerate(m.layers):
-            a = layer.self_attn
-            q, k, v = self._qkv(a, layer.input_layernorm(x), cos, sin)
+        for i, weights in enumerate(self.layers):
+            q, k, v = self._qkv(weights, x, cos, sin)
             self.k_cache[i].index_copy_(2, position, k)
             self.v_cache[i].index_copy_(2, position, v)
-            y = F.scaled_dot_product_attention(q, self.k_cache[i], self.v_cache[i],
-                                               attn_mask=visible, enable_gqa=True)
-            add_linear_(x, y[0].transpose(0, 1).reshape(1, -1), a.o_proj.weight, a.o_proj.bias)
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return self.model.lm_head(m.norm(x[-1])).float()
+            grouped = q.view(1, self.config.kv_heads, self.group, -1)
+            y = F.scaled_dot_product_attention(grouped, self.k_cache[i], self.v_cache[i],
+                                               attn_mask=visible)  # [1, KV, group, hd]
+            add_linear_(x, y.reshape(1, -1), weights[7], weights[8])
+            x = x + self._mlp(weights, x)
+        return self._logits(x[-1])
