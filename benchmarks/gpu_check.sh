@@ -19,6 +19,9 @@ step python -m pytest -q -p no:cacheprovider tests/test_cudagraphs.py tests/test
     tests/test_sampling.py tests/test_decoder.py
 step python benchmarks/bench_generate.py --device cuda --repeats 5
 step python benchmarks/bench_peer.py --device cuda --tokens 200
+step python benchmarks/bench_peer.py --model llama --device cuda --tokens 200
+step python benchmarks/bench_peer.py --model llama --device cuda --tokens 200 --dtype bfloat16
+step python benchmarks/bench_peer.py --model llama --shape qwen --device cuda --tokens 200
 step python benchmarks/bench_dtype.py --device cuda --gpt2 --tokens 64
 step python -m pytest -q -p no:cacheprovider
 exit $failed

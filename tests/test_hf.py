@@ -33,6 +33,7 @@ def test_greedy_trace_past_the_window_equals_transformers(capsys, hf_dirs, kind)
                              "--temperature", 0, "--max-new-tokens", 12, "--ignore-eos")
     assert code == 0, err
     steps = [json.loads(line) for line in out.splitlines()]
+    assert steps[-1]["context"] == WINDOW  # the window slid: the JSON says so
     reference = reference_model(directory)
     from minigpt.models.checkpoint import load
     ids = load(directory, device="cpu").tokenizer.encode(PROMPT)
@@ -113,6 +114,7 @@ def test_the_end_of_sequence_token_ends_a_run_unless_ignored(capsys, hf_dirs, tm
     code, out, _ = run_cli(capsys, *args)
     stopped = json.loads(out)
     assert code == 0 and stopped["token_ids"] == free[:free.index(free[2]) + 1]
+    assert stopped["stop_reason"] == "eos"
     code, out, _ = run_cli(capsys, *args, "--ignore-eos")
     assert json.loads(out)["token_ids"] == free
 

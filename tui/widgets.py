@@ -328,6 +328,8 @@ class CandidatesTable(DataTable):
         for rank, c in enumerate(candidates, 1):
             marker = "▶" if c.id == chosen_id else " "
             style = "bold" if marker == "▶" else ("dim" if not c.kept else "")
+            if c.special:  # an end-of-text or chat-turn token: not text, and marked so
+                style += " italic"
             last = "█" * max(0, round(c.prob * BAR_WIDTH)) or "▏"
             if others is not None:
                 last = short_prob(others[rank - 1])

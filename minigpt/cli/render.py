@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # torch-free at run time: the explorer's process renders repo
 def candidate_json(c: Candidate) -> dict:
     record = {"id": c.id, "text": c.text, "prob": c.prob, "kept": c.kept}
     if c.special:
-        record["special"] = True  # no bytes in the vocabulary: text is ‹id N›
+        record["special"] = True  # no text bytes: ‹<|im_end|>› (a special token) or ‹id N›
     return record
 
 
@@ -64,6 +64,8 @@ class GenerateRenderer:
                 "token_ids": [s.chosen.id for s in engine.steps],
                 "seconds": round(seconds, 6),
                 "incomplete_bytes": engine.pending_bytes.hex(" "),
+                "stop_reason": stop_reason(engine),
+                "window": engine.context_length,  # longer texts: the last this many tokens
             }, ensure_ascii=False))
             return
         # A character cut off by max_new_tokens shows as an escape, not U+FFFD.
@@ -86,6 +88,7 @@ class TraceRenderer:
         if self.json_mode:
             print(json.dumps({
                 "step": step.index,
+                "context": step.context,  # tokens the model saw (its window, once full)
                 "candidates": [candidate_json(c) for c in step.candidates],
                 "chosen": candidate_json(step.chosen),
                 "text": text,
