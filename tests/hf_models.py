@@ -55,6 +55,8 @@ def transformers_model(kind: str, vocab_size: int):
     warnings.filterwarnings("ignore")
     import transformers as t
 
+    t.utils.logging.disable_progress_bar()  # tests read stderr: no bars, no notices
+    t.utils.logging.set_verbosity_error()
     torch.manual_seed({"gpt2": 1, "llama": 2, "qwen2": 3}[kind])
     if kind == "gpt2":
         config = t.GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4,
@@ -112,3 +114,41 @@ def set_eos(directory: Path, eos) -> None:
     config = json.loads(path.read_text()) if path.is_file() else {}
     config["eos_token_id"] = eos
     path.write_text(json.dumps(config))
+
+
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+          "message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+ZEPHYR = ("{{ bos_token }}{% for message in messages %}"
+          "{% if message['role'] not in ['system', 'user', 'assistant'] %}"
+          "{{ raise_exception('roles are system, user and assistant') }}{% endif %}"
+          "{{ '<|' + message['role'] + '|>\\n' + message['content'] + eos_token + '\\n' }}"
+          "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
+
+
+def write_chat_model(directory: Path, kind: str) -> Path:
+    """An instruct tune as transformers writes one: "chatml" (Qwen2, <|im_start|> and
+    <|im_end|> special, eos [<|im_end|>, <|endoftext|>]) or "zephyr" (Llama, byte
+    fallback, a template using bos_token and eos_token and rejecting unknown roles)."""
+    from transformers import PreTrainedTokenizerFast
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if kind == "chatml":
+        tok = byte_level_tokenizer(285)
+        tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
+        model = transformers_model("qwen2", 300)
+        wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                          pad_token="<|endoftext|>", chat_template=CHATML)
+        eos = [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]
+    else:
+        tok = byte_fallback_tokenizer()
+        tok.add_tokens(["<|user|>", "<|assistant|>", "<|system|>"])
+        model = transformers_model("llama", 300)
+        wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>",
+                                          eos_token="</s>", unk_token="<unk>",
+                                          chat_template=ZEPHYR)
+        eos = [2]
+    model.eval().save_pretrained(directory)
+    wrapped.save_pretrained(directory)
+    set_eos(directory, eos)
+    return directory

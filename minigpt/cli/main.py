@@ -70,6 +70,14 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
                    help="go on past the model's end-of-sequence token (Hugging Face models)")
 
 
+def add_prompt_options(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="text to continue")
+    source.add_argument("--messages", metavar="FILE",
+                        help="a JSON list of {\"role\", \"content\"} messages (- for stdin): the "
+                             "assistant's reply in the model's chat template")
+
+
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", nargs="?", default=None, metavar="CKPT",
                    help="checkpoint file (default: model/model.ckpt here, else the "
@@ -116,13 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="continue a prompt, streaming the text")
     add_model_options(gen)
-    gen.add_argument("--prompt", required=True, help="text to continue")
+    add_prompt_options(gen)
     add_sampling_options(gen)
 
     trace = sub.add_parser("trace", help="each step's top-5 candidates (the book's "
                                           "generate_with_trace)")
     add_model_options(trace)
-    trace.add_argument("--prompt", required=True, help="text to continue")
+    add_prompt_options(trace)
     add_sampling_options(trace)
 
     score = sub.add_parser("score", help="every token's probability, rank and surprisal; "
@@ -131,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = score.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the text to score")
     source.add_argument("--file", metavar="PATH", help="read the text from a file (- for stdin)")
+    source.add_argument("--messages", metavar="FILE",
+                        help="a JSON list of chat messages: score each assistant message's "
+                             "tokens in the model's chat template")
     score.add_argument("--exact", action="store_true",
                        help="every token from the last context_length tokens before it, as "
                             "generation sees it (one window per token past the first)")
@@ -175,7 +186,18 @@ def open_engine(args: argparse.Namespace):
     loaded = load_from(checkpoint_of(args), args)
     use_threads(args.threads or decode_threads(loaded.num_parameters))
     engine = Engine.from_loaded(loaded, settings)
-    engine.reset(args.prompt)
+    if args.messages is not None:
+        from minigpt.text.chat import read_messages
+
+        if loaded.chat is None:
+            raise PromptError(f"{loaded.path}: no chat template (tokenizer_config.json's "
+                              "chat_template or chat_template.jinja): use --prompt")
+        engine.reset("", messages=read_messages(args.messages))
+    else:
+        engine.reset(args.prompt)
+    if len(engine.prompt_ids) > engine.context_length:  # said once; the JSON says it per step
+        print(f"minigpt: note: the prompt is {len(engine.prompt_ids)} tokens; the model sees "
+              f"the last {engine.context_length} (its window)", file=sys.stderr)
     return loaded, engine
 
 
@@ -224,6 +246,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from minigpt.models.devices import batch_threads, keep_freed_memory, use_threads
 
+    if args.messages is not None:
+        return score_conversation(args)
     text = read_text(args)
     use_threads(args.threads or batch_threads())
     keep_freed_memory()  # [64, 100k] logits a window: reuse the heap, not fresh mmaps
@@ -249,6 +273,38 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(json.dumps(score_json(results[0]), ensure_ascii=False))
     else:
         print_score(results[0])
+    return 0
+
+
+def score_conversation(args: argparse.Namespace) -> int:
+    """``score --messages``: each assistant message's tokens and perplexity."""
+    from minigpt.cli.render import print_score, score_json
+    from minigpt.engine.score import score_messages
+    from minigpt.models.devices import batch_threads, use_threads
+    from minigpt.text.chat import read_messages
+
+    if args.compare:
+        raise PromptError("score --messages scores one model: drop --compare")
+    messages = read_messages(args.messages)
+    use_threads(args.threads or batch_threads())
+    loaded = load_from(checkpoint_of(args), args)
+    if loaded.chat is None:
+        raise PromptError(f"{loaded.path}: no chat template: score --text instead")
+    with score_progress() as progress:
+        score, per_message = score_messages(loaded.model, loaded.tokenizer, loaded.chat,
+                                            messages, loaded.vocab_size,
+                                            loaded.context_length, exact=args.exact,
+                                            progress=progress)
+    if args.json:
+        record = score_json(score)
+        record["messages"] = [{"message": m.index, "tokens": len(m.tokens),
+                               "perplexity": m.perplexity} for m in per_message]
+        print(json.dumps(record, ensure_ascii=False))
+    else:
+        print_score(score)
+        for m in per_message:
+            print(f"message {m.index + 1} (assistant): {len(m.tokens)} tokens · perplexity "
+                  f"{m.perplexity:,.2f}")
     return 0
 
 

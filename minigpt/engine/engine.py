@@ -33,8 +33,9 @@ class Engine(InsightsMixin):
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer,
                  settings: SamplingSettings | None = None, decoder=None,
-                 eos_ids: tuple[int, ...] = ()):
+                 eos_ids: tuple[int, ...] = (), chat=None):
         self.model = model
+        self.chat = chat  # the model's chat template (minigpt.text.chat), or None
         self.eos_ids = frozenset(eos_ids)  # a run ends on one (unless settings.ignore_eos)
         self.tokenizer = tokenizer
         self.settings = settings or SamplingSettings()
@@ -46,6 +47,7 @@ class Engine(InsightsMixin):
         self.decoder: Decoder = decoder if decoder is not None else make_decoder(model)
         self.prompt = ""
         self.prompt_ids: list[int] = []
+        self.messages: list[dict] | None = None  # the conversation the prompt renders
         self.tokens: list[int] = []
         self.steps: list[Step] = []
         self._stream = StreamDecoder()
@@ -61,7 +63,8 @@ class Engine(InsightsMixin):
 
     @classmethod
     def from_loaded(cls, loaded, settings: SamplingSettings | None = None) -> "Engine":
-        return cls(loaded.model, loaded.tokenizer, settings, eos_ids=loaded.eos_ids)
+        return cls(loaded.model, loaded.tokenizer, settings, eos_ids=loaded.eos_ids,
+                   chat=loaded.chat)
 
     @property
     def notice(self) -> str:
@@ -70,10 +73,20 @@ class Engine(InsightsMixin):
 
     # --- state ---------------------------------------------------------------
 
-    def reset(self, prompt: str, settings: SamplingSettings | None = None) -> None:
-        """Start over from ``prompt``; raises ``PromptError`` naming what is wrong."""
-        ids = self.tokenizer.encode(prompt) if prompt else []
+    def reset(self, prompt: str, settings: SamplingSettings | None = None,
+              messages: list[dict] | None = None) -> None:
+        """Start over from ``prompt``, or from a conversation: ``messages`` rendered by the
+        model's chat template (``prompt`` is then ignored). Raises ``PromptError`` naming
+        what is wrong."""
+        if messages is not None:
+            if self.chat is None:
+                raise PromptError("this model has no chat template: type raw text (--no-chat)")
+            prompt = self.chat.render(list(messages))
+            ids = self.tokenizer.encode_chat(prompt)
+        else:
+            ids = self.tokenizer.encode(prompt) if prompt else []
         check_prompt_ids(prompt, ids, self.tokenizer, self.prompt_vocab_size)
+        self.messages = None if messages is None else [dict(m) for m in messages]
         if settings is not None:
             self.settings = settings
         self.prompt, self.prompt_ids = prompt, ids
@@ -265,11 +278,12 @@ class Engine(InsightsMixin):
             return self.decoder.greedy_rows(self.tokens[-self.context_length:], TOP_N, ahead)
 
     def replay(self, prompt: str, tokens: list[int],
-               branches: tuple[tuple[int, ...], ...] = ()) -> list[tuple[Step, ...]]:
+               branches: tuple[tuple[int, ...], ...] = (),
+               messages: list[dict] | None = None) -> list[tuple[Step, ...]]:
         """A saved turn again from its token ids (a reopened session): each branch, then
         the current path, taken token by token (nothing sampled), so their steps and
         candidates are what the model computes now. Returns the branches' steps."""
-        self.reset(prompt)
+        self.reset(prompt, messages=messages)
         replayed = []
         for path in (*branches, tuple(tokens)):
             shared = 0
@@ -296,12 +310,13 @@ class Engine(InsightsMixin):
         return step
 
     def restore(self, prompt: str, path: tuple[Step, ...], sampler_state: bytes | None = None,
-                settings: SamplingSettings | None = None) -> None:
+                settings: SamplingSettings | None = None,
+                messages: list[dict] | None = None) -> None:
         """Make ``prompt`` + ``path`` (steps this engine or an earlier one reported) the
         sequence, exactly: the steps come back as they were, nothing is run or sampled
         (the next step's pass finds the shared prefix in the decoder's cache). With
         ``sampler_state``, sampling resumes where that path left it."""
-        self.reset(prompt, settings)
+        self.reset(prompt, settings, messages)
         for step in path:
             self._stream_states.append(self._stream.state())
             self._stream.feed(step.token_bytes)

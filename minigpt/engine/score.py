@@ -12,6 +12,7 @@ be predicted from (the book has no BOS).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -96,6 +97,12 @@ def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
         raise PromptError("nothing to score: give some text")
     ids = tokenizer.encode(text) if text else []
     check_prompt_ids(text, ids, tokenizer, vocab_size)
+    return score_ids(model, tokenizer, ids, context_length, exact, progress)
+
+
+def score_ids(model: torch.nn.Module, tokenizer: Tokenizer, ids: list[int],
+              context_length: int, exact: bool = False, progress=None) -> Score:
+    """Score token ids already checked against the vocabulary."""
     if len(ids) < 2:
         raise PromptError("scoring needs at least two tokens (the first one is only context)")
     if len(ids) > MAX_SCORE_TOKENS:
@@ -116,3 +123,42 @@ def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
     passes = 1 + math.ceil(past_first / EXACT_BATCH) if exact else \
         math.ceil(len(ids) / context_length)
     return Score(ids[0], first, tuple(tokens), passes, exact, first_piece)
+
+
+@dataclass(frozen=True)
+class MessageScore:
+    index: int  # the message's place in the conversation (0-based)
+    tokens: tuple[ScoredToken, ...]  # its tokens as the template renders it, end marker too
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-sum(t.log_prob for t in self.tokens) / len(self.tokens))
+
+
+def score_messages(model: torch.nn.Module, tokenizer, chat, messages: list[dict],
+                   vocab_size: int, context_length: int, exact: bool = False,
+                   progress=None) -> tuple[Score, list[MessageScore]]:
+    """Each assistant message's tokens, scored in the rendered conversation: the whole
+    conversation is one teacher-forced pass; only the assistant's spans are kept."""
+    text = chat.render(messages, add_generation_prompt=False)
+    ids = tokenizer.encode_chat(text)
+    check_prompt_ids(text, ids, tokenizer, vocab_size)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = tokenizer.encode_chat(chat.render(messages[:i], add_generation_prompt=True))
+        through = tokenizer.encode_chat(chat.render(messages[:i + 1], add_generation_prompt=False))
+        if ids[:len(before)] != before or ids[:len(through)] != through or \
+                len(through) <= max(1, len(before)):
+            raise PromptError(f"the chat template renders message {i + 1} differently inside "
+                              "the whole conversation: its tokens cannot be told apart")
+        spans.append((i, max(1, len(before)), len(through)))
+    if not spans:
+        raise PromptError("no assistant message to score: the messages need one")
+    score = score_ids(model, tokenizer, ids, context_length, exact, progress)
+    by_index = {t.index: t for t in score.tokens}
+    per_message = [MessageScore(i, tuple(by_index[j] for j in range(start, end)))
+                   for i, start, end in spans]
+    kept = tuple(t for m in per_message for t in m.tokens)
+    return replace(score, tokens=kept), per_message

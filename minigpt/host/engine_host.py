@@ -183,11 +183,13 @@ class Host:
                 self.send(p.StepsAdded(op.seq, (step,), 0.0, engine.pending_display))
                 reason = "picked"
             elif isinstance(op, p.Restore):  # the explorer already shows these steps
-                engine.restore(op.prompt, op.steps, op.sampler_state, op.settings)
+                engine.restore(op.prompt, op.steps, op.sampler_state, op.settings,
+                               chat_messages(op.messages))
                 reason = op.reason
             elif isinstance(op, p.Replay):
-                branches = engine.replay(op.prompt, list(op.tokens), op.branches)
-                self.send(p.TurnStarted(op.seq, op.prompt, tuple(engine.prompt_ids)))
+                branches = engine.replay(op.prompt, list(op.tokens), op.branches,
+                                         chat_messages(op.messages))
+                self.send(p.TurnStarted(op.seq, engine.prompt, tuple(engine.prompt_ids)))
                 if branches:
                     self.send(p.BranchesReplayed(op.seq, tuple(branches)))
                 if engine.steps:
@@ -228,8 +230,8 @@ class Host:
         if self.cancelled(op):  # stopped before it began: not even a new turn
             return 0, "stopped"
         if op.prompt is not None:
-            engine.reset(op.prompt, op.settings)
-            self.send(p.TurnStarted(op.seq, op.prompt, tuple(engine.prompt_ids)))
+            engine.reset(op.prompt, op.settings, chat_messages(op.messages))
+            self.send(p.TurnStarted(op.seq, engine.prompt, tuple(engine.prompt_ids)))
         total = engine.remaining if op.count is None else op.count
         batch, produced, last_post = [], 0, time.perf_counter()
         ended = False
@@ -304,6 +306,10 @@ class Host:
                 use_threads(self.threads)
 
 
+def chat_messages(messages) -> list[dict] | None:
+    return None if messages is None else [dict(m) for m in messages]
+
+
 def model_info(loaded) -> p.ModelInfo:
     from minigpt.cli.render import inspect_report
 
@@ -311,5 +317,5 @@ def model_info(loaded) -> p.ModelInfo:
     return p.ModelInfo(path=str(loaded.path), format=loaded.format,
                        parameters=loaded.num_parameters, device=str(loaded.device),
                        context_length=loaded.context_length, vocab_size=loaded.vocab_size,
-                       report=report, dtype=report["dtype"])
+                       report=report, dtype=report["dtype"], chat=loaded.chat is not None)
 

@@ -53,6 +53,7 @@ class Generate(Op):
     prompt: str | None
     count: int | None
     settings: SamplingSettings
+    messages: tuple[dict, ...] | None = None  # a chat turn: the conversation, user last
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Restore(Op):
     sampler_state: bytes | None
     settings: SamplingSettings
     reason: str = "restored"  # RunFinished's reason: "restored" or "branch"
+    messages: tuple[dict, ...] | None = None  # a chat turn's conversation
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,7 @@ class Replay(Op):
     tokens: tuple[int, ...]
     branches: tuple[tuple[int, ...], ...]
     settings: SamplingSettings
+    messages: tuple[dict, ...] | None = None  # a chat turn's conversation
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ class ModelInfo:
     vocab_size: int
     report: dict  # ``render.inspect_report``, every value JSON-able
     dtype: str = "float32"
+    chat: bool = False  # the model has a chat template: the explorer opens in chat mode
 
     @property
     def where(self) -> str:

@@ -36,6 +36,7 @@ class LoadedModel:
     inferred: list[str] = field(default_factory=list)  # what was inferred from shapes
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)  # as stored
     eos_ids: tuple[int, ...] = ()  # tokens that end a run (Hugging Face models)
+    chat: object = None  # minigpt.text.chat.ChatTemplate of an instruct tune, or None
 
     @property
     def hparams(self) -> HParams:
@@ -125,6 +126,7 @@ def load(path: str | os.PathLike, device: str = "auto",
         inferred=found.inferred,
         tensors=found.tensors,
         eos_ids=found.eos_ids,
+        chat=found.chat,
     )
 
 
@@ -140,4 +142,5 @@ def read_directory(directory: Path, window: int | None, progress) -> Layout:
     """A Hugging Face directory, as a ``Layout`` whose model is already built."""
     hf = load_hf_model(directory, window, progress)
     return Layout(hf.format, hf.config, {}, lambda: hf.model, hf.notes, hf.tensors,
-                  tokenizer="hf", hparams_of=hf.model.hparams, eos_ids=hf.eos_ids)
+                  tokenizer="hf", hparams_of=hf.model.hparams, eos_ids=hf.eos_ids,
+                  chat=hf.chat)

@@ -31,6 +31,7 @@ class Layout:
     dataset: str | None = None
     hparams_of: HParams | None = None  # a Hugging Face model's (h_params is its config)
     eos_ids: tuple[int, ...] = ()  # tokens that end a run
+    chat: object = None  # a Hugging Face instruct tune's ChatTemplate
 
     @property
     def hparams(self) -> HParams:

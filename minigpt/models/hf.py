@@ -103,6 +103,7 @@ class HFModel:
     notes: list[str]
     tensors: list[tuple[str, tuple[int, ...], str]]
     eos_ids: tuple[int, ...]
+    chat: object = None  # minigpt.text.chat.ChatTemplate, for instruct tunes
 
 
 def load_hf_model(directory: Path, window: int | None = None, progress=None) -> HFModel:
@@ -120,7 +121,12 @@ def load_hf_model(directory: Path, window: int | None = None, progress=None) -> 
     model = make(weights)
     kinds = sorted(set(stored.values()))
     fmt = f"Hugging Face {name} ({files}, stored {'/'.join(kinds)})"
-    return HFModel(model, config, fmt, notes, tensors, eos_ids(directory, config))
+    from minigpt.text.chat import find_chat_template
+
+    chat = find_chat_template(directory)
+    if chat is not None:
+        notes = [*notes, "chat template (the explorer opens in chat mode; --no-chat types raw text)"]
+    return HFModel(model, config, fmt, notes, tensors, eos_ids(directory, config), chat)
 
 
 def eos_ids(directory: Path, config: dict) -> tuple[int, ...]:

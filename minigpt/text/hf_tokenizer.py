@@ -67,6 +67,11 @@ class HFTokenizer:
     def encode(self, text: str) -> list[int]:
         return self._tokenizer.encode(text).ids
 
+    def encode_chat(self, text: str) -> list[int]:
+        """A rendered chat template's text: it holds its special tokens already, so the
+        post-processor adds none (as ``apply_chat_template`` tokenizes)."""
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
     def special_name(self, token_id: int) -> str | None:
         return self.specials.get(token_id)
 
