@@ -70,11 +70,21 @@ def transformers_model(kind: str, vocab_size: int):
         return t.LlamaForCausalLM(config)
     config = t.Qwen2Config(**common, num_key_value_heads=1, tie_word_embeddings=True,
                            eos_token_id=0)
-    model = t.Qwen2ForCausalLM(config)
-    with torch.no_grad():  # q/k/v biases that matter
-        for layer in model.model.layers:
-            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
-                proj.bias.normal_(0, 0.5)
+    return t.Qwen2ForCausalLM(config)
+
+
+def reinit(model, seed: int):
+    """Weights from our own generator, not transformers' initialisers: the same tiny
+    model (and snapshot) under any transformers version. Norm weights near 1, biases
+    large enough to matter (Qwen2's q/k/v)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters()):
+            noise = torch.randn(param.shape, generator=g)
+            if "norm" in name or "ln_" in name:
+                param.copy_(1 + 0.1 * noise if name.endswith("weight") else 0.1 * noise)
+            else:
+                param.copy_(noise * (0.5 if name.endswith("bias") else 0.08))
     return model
 
 
@@ -83,7 +93,7 @@ def write_model(directory: Path, kind: str) -> Path:
     sharded, byte-level."""
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = byte_fallback_tokenizer() if kind == "llama" else byte_level_tokenizer(290)
-    model = transformers_model(kind, 300)
+    model = reinit(transformers_model(kind, 300), {"gpt2": 1, "llama": 2, "qwen2": 3}[kind])
     model.eval()
     if kind == "qwen2":
         model = model.to(torch.bfloat16)
@@ -136,14 +146,14 @@ def write_chat_model(directory: Path, kind: str) -> Path:
     if kind == "chatml":
         tok = byte_level_tokenizer(285)
         tok.add_special_tokens(["<|im_start|>", "<|im_end|>"])
-        model = transformers_model("qwen2", 300)
+        model = reinit(transformers_model("qwen2", 300), 4)
         wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
                                           pad_token="<|endoftext|>", chat_template=CHATML)
         eos = [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]
     else:
         tok = byte_fallback_tokenizer()
         tok.add_tokens(["<|user|>", "<|assistant|>", "<|system|>"])
-        model = transformers_model("llama", 300)
+        model = reinit(transformers_model("llama", 300), 5)
         wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>",
                                           eos_token="</s>", unk_token="<unk>",
                                           chat_template=ZEPHYR)

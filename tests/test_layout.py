@@ -12,7 +12,8 @@ PACKAGES = ("text", "models", "decode", "engine", "host", "cli")
 TORCH_FREE = ("minigpt", "minigpt.errors", "minigpt.settings", "minigpt.steps", "minigpt.paths",
               "minigpt.branches", "minigpt.text", "minigpt.text.tokenizer", "minigpt.host",
               "minigpt.host.protocol", "minigpt.host.session", "minigpt.host.engine_host",
-              "minigpt.cli", "minigpt.cli.main", "minigpt.engine", "minigpt.models.hparams")
+              "minigpt.cli", "minigpt.cli.main", "minigpt.engine", "minigpt.models.hparams", "minigpt.text.chat",
+              "minigpt.text.hf_tokenizer")
 
 
 def module_name(path: Path) -> str:

@@ -235,3 +235,23 @@ def test_compare_in_a_real_terminal(tiny_ckpt, other_ckpt):
     send("Space")
     wait_for(lambda s: "step · 5 tokens" in s and "Traceback" not in s)
     quit_explorer()
+
+
+def test_two_chat_turns_in_a_real_terminal(tmp_path):
+    """An instruct model opens in chat mode: two typed messages, labelled, the template
+    shown, the box empty after each send."""
+    from hf_models import write_chat_model
+
+    directory = write_chat_model(tmp_path / "chatml", "chatml")
+    explorer(directory, "--temperature 0 --max-new-tokens 3 --device cpu --system 'be brief'")
+    wait_for(lambda s: "chat: type a message" in s)
+    type_text("hello")
+    send("Enter")
+    wait_for(lambda s: "max_new_tokens · 3 tokens" in s)
+    type_text("the cat")
+    send("Enter")
+    text = wait_for(lambda s: "user › the cat" in s and "max_new_tokens · 3 tokens" in s
+                    and s.count("assistant ›") == 2)
+    assert "user › hello" in text and "<|im_start|>" in text and "Traceback" not in text
+    assert "> a message to the assistant" in text  # the box is empty again
+    quit_explorer()

@@ -30,6 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "x lets it drive")
     parser.add_argument("--session", type=Path, default=None, metavar="FILE",
                         help="reopen a session file (JSON lines) and keep appending to it")
+    chat = parser.add_mutually_exclusive_group()
+    chat.add_argument("--chat", dest="chat", action="store_true", default=None,
+                      help="chat turns in the model's own chat template (the default for "
+                           "models that have one)")
+    chat.add_argument("--no-chat", dest="chat", action="store_false",
+                      help="type raw text, even to an instruct model")
+    parser.add_argument("--system", default=None, metavar="TEXT",
+                        help="chat mode: the system message that opens the conversation")
     return parser
 
 
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app(path, settings, session, resumed, device=args.device,
                    tokenizer=args.tokenizer, skipped_lines=skipped, threads=args.threads,
                    compare=args.compare, dtype=args.dtype, opening_note=note,
-                   window=args.window)
+                   window=args.window, chat=args.chat, system=args.system)
     app.older_unread = older
     app.run()
     if app.load_error:  # the model did not load: nothing to explore

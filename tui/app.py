@@ -28,6 +28,7 @@ from minigpt.text.tokenizer import printable
 
 from .attention import AttentionStrip
 from .branches import BranchScreen
+from .chat import ChatMixin
 from .client import EngineClient
 from .commands import explorer_commands
 from .panels import PanelsMixin
@@ -50,7 +51,7 @@ from .why import WhyPanel
 NARROW_WIDTH = 70  # below this the sidebar hides
 
 
-class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMixin,
+class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixin, VersusMixin,
                  ModalsMixin, HeaderMixin, LeavingMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
@@ -97,8 +98,11 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMi
                  client: EngineClient | None = None, skipped_lines: int = 0,
                  threads: int | None = None, compare: str | Path | None = None,
                  dtype: str = "float32", opening_note: str | None = None,
-                 window: int | None = None):
+                 window: int | None = None, chat: bool | None = None,
+                 system: str | None = None):
         super().__init__()
+        self.chat_requested = chat  # --chat / --no-chat; None: chat when the model has a template
+        self.system_message = system  # --system: the conversation's first message
         self.opening_note = opening_note  # said once the model is ready (which file)
         self.window = window  # a Hugging Face model's KV-cache window (--window)
         self.threads = threads
@@ -133,6 +137,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMi
         self.table_shown_at = 0.0  # monotonic time of the last streamed table redraw
         self.branch_book = BranchBook()  # the turn's abandoned paths (the engine keeps none)
         self.op_settings: dict[int, SamplingSettings] = {}  # knobs each engine op went with
+        self.sent_messages: dict[int, tuple] = {}  # a chat turn's conversation, by op seq
         self.score_request = 0
         self.new_turn_note = False  # a stepping key started a new turn from an edited prompt
         self.same_draw_note = ""  # a repeated prompt with a fixed seed: the same tokens
@@ -232,10 +237,13 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMi
             self.show_error("engine stopped — r restarts")
             return
         self.client.cancel_runs(self.last_run_seq)
+        fields = self.chat_fields(op_type, fields)
         seq = self.send(op_type, settings=self.settings, **fields)
         if seq is None:
             return
         self.op_settings[seq] = self.settings
+        if fields.get("messages") is not None:
+            self.sent_messages[seq] = fields["messages"]
         self.last_engine_seq = seq
         if op_type is p.Generate and fields.get("count") != 1:
             self.last_run_seq = seq
@@ -363,7 +371,8 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, PanelsMixin, SteppingMixin, VersusMi
             self.last_engine_seq = self.send(p.Restore, prompt=self.turn.prompt,
                                              steps=tuple(self.history),
                                              sampler_state=self.sampler_state,
-                                             settings=self.settings) or 0
+                                             settings=self.settings,
+                                             messages=self.turn.messages) or 0
             self.op_settings[self.last_engine_seq] = self.settings
             if self.driver != "A":  # a new engine starts with A driving
                 self.submit(p.SwapModels)
@@ -378,7 +387,9 @@ def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              client: EngineClient | None = None, skipped_lines: int = 0,
              threads: int | None = None, compare: str | Path | None = None,
              dtype: str = "float32", opening_note: str | None = None,
-             window: int | None = None) -> MiniGPTApp:
+             window: int | None = None, chat: bool | None = None,
+             system: str | None = None) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
-                      skipped_lines, threads, compare, dtype, opening_note, window)
+                      skipped_lines, threads, compare, dtype, opening_note, window, chat,
+                      system)

@@ -54,7 +54,7 @@ class ModalsMixin:
         self.pending = pending_display(path)
         self.view_step = None
         self.submit(p.Restore, prompt=self.turn.prompt, steps=path, sampler_state=state,
-                    reason="branch")
+                    reason="branch", messages=self.turn.messages)
 
     def action_score(self) -> None:
         """Score the prompt's text, or the current turn's when the prompt is empty."""

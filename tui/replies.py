@@ -72,6 +72,9 @@ class RepliesMixin:
         self.info, self.other_info = reply.info, reply.other
         self.engine_state = "ready"
         self.show_header()
+        if self.chat_mode:
+            self.query_one("#prompt").placeholder = "a message to the assistant"
+        refused_chat = self.check_chat_request()
         if self.restoring:
             self.restoring = False
             self.set_status("engine restarted · the turn is back where it was")
@@ -79,9 +82,16 @@ class RepliesMixin:
             lines = "line" if self.skipped_lines == 1 else "lines"
             self.show_error(f"{self.skipped_lines} unreadable {lines} of the session file "
                             "skipped (a crash mid-write?); the rest is here")
-        elif self.opening_note and not self.running:
+        elif refused_chat:
+            self.show_error(refused_chat)
+        elif self.running:
+            pass  # the queued prompt's run says how it goes
+        elif self.opening_note:
             self.set_status(f"ready · {self.opening_note}")
-        elif not self.running:
+        elif self.chat_mode:
+            self.set_status("ready · chat: type a message and press enter (the model's own "
+                            "template; --no-chat types raw text)")
+        else:
             self.set_status("ready · type a prompt and press enter")
         self.replay_last_turn()
 
@@ -123,14 +133,19 @@ class RepliesMixin:
             f"same prompt and seed {seed}: the same tokens (seed — draws anew)"
             if reply.prompt == self.turn.prompt and seed is not None
             and self.turn.settings.seed == seed and self.history else "")
-        self.turn = TurnState(reply.prompt, reply.prompt_ids, self.settings)
+        previous = self.turn
+        messages = self.sent_messages.pop(reply.seq, None) or self.replayed_messages(reply)
+        self.turn = TurnState(reply.prompt, reply.prompt_ids, self.settings, messages=messages)
         self.branch_book.clear()
         self.preview = None
         self.pending = ""
         self.view_step = None
         if self.recorder is not None:
             self.recorder.start_turn(self.turn_id_for(reply))
-        self.query_one(Transcript).start_turn(reply.prompt)
+        header = self.chat_header(reply.prompt, messages, previous) if messages else None
+        self.query_one(Transcript).start_turn(reply.prompt, header)
+        if messages and self.prompt_text() == messages[-1]["content"]:
+            self.query_one("#prompt").value = ""  # sent: the next message starts empty
 
     def got_steps_added(self, reply: p.StepsAdded) -> None:
         self.history.extend(reply.steps)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from minigpt.host import protocol as p
 from minigpt.errors import SettingsError
+from minigpt.host import protocol as p
 from minigpt.settings import SamplingSettings
+
+from .chat import saved_messages
 
 from .knobs import Sidebar
 
@@ -67,7 +69,7 @@ class ResumeMixin:
             self.query_one(Sidebar).set_value(settings)
         self.replay_turn_id = record.get("turn")
         self.submit(p.Replay, prompt=record["prompt"], tokens=tuple(record["tokens"]),
-                    branches=saved_branches(record))
+                    branches=saved_branches(record), messages=saved_messages(record))
         self.replay_seq = self.last_engine_seq
 
     def turn_id_for(self, reply: p.TurnStarted) -> str | None:

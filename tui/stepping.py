@@ -19,7 +19,8 @@ class SteppingMixin:
         """What a stepping key (space, g) starts from: the prompt as shown when it differs
         from the current turn's (a new turn, as enter would start), else None (go on)."""
         text = self.prompt_text()
-        if text != self.turn.prompt and (text or not self.turn.prompt):
+        current = self.turn.messages[-1]["content"] if self.turn.messages else self.turn.prompt
+        if text != current and (text or not self.turn.prompt):
             return text
         return None
 
@@ -69,7 +70,8 @@ class SteppingMixin:
 
     def action_undo(self) -> None:
         if not self.history and not self.running:
-            self.set_status("nothing to undo")
+            if not self.undo_into_prompt():  # a chat reply's start: back to its message
+                self.set_status("nothing to undo")
             return
         self.view_step = None
         self.submit(p.Undo)

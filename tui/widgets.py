@@ -83,9 +83,10 @@ class TurnPart(Static):
 class Turn(Vertical):
     """One prompt and its continuation, held as parts that each hold whole lines."""
 
-    def __init__(self, prompt: str, tint: str = ""):
+    def __init__(self, prompt: str, tint: str = "", header: Text | None = None):
         super().__init__(classes="turn")
         self.prompt = prompt
+        self.header = header  # a chat turn: the conversation's new part (tui.chat)
         # (completed text, chosen prob, Jensen–Shannon to the compared model or None)
         self.segments: list[tuple[str, float, float | None]] = []
         self.pending = ""
@@ -104,7 +105,9 @@ class Turn(Vertical):
     def render_steps(self, part: TurnPart, until: int | None = None) -> Text:
         """The part's text (``until``: only the steps before that index)."""
         text = Text()
-        if part.start == 0:
+        if part.start == 0 and self.header is not None:
+            text.append_text(self.header)
+        elif part.start == 0:
             text.append("› ", style="bold cyan")
             text.append(self.prompt, style="bold")
         end = part.end if until is None else min(part.end, until)
@@ -176,6 +179,12 @@ class Turn(Vertical):
     def plain(self) -> str:
         return self.prompt + "".join(segment[0] for segment in self.segments)
 
+    @property
+    def shown_plain(self) -> str:
+        """The turn as on screen (a chat turn's header instead of its raw prompt)."""
+        head = self.header.plain if self.header is not None else self.prompt
+        return head + "".join(segment[0] for segment in self.segments)
+
 
 class Transcript(VerticalScroll):
     """Chat-style turns; follows the tail unless the user scrolled up."""
@@ -214,8 +223,8 @@ class Transcript(VerticalScroll):
         if self.pinned and (grew or self.scroll_y < self.max_scroll_y):
             self.scroll_end(animate=False)
 
-    def start_turn(self, prompt: str) -> None:
-        self.mount(Turn(prompt, tint=self.tint))
+    def start_turn(self, prompt: str, header: Text | None = None) -> None:
+        self.mount(Turn(prompt, tint=self.tint, header=header))
         self.pinned = True  # a new prompt follows its answer
         self._follow(True)
 

@@ -91,6 +91,7 @@ class TurnState:
     settings: SamplingSettings = field(default_factory=SamplingSettings)
     steps: list[Step] = field(default_factory=list)
     branches: list[dict] = field(default_factory=list)  # ``branch_records`` of the turn
+    messages: tuple[dict, ...] | None = None  # a chat turn: the conversation, user last
 
     @property
     def completion(self) -> str:
@@ -112,6 +113,7 @@ def turn_record(turn_id: str, turn: TurnState, model: str, reason: str) -> dict:
         "steps": [step_record(s) for s in turn.steps],
         "log_prob": finite(path_log_prob(tuple(turn.steps))),
         "branches": list(turn.branches),
+        **({"messages": [dict(m) for m in turn.messages]} if turn.messages else {}),
     }
 
 

@@ -1,0 +1,101 @@
+"""Chat mode in the explorer: labelled turns in the model's own template, each reply the
+engine's steps, the next prompt the next user message, undo back into the message."""
+
+import pytest
+from textual.widgets import Input
+
+from conftest import screen_text, settle
+from hf_models import write_chat_model
+from test_chat import reference_ids
+
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture(scope="module")
+def chatml(tmp_path_factory):
+    return write_chat_model(tmp_path_factory.mktemp("chat") / "chatml", "chatml")
+
+
+@pytest.fixture
+def chat_app(chatml, engine_client, monkeypatch):
+    from minigpt.settings import SamplingSettings
+    from tui.app import make_app
+
+    monkeypatch.chdir(chatml.parent)  # the header names it "chatml" on every machine
+
+    def factory(**options):
+        settings = SamplingSettings(temperature=0, max_new_tokens=5)
+        return make_app("chatml", settings, device="cpu", client=engine_client, **options)
+    return factory
+
+
+async def send(app, pilot, text):
+    prompt = app.query_one("#prompt", Input)
+    prompt.focus()
+    prompt.value = text
+    await pilot.press("enter")
+    await settle(app, pilot)
+
+
+async def test_two_user_turns_make_one_conversation(chat_app, chatml):
+    app = chat_app(system="be brief")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert app.chat_mode and "chat: type a message" in str(app.query_one("#status").render())
+        await send(app, pilot, "hello 农夫")
+        first = app.turn
+        assert first.messages == ({"role": "system", "content": "be brief"},
+                                  {"role": "user", "content": "hello 农夫"})
+        assert list(first.prompt_ids) == reference_ids(chatml, list(first.messages))
+        assert app.query_one("#prompt", Input).value == ""  # sent: the box is empty again
+        reply = "".join(s.text for s in first.steps if not s.chosen.special)
+        await send(app, pilot, "the cat")
+        second = app.turn
+        assert second.messages[2] == {"role": "assistant", "content": reply}
+        assert second.messages[3] == {"role": "user", "content": "the cat"}
+        assert list(second.prompt_ids) == reference_ids(chatml, list(second.messages))
+        shown = screen_text(app)
+        assert "user › hello 农夫" in shown and "user › the cat" in shown
+        assert "assistant ›" in shown and "<|im_start|>" in shown  # the template, dimmed
+
+
+async def test_undo_past_a_replys_start_edits_that_message(chat_app, chatml):
+    app = chat_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "hi")
+        await send(app, pilot, "the cat")
+        app.query_one("#candidates").focus()
+        for _ in range(len(app.history)):
+            await pilot.press("backspace")
+            await settle(app, pilot)
+        assert not app.history
+        await pilot.press("backspace")  # past the start: the message comes back
+        await settle(app, pilot)
+        prompt = app.query_one("#prompt", Input)
+        assert prompt.value == "the cat" and app.focused is prompt
+        prompt.value = "the dog"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert [m["content"] for m in app.turn.messages][::2] == ["hi", "the dog"]
+        assert len(app.turn.messages) == 3  # replaced, not appended
+        assert "user › the cat" not in screen_text(app)
+
+
+async def test_no_chat_types_raw_text(chat_app):
+    app = chat_app(chat=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "hello")
+        assert not app.chat_mode and app.turn.messages is None and app.turn.prompt == "hello"
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_chat_turns_snapshot(snap_compare, chat_app, size):
+    async def two_turns(pilot):
+        app = pilot.app
+        await settle(app, pilot)
+        await send(app, pilot, "hello")
+        await send(app, pilot, "the cat")
+
+    assert snap_compare(chat_app(system="be brief"), terminal_size=size, run_before=two_turns)

@@ -1,0 +1,121 @@
+"""Chat mode: for a model with a chat template, each prompt is the next user message.
+
+The explorer keeps the conversation (the engine renders it with the model's template:
+``Generate.messages``). A turn's reply is the assistant's message; the next prompt adds
+it and a new user message. The template's own text (``<|im_start|>``, role names) is
+shown dimmed around the user's words, so a person sees what the model sees. Undo past
+the first token of a reply puts that user message back in the prompt for editing.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from minigpt.host import protocol as p
+from minigpt.text.tokenizer import printable
+
+from .widgets import Transcript
+
+
+def saved_messages(record: dict) -> tuple[dict, ...] | None:
+    """A session record's conversation, when it holds a well-formed one."""
+    from minigpt.errors import PromptError
+    from minigpt.text.chat import check_messages
+
+    try:
+        return tuple(check_messages(record["messages"])) if record.get("messages") else None
+    except PromptError:
+        return None
+
+
+def reply_of(steps) -> str:
+    """A reply's text, without the special tokens that ended it."""
+    return "".join(s.text for s in steps if not s.chosen.special)
+
+
+class ChatMixin:
+    """For ``MiniGPTApp``; ``chat_requested``: True/False from --chat/--no-chat, None
+    for the model's default (chat when it has a template)."""
+
+    chat_requested: bool | None = None
+    system_message: str | None = None
+    editing_last = False  # undo went past a reply's start: the next prompt replaces it
+
+    @property
+    def chat_mode(self) -> bool:
+        has_template = bool(self.info and self.info.chat)
+        return has_template and self.chat_requested is not False
+
+    def check_chat_request(self) -> str | None:
+        """Once the model is up: --chat on a model without a template is one line."""
+        if self.chat_requested and self.info is not None and not self.info.chat:
+            return "this model has no chat template (--chat): prompts are raw text"
+        return None
+
+    def reply_text(self) -> str:
+        """The current turn's reply as the next message's content."""
+        return reply_of(self.history)
+
+    def messages_for(self, text: str) -> tuple[dict, ...]:
+        """The conversation a new user message ``text`` continues."""
+        previous = self.turn.messages
+        if previous and self.editing_last:
+            base = list(previous[:-1])
+        elif previous:
+            base = [*previous, {"role": "assistant", "content": self.reply_text()}]
+        else:
+            base = [{"role": "system", "content": self.system_message}] \
+                if self.system_message else []
+        return (*base, {"role": "user", "content": text})
+
+    def chat_fields(self, op_type, fields: dict) -> dict:
+        """A new turn in chat mode carries the conversation (``submit`` calls this)."""
+        if op_type is p.Generate and fields.get("prompt") is not None and self.chat_mode:
+            fields = {**fields, "messages": self.messages_for(fields["prompt"])}
+            self.editing_last = False
+        return fields
+
+    def chat_header(self, rendered: str, messages, previous) -> Text:
+        """The new part of the conversation: the template's text dimmed, the user's words
+        bold and labelled, then the assistant's label where its reply streams."""
+        user = messages[-1]["content"]
+        start = 0
+        if previous and previous.messages and rendered.startswith(previous.prompt):
+            start = len(previous.prompt)
+            reply = reply_of(previous.steps)
+            found = rendered.find(reply, start) if reply else -1
+            if found >= 0:
+                start = found + len(reply)
+        at = rendered.rfind(user) if user else -1
+        head, tail = (rendered[start:at], rendered[at + len(user):]) if at >= start \
+            else (rendered[start:], "")
+        header = Text()
+        header.append(printable(head, keep="\n"), style="dim")
+        header.append("user › ", style="bold cyan")
+        header.append(printable(user, keep="\n"), style="bold")
+        header.append(printable(tail, keep="\n"), style="dim")
+        if not header.plain.endswith("\n"):
+            header.append("\n")
+        header.append("assistant › ", style="bold magenta")
+        return header
+
+    def replayed_messages(self, reply: p.TurnStarted):
+        """A reopened session's chat turn: its saved conversation."""
+        if reply.seq != self.replay_seq or not self.resumed:
+            return None
+        return saved_messages(self.resumed[-1])
+
+    def undo_into_prompt(self) -> bool:
+        """Undo with no reply token left: the user message goes back into the prompt."""
+        if not self.turn.messages or self.history or self.running:
+            return False
+        prompt = self.query_one("#prompt")
+        prompt.value = self.turn.messages[-1]["content"]
+        prompt.cursor_position = len(prompt.value)
+        self.editing_last = True
+        transcript = self.query_one(Transcript)
+        if transcript.current is not None:
+            transcript.current.remove()
+        prompt.focus()
+        self.set_status("editing your last message · enter sends it in its place")
+        return True
