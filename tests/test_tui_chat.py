@@ -99,3 +99,29 @@ def test_chat_turns_snapshot(snap_compare, chat_app, size):
         await send(app, pilot, "the cat")
 
     assert snap_compare(chat_app(system="be brief"), terminal_size=size, run_before=two_turns)
+
+
+async def test_a_reopened_session_is_the_same_conversation(chat_app, chatml, tmp_path):
+    from minigpt.host.session import read_session
+
+    path = tmp_path / "chat.jsonl"
+    app = chat_app(session_path=path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "hi")
+        await send(app, pilot, "the cat")
+        conversation = app.turn.messages
+        await pilot.press("ctrl+q")
+    record = read_session(path)[-1]
+    assert tuple(record["messages"]) == conversation
+    reopened = chat_app(session_path=path, resumed=read_session(path))
+    async with reopened.run_test(size=(100, 30)) as pilot:
+        await settle(reopened, pilot)
+        assert reopened.turn.messages == conversation
+        assert [s.chosen.id for s in reopened.history] == record["tokens"]
+        await send(reopened, pilot, "and?")
+        assert reopened.turn.messages[:4] == conversation + (
+            {"role": "assistant", "content": "".join(
+                s["text"] for s in record["steps"] if not s["chosen"].get("special"))},)
+        assert list(reopened.turn.prompt_ids) == reference_ids(chatml,
+                                                               list(reopened.turn.messages))
