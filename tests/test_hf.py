@@ -195,3 +195,37 @@ def test_gpt2_vocab_and_merges_without_tokenizer_json(hf_dirs, tmp_path):
     for text in (PROMPT, "the end<|endoftext|>the", " 天然"):
         assert ours.encode(text) == reference(text).input_ids, text
     assert ours.name.startswith("vocab.json + merges.txt")
+
+
+def test_attention_rows_are_per_query_head_under_grouped_query_attention(hf_dirs):
+    """The strip's rows equal transformers' eager attention weights (last row of each
+    layer, every query head), with 4 query heads sharing 2 key/value heads."""
+    from minigpt.engine.engine import Engine
+    from minigpt.models.checkpoint import load
+    from transformers import AutoModelForCausalLM
+
+    directory = hf_dirs["llama"]
+    engine = Engine.from_loaded(load(directory, device="cpu"))
+    engine.reset(PROMPT[:9])
+    rows = engine.attention(None)
+    reference = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32,
+                                                     attn_implementation="eager").eval()
+    with torch.no_grad():
+        out = reference(torch.tensor([engine.tokens]), output_attentions=True)
+    expected = torch.stack([layer[0, :, -1] for layer in out.attentions])  # [L, H, T]
+    got = torch.tensor(rows.weights)
+    assert got.shape == expected.shape == (2, 4, len(engine.tokens))
+    assert torch.allclose(got.float(), expected, atol=1e-5)
+
+
+def test_dtype_bfloat16_loads_a_directory(hf_dirs):
+    from minigpt.models.checkpoint import load
+
+    full = load(hf_dirs["qwen2"], device="cpu")
+    half = load(hf_dirs["qwen2"], device="cpu", dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and half.model.lm_head.weight.dtype == torch.bfloat16
+    ids = [5, 6, 7]
+    with torch.inference_mode():
+        a = torch.softmax(full.model.make_decoder().last_logits(ids), -1)
+        b = torch.softmax(half.model.make_decoder().last_logits(ids), -1)
+    assert b.dtype == torch.float32 and (a - b).abs().max() < 0.02

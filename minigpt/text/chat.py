@@ -80,17 +80,21 @@ def _token_text(value) -> str | None:
     return None
 
 
+def _json_object(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TokenizerError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(value, dict):
+        raise TokenizerError(f"{path}: not a JSON object")
+    return value
+
+
 def find_chat_template(directory: Path) -> ChatTemplate | None:
     """The directory's chat template, or None when it has none."""
-    config_path = directory / "tokenizer_config.json"
-    config: dict = {}
-    if config_path.is_file():
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise TokenizerError(f"{config_path}: unreadable ({exc})") from None
-        if not isinstance(config, dict):
-            raise TokenizerError(f"{config_path}: not a JSON object")
+    config = _json_object(directory / "tokenizer_config.json")
     source = None
     jinja_path = directory / "chat_template.jinja"
     if jinja_path.is_file():
@@ -102,8 +106,11 @@ def find_chat_template(directory: Path) -> ChatTemplate | None:
             source = named.get("default")
     if not isinstance(source, str) or not source.strip():
         return None
+    # Older directories name their special tokens in special_tokens_map.json instead.
+    names = dict(_json_object(directory / "special_tokens_map.json"))
+    names.update({k: v for k, v in config.items() if v is not None})
     tokens = tuple((name, text) for name in SPECIAL_NAMES
-                   if (text := _token_text(config.get(name))) is not None)
+                   if (text := _token_text(names.get(name))) is not None)
     _compiled(source)  # a template that does not parse is said at load, in one line
     return ChatTemplate(source, tokens)
 
