@@ -113,7 +113,7 @@ def test_cli_json_and_table(capsys, tiny_ckpt, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--text", "a"], "at least two tokens"),
     (["--file", "/no/such/file"], "/no/such/file: no such file"),
-    ([], "one of the arguments --text --file is required"),
+    ([], "one of the arguments --text --file --messages is required"),
 ])
 def test_cli_errors_are_one_line(capsys, tiny_ckpt, args, message):
     assert main(["score", str(tiny_ckpt), *args]) == 2

@@ -97,6 +97,8 @@ def test_chat_turns_snapshot(snap_compare, chat_app, size):
         await settle(app, pilot)
         await send(app, pilot, "hello")
         await send(app, pilot, "the cat")
+        await pilot.press("escape", "backspace")  # undo one: no tok/s (a speed) on screen
+        await settle(app, pilot)
 
     assert snap_compare(chat_app(system="be brief"), terminal_size=size, run_before=two_turns)
 
