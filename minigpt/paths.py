@@ -1,4 +1,4 @@
-"""Where the shipped default model lives."""
+"""Where the shipped default model lives, and bounded, one-line reads of small files."""
 
 from __future__ import annotations
 
@@ -85,3 +85,19 @@ def read_text_file(path: Path, limit: int, what: str, error=None) -> str:
                     f"{limit / 2**20:g} MiB a {what} may hold")
     with open(path, "rb") as f:
         return read_bounded(f, limit, str(path), error)
+
+
+def read_json_object(path: Path, what: str, error, limit: int = 10 * 2**20) -> dict:
+    """A small JSON file that must hold an object (a model directory's configs): any
+    failure is one ``error`` line naming the file."""
+    import json
+
+    try:
+        value = json.loads(read_text_file(path, limit, what, error))
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: unreadable {what} ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(value, dict):
+        raise error(f"{path}: {what} is not a JSON object")
+    return value

@@ -171,3 +171,12 @@ def screen_text(app) -> str:
         rows.setdefault(float(m[2]), []).append((float(m[1]), html.unescape(m[3])))
     return "\n".join("".join(t for _, t in sorted(r)).replace("\xa0", " ")
                      for _, r in sorted(rows.items()))
+
+
+def run_cli(capsys, *args):
+    """``minigpt ARGS`` in this process: (exit code, stdout, stderr)."""
+    from minigpt.cli.main import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err

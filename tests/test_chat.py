@@ -8,9 +8,9 @@ import shutil
 import pytest
 import torch
 
+from conftest import run_cli
 from hf_models import (WINDOW, reference_model, reference_probs, set_eos, write_chat_model,
                        write_model)
-from minigpt.cli.main import main
 
 CONVERSATIONS = [
     [{"role": "user", "content": "hello 农夫"}],
@@ -24,12 +24,6 @@ CONVERSATIONS = [
 def chat_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("chat")
     return {kind: write_chat_model(root / kind, kind) for kind in ("chatml", "zephyr")}
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def messages_file(tmp_path, messages, name="m.json"):

@@ -8,14 +8,9 @@ import sys
 import pytest
 import torch
 
+from conftest import run_cli
 from minigpt.cli.main import main
 from reference import book_logits, random_book_state_dict
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_generate_json(capsys, tiny_ckpt):

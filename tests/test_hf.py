@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from conftest import run_cli
 from hf_models import WINDOW, reference_model, reference_probs, set_eos, write_model
-from minigpt.cli.main import main
 
 KINDS = ("gpt2", "llama", "qwen2")
 PROMPT = "hello 农夫山泉 the cat"
@@ -18,12 +18,6 @@ PROMPT = "hello 农夫山泉 the cat"
 def hf_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
     return {kind: write_model(root / kind, kind) for kind in KINDS}
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -7,7 +7,7 @@ import pytest
 from conftest import settle
 from textual.widgets import Input
 
-from minigpt.cli.main import main
+from conftest import run_cli
 from minigpt.engine.engine import Engine
 from minigpt.errors import PromptError
 from minigpt.settings import SamplingSettings
@@ -20,12 +20,6 @@ WORKING_PROMPTS = {
     "special-token text": "<|endoftext|><|fim_prefix|><|im_start|>",
     "100,000-character paste": "农夫山泉 天然水 550ml×24瓶 整箱\n" * 4_000,
 }
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("name", WORKING_PROMPTS)

@@ -56,3 +56,30 @@ class EagerDecoder:
     def greedy_rows(self, window_ids: list[int], n: int,
                     ahead: bool = False) -> list[list[float]] | None:
         return None  # eager decoders leave greedy steps to the engine
+
+    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
+        """Logits [V] for the next token after ``window_ids`` (1..C ids at positions 0..):
+        the cached keys/values of the identical leading tokens are reused, the last token
+        always recomputed (``forward_new`` of the model's decoder)."""
+        n = len(window_ids)
+        if not 1 <= n <= self.context_length:
+            raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
+        start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
+        new_ids = torch.tensor(window_ids[start:], device=self.kv_cache.device)
+        logits = self.forward_new(new_ids, start, n)
+        self.cached_ids = list(window_ids)
+        return logits
+
+    def forward_new(self, new_ids: torch.Tensor, start: int, n: int) -> torch.Tensor:
+        """Logits [V] with positions start..n-1 holding ``new_ids``, the cache 0..start-1."""
+        raise NotImplementedError
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:  # the usual step (one token more): compared in C, not a loop
+        return n
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

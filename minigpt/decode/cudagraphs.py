@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from minigpt.decode.decoder import common_prefix_length
+from minigpt.decode.base import common_prefix_length
 from minigpt.engine.sampling import greedy_rows
 
 

@@ -81,16 +81,6 @@ def add_linear_(x: torch.Tensor, h: torch.Tensor, weight: torch.Tensor,
     return x if bias is None else x.add_(bias)
 
 
-def common_prefix_length(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:  # the usual step (one token more): compared in C, not a loop
-        return n
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
 class BookDecoder(EagerDecoder):
     """``last_logits(window_ids) -> [V]`` for a book ``Model``, with a KV cache."""
 
@@ -128,18 +118,6 @@ class BookDecoder(EagerDecoder):
             "ffn_in": (ffn[0].weight, ffn[0].bias),
             "ffn_out": (ffn[2].weight, ffn[2].bias),
         }
-
-    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
-        """Logits [V] for the next token after ``window_ids`` (1..C ids at positions 0..)."""
-        n = len(window_ids)
-        if not 1 <= n <= self.context_length:
-            raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
-        # Reuse cached keys/values of the identical leading tokens; always recompute the last.
-        start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
-        new_ids = torch.tensor(window_ids[start:], device=self.embedding.device)
-        logits = self.forward_new(new_ids, start, n)
-        self.cached_ids = list(window_ids)
-        return logits
 
     def forward_new(self, new_ids: torch.Tensor, start: int, n: int) -> torch.Tensor:
         """Logits [V] after the window whose positions start..n-1 hold ``new_ids`` (the

@@ -10,13 +10,13 @@ rope scaling, sliding-window attention — is refused in one line.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from minigpt.errors import CheckpointError
+from minigpt.paths import read_json_object
 from minigpt.models.hf_weights import read_weights
 from minigpt.models.hparams import HParams
 
@@ -51,15 +51,7 @@ def find_model_dir(path: Path) -> Path | None:
 
 
 def read_json(path: Path, what: str) -> dict:
-    try:
-        if path.stat().st_size > CONFIG_LIMIT:
-            raise CheckpointError(f"{path}: {what} is over {CONFIG_LIMIT >> 20} MiB")
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable {what} ({exc})") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path}: {what} is not a JSON object")
-    return value
+    return read_json_object(path, what, CheckpointError, CONFIG_LIMIT)
 
 
 def architecture(config: dict) -> str:

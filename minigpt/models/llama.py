@@ -15,7 +15,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 from minigpt.decode.base import EagerDecoder
-from minigpt.decode.decoder import (add_linear_, common_prefix_length, last_row_attention,
+from minigpt.decode.decoder import (add_linear_, last_row_attention,
                                     new_positions_attention, visible_bias)
 from minigpt.models.hparams import HParams
 
@@ -187,16 +187,6 @@ class LlamaDecoder(EagerDecoder):
                 a.k_proj.bias, a.v_proj.weight, a.v_proj.bias, a.o_proj.weight, a.o_proj.bias,
                 layer.post_attention_layernorm.weight, mlp.gate_proj.weight, mlp.gate_proj.bias,
                 mlp.up_proj.weight, mlp.up_proj.bias, mlp.down_proj.weight, mlp.down_proj.bias)
-
-    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
-        n = len(window_ids)
-        if not 1 <= n <= self.context_length:
-            raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
-        start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
-        new_ids = torch.tensor(window_ids[start:], device=self.k_cache.device)
-        logits = self.forward_new(new_ids, start, n)
-        self.cached_ids = list(window_ids)
-        return logits
 
     def _qkv(self, weights: tuple, x: torch.Tensor, cos, sin):
         """Rotated queries [1, H, T, hd], keys and values [1, KV, T, hd] of rows x [T, d]."""

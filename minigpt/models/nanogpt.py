@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from minigpt.decode.base import EagerDecoder
 from minigpt.models.hparams import HParams
-from minigpt.decode.decoder import (add_linear_, common_prefix_length, kv_cache, last_row_attention,
+from minigpt.decode.decoder import (add_linear_, kv_cache, last_row_attention,
                       new_positions_attention, output_weight_by_columns, visible_bias)
 
 
@@ -140,16 +140,6 @@ class NanoGPTDecoder(EagerDecoder):
         self.k_cache, self.v_cache = self.kv_cache[:, 0], self.kv_cache[:, 1]
         self.positions = torch.arange(self.context_length, device=w.device)
         self._captured: list[torch.Tensor] | None = None
-
-    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
-        n = len(window_ids)
-        if not 1 <= n <= self.context_length:
-            raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
-        start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
-        new_ids = torch.tensor(window_ids[start:], device=self.k_cache.device)
-        logits = self.forward_new(new_ids, start, n)
-        self.cached_ids = list(window_ids)
-        return logits
 
     def forward_new(self, new_ids: torch.Tensor, start: int, n: int) -> torch.Tensor:
         """As ``BookDecoder.forward_new``: positions start..n-1 hold ``new_ids``."""

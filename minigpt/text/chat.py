@@ -81,15 +81,9 @@ def _token_text(value) -> str | None:
 
 
 def _json_object(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TokenizerError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(value, dict):
-        raise TokenizerError(f"{path}: not a JSON object")
-    return value
+    from minigpt.paths import read_json_object
+
+    return read_json_object(path, path.name, TokenizerError) if path.is_file() else {}
 
 
 def find_chat_template(directory: Path) -> ChatTemplate | None:
