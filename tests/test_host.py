@@ -137,3 +137,19 @@ def test_an_unloadable_model_fails_in_one_line_and_ops_are_still_answered(tmp_pa
                    for r in replies)
     finally:
         h.close()
+
+
+def test_a_run_ends_at_the_end_of_sequence_token_unless_ignored(harness):
+    """The explorer's runs stop where the CLI's do: at an eos id (the step that chose it
+    is kept), reason "end of text"; ignore_eos goes on."""
+    settings = SamplingSettings(temperature=0, max_new_tokens=6)
+    seq = harness.send(p.Generate, prompt="hello", count=None, settings=settings)
+    free = [s.chosen.id for s in steps_of(harness.replies_until(seq))]
+    harness.host.engine.eos_ids = frozenset({free[2]})
+    seq = harness.send(p.Generate, prompt="hello", count=None, settings=settings)
+    replies = harness.replies_until(seq)
+    assert [s.chosen.id for s in steps_of(replies, seq)] == free[:free.index(free[2]) + 1]
+    assert [r.reason for r in replies if isinstance(r, p.RunFinished)] == ["end of text"]
+    seq = harness.send(p.Generate, prompt="hello", count=None,
+                       settings=settings.with_(ignore_eos=True))
+    assert [s.chosen.id for s in steps_of(harness.replies_until(seq), seq)] == free
