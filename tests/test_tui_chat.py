@@ -80,6 +80,35 @@ async def test_undo_past_a_replys_start_edits_that_message(chat_app, chatml):
         assert [m["content"] for m in app.turn.messages][::2] == ["hi", "the dog"]
         assert len(app.turn.messages) == 3  # replaced, not appended
         assert "user › the cat" not in screen_text(app)
+        # The hands-on pass: the edited turn repeated the whole conversation, dimmed.
+        from tui.widgets import Transcript
+        header = app.query_one(Transcript).current.header.plain
+        assert "hi" not in header and header.startswith("<|im_end|>") and \
+            "user › the dog" in header
+
+
+async def test_stepping_an_edited_message_starts_its_turn(chat_app):
+    """The hands-on pass: space while the message was back in the prompt stepped the
+    removed turn on screen into the previous reply. It starts the edited turn now."""
+    from tui.widgets import Transcript
+
+    app = chat_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "hi")
+        first_reply = list(app.query_one(Transcript).current.segments)
+        await send(app, pilot, "the cat")
+        app.query_one("#candidates").focus()
+        for _ in range(len(app.history) + 1):
+            await pilot.press("backspace")
+            await settle(app, pilot)
+        assert app.query_one("#prompt", Input).value == "the cat" and app.preview is None
+        await pilot.press("escape", "space")
+        await settle(app, pilot)
+        turns = list(app.query_one(Transcript).query("Turn"))
+        assert turns[-2].segments == first_reply  # the previous reply is untouched
+        assert len(app.history) == 1 and len(app.turn.messages) == 3
+        assert app.turn.messages[-1]["content"] == "the cat"
 
 
 async def test_no_chat_types_raw_text(chat_app):

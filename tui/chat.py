@@ -28,6 +28,15 @@ def saved_messages(record: dict) -> tuple[dict, ...] | None:
         return None
 
 
+def common_length(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def reply_of(steps) -> str:
     """A reply's text, without the special tokens that ended it."""
     return "".join(s.text for s in steps if not s.chosen.special)
@@ -40,6 +49,10 @@ class ChatMixin:
     chat_requested: bool | None = None
     system_message: str | None = None
     editing_last = False  # undo went past a reply's start: the next prompt replaces it
+    # The conversation text the transcript shows in full before the current turn, and
+    # whether undo took the current turn off the screen (its successor starts from there).
+    chat_before = ""
+    turn_removed = False
 
     @property
     def chat_mode(self) -> bool:
@@ -77,17 +90,19 @@ class ChatMixin:
 
     def chat_header(self, rendered: str, messages, previous) -> Text:
         """The new part of the conversation: the template's text dimmed, the user's words
-        bold and labelled, then the assistant's label where its reply streams."""
+        bold and labelled, then the assistant's label where its reply streams. What the
+        transcript already shows (earlier turns, their replies) is not shown again."""
+        if self.turn_removed:  # an edited message: the turn it replaces left the screen
+            shown = self.chat_before
+        else:
+            shown = previous.prompt + reply_of(previous.steps) if previous.messages else ""
+        self.chat_before, self.turn_removed = shown, False
         user = messages[-1]["content"]
-        start = 0
-        if previous and previous.messages and rendered.startswith(previous.prompt):
-            start = len(previous.prompt)
-            reply = reply_of(previous.steps)
-            found = rendered.find(reply, start) if reply else -1
-            if found >= 0:
-                start = found + len(reply)
         at = rendered.rfind(user) if user else -1
-        head, tail = (rendered[start:at], rendered[at + len(user):]) if at >= start \
+        start = common_length(rendered, shown)
+        if at >= 0:
+            start = min(start, at)
+        head, tail = (rendered[start:at], rendered[at + len(user):]) if at >= 0 \
             else (rendered[start:], "")
         header = Text()
         header.append(printable(head, keep="\n"), style="dim")
@@ -116,6 +131,9 @@ class ChatMixin:
         transcript = self.query_one(Transcript)
         if transcript.current is not None:
             transcript.current.remove()
+        self.turn_removed = True
+        self.preview = None  # the removed turn's candidates are no one's now
+        self.refresh_candidates()
         prompt.focus()
         self.set_status("editing your last message · enter sends it in its place")
         return True

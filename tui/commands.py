@@ -29,7 +29,7 @@ def explorer_commands(app) -> list[SystemCommand]:
          app.action_toggle_complete),
         ("Attention strip", "a", "where the last position looked",
          app.action_toggle_attention),
-        ("Branches", "t", "the paths this turn took, abandoned ones included",
+        ("Branch tree", "t", "the paths this turn took, abandoned ones included",
          app.action_branches),
         ("Score text", "f2", "probability, rank, surprisal of every token; perplexity",
          app.action_score),

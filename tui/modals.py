@@ -30,7 +30,8 @@ class ModalsMixin:
             return
         current = tuple(self.history)
         if not isinstance(self.screen, BranchScreen):
-            screen = BranchScreen(self.turn.prompt, current, self.branch_book.alternatives(current))
+            shown = self.turn.messages[-1]["content"] if self.turn.messages else self.turn.prompt
+            screen = BranchScreen(shown, current, self.branch_book.alternatives(current))
             self.push_screen(screen, self.switch_branch)
 
     def switch_branch(self, path) -> None:

@@ -91,6 +91,8 @@ class RepliesMixin:
         elif self.chat_mode:
             self.set_status("ready · chat: type a message and press enter (the model's own "
                             "template; --no-chat types raw text)")
+        elif self.info.chat:  # a template, turned off with --no-chat
+            self.set_status("ready · raw text (--no-chat): type a prompt and press enter")
         else:
             self.set_status("ready · type a prompt and press enter")
         self.replay_last_turn()

@@ -19,6 +19,8 @@ class SteppingMixin:
         """What a stepping key (space, g) starts from: the prompt as shown when it differs
         from the current turn's (a new turn, as enter would start), else None (go on)."""
         text = self.prompt_text()
+        if self.editing_last and text:  # the message undo gave back: a new turn from it
+            return text
         current = self.turn.messages[-1]["content"] if self.turn.messages else self.turn.prompt
         if text != current and (text or not self.turn.prompt):
             return text

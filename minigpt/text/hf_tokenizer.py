@@ -55,7 +55,7 @@ class HFTokenizer:
         # that read the same ids compare; two different vocabularies never do.
         vocab = sorted(tokenizer.get_vocab(with_added_tokens=True).items())
         digest = hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode()).hexdigest()
-        self.name = f"{source} · vocabulary {digest[:10]}"
+        self.name = f"{source} · vocab sha256 {digest[:10]}"
         self.n_vocab = tokenizer.get_vocab_size(with_added_tokens=True)
         self.byte_level = "ByteLevel" in decoder_kinds
         self.byte_fallback = "ByteFallback" in decoder_kinds
