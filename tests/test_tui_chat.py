@@ -156,3 +156,42 @@ async def test_a_reopened_session_is_the_same_conversation(chat_app, chatml, tmp
                 s["text"] for s in record["steps"] if not s["chosen"].get("special"))},)
         assert list(reopened.turn.prompt_ids) == reference_ids(chatml,
                                                                list(reopened.turn.messages))
+
+
+async def test_a_killed_engine_restores_the_chat_turn(tmp_path):
+    """r after a crash restores the conversation's turn exactly (its rendered ids, not the
+    rendered text encoded again with a second BOS) and the reply goes on from there."""
+    import os
+    import signal
+
+    from minigpt.engine.engine import Engine
+    from minigpt.models.checkpoint import load
+    from minigpt.settings import SamplingSettings
+    from tui.app import make_app
+    from tui.client import EngineClient
+
+    directory = write_chat_model(tmp_path / "zephyr", "zephyr")  # a template with bos_token
+    settings = SamplingSettings(temperature=0, max_new_tokens=4, ignore_eos=True)
+    client = EngineClient()
+    app = make_app(str(directory), settings, device="cpu", client=client)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(app, pilot)
+            await send(app, pilot, "hello")
+            kept, ids = list(app.history), app.turn.prompt_ids
+            os.kill(client.process.pid, signal.SIGKILL)
+            while app.engine_state != "stopped":
+                await pilot.pause(0.05)
+            app.query_one("#candidates").focus()
+            await pilot.press("r")
+            await settle(app, pilot)
+            assert app.history == kept and app.turn.prompt_ids == ids
+            assert app.position == len(ids) + len(kept)  # the engine holds those ids again
+            await pilot.press("space")
+            await settle(app, pilot)
+            mirror = Engine.from_loaded(load(directory, device="cpu"),
+                                        settings.with_(max_new_tokens=5))
+            mirror.reset("", messages=list(app.turn.messages))
+            assert [s.chosen.id for s in app.history] == [s.chosen.id for s in mirror.run()]
+    finally:
+        client.stop()
