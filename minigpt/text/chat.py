@@ -72,14 +72,6 @@ def _compiled(source: str):
         raise TokenizerError(f"the chat template does not parse: {exc}") from None
 
 
-def _token_text(value) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return value["content"]  # an AddedToken written out
-    return None
-
-
 def _json_object(path: Path) -> dict:
     from minigpt.paths import read_json_object
 
@@ -100,11 +92,11 @@ def find_chat_template(directory: Path) -> ChatTemplate | None:
             source = named.get("default")
     if not isinstance(source, str) or not source.strip():
         return None
-    # Older directories name their special tokens in special_tokens_map.json instead.
-    names = dict(_json_object(directory / "special_tokens_map.json"))
-    names.update({k: v for k, v in config.items() if v is not None})
+    from minigpt.text.hf_tokenizer import special_token_texts
+
+    names = special_token_texts(directory)  # special_tokens_map.json fills what is missing
     tokens = tuple((name, text) for name in SPECIAL_NAMES
-                   if (text := _token_text(names.get(name))) is not None)
+                   if isinstance(text := names.get(name), str))
     _compiled(source)  # a template that does not parse is said at load, in one line
     return ChatTemplate(source, tokens)
 

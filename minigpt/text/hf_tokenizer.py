@@ -119,6 +119,8 @@ def load_hf_tokenizer(directory: Path) -> HFTokenizer:
             raise TokenizerError(f"{spec_path}: not a readable tokenizer.json "
                                  f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") \
                 from None
+        # tokenizer.json's own post-processor decides the BOS, as transformers 5 loads it
+        # (an add_bos_token in tokenizer_config.json does not override it there).
         return HFTokenizer(tokenizer, "tokenizer.json",
                            _decoder_kinds(spec.get("decoder")))
     vocab, merges = directory / "vocab.json", directory / "merges.txt"
@@ -126,6 +128,24 @@ def load_hf_tokenizer(directory: Path) -> HFTokenizer:
         return _gpt2_files(vocab, merges, directory)
     raise TokenizerError(f"{directory}: no tokenizer.json (or vocab.json + merges.txt) "
                          "beside the weights; pass one with --tokenizer")
+
+
+def special_token_texts(directory: Path, error=TokenizerError) -> dict:
+    """``tokenizer_config.json``'s settings, its named special tokens as plain text (an
+    AddedToken written out as a dict gives its content), falling back to
+    ``special_tokens_map.json`` for names it lacks."""
+    from minigpt.paths import read_json_object
+
+    def read(name: str) -> dict:
+        path = directory / name
+        return read_json_object(path, name, error) if path.is_file() else {}
+
+    merged = {**read("special_tokens_map.json"),
+              **{k: v for k, v in read("tokenizer_config.json").items() if v is not None}}
+    for key, value in merged.items():
+        if isinstance(value, dict) and isinstance(value.get("content"), str):
+            merged[key] = value["content"]
+    return merged
 
 
 def _gpt2_files(vocab: Path, merges: Path, directory: Path) -> HFTokenizer:
