@@ -63,3 +63,24 @@ def test_outside_pastes_nothing_changes():
 
 def test_clean_paste():
     assert clean_paste("a\x1b]0;title\x07b\x1b[1;31mc\x1bMd\x00\te\r\nf") == "abcd e\nf"
+
+
+async def test_a_paste_with_the_table_focused_lands_in_the_prompt(make_tui):
+    """The hands-on pass: with the candidates table focused a paste vanished. It goes to
+    the end of the prompt now, which takes the focus."""
+    from textual import events
+    from textual.widgets import Input
+
+    from conftest import settle
+
+    app = make_tui()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        prompt = app.query_one("#prompt", Input)
+        prompt.value = "农夫"
+        table = app.query_one("#candidates")
+        table.focus()
+        await pilot.pause()
+        app.post_message(events.Paste("山泉\n天然水"))  # as the terminal driver sends it
+        await pilot.pause()
+        assert prompt.value == "农夫山泉 天然水" and app.focused is prompt

@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -326,6 +326,16 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         status.update(f"✗ {event.error} · {kept_value(self.settings, event.label)} kept")
 
     # --- actions -----------------------------------------------------------------
+
+    def on_paste(self, event: events.Paste) -> None:
+        """A paste with the focus elsewhere (the table, the transcript) lands at the end
+        of the prompt, which takes the focus: it was dropped without a word."""
+        if self.screen is not self.screen_stack[0]:
+            return  # a dialog's own fields take their pastes
+        prompt = self.query_one("#prompt", PromptInput)
+        prompt.focus()
+        prompt.cursor_position = len(prompt.value)
+        prompt.paste(event.text)
 
     @on(Input.Submitted, "#prompt")
     def prompt_submitted(self, event: Input.Submitted) -> None:

@@ -373,7 +373,10 @@ class PromptInput(Input):
         # Input's own handler inserts the paste's first line a second time.
         event.stop()
         event.prevent_default()
-        text = " ".join(line for line in event.text.splitlines() if line)
+        self.paste(event.text)
+
+    def paste(self, text: str) -> None:
+        text = " ".join(line for line in text.splitlines() if line)
         if text:
             selection = self.selection
             if selection.is_empty:
