@@ -7,16 +7,14 @@ on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from minigpt import __version__
 from minigpt.errors import MiniGPTError, PromptError
-from minigpt.paths import default_checkpoint, read_bounded, read_text_file, unshipped_default_note
+from minigpt.cli.models import checkpoint_of, load_from
 from minigpt.settings import SamplingSettings
 from minigpt.text.tokenizer import printable
 
@@ -109,14 +107,6 @@ def settings_from(args: argparse.Namespace) -> SamplingSettings:
         seed=args.seed, ignore_eos=args.ignore_eos)
 
 
-def load_from(path, args: argparse.Namespace, **options):
-    """``load`` with the command line's device, dtype, tokenizer and window."""
-    from minigpt.models.checkpoint import load
-
-    return load(path, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype,
-                window=args.window, **options)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="minigpt", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"minigpt {__version__}")
@@ -166,18 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def checkpoint_of(args: argparse.Namespace) -> Path:
-    """The checkpoint argument, or the default; a default that is not the shipped model
-    is named on stderr (a quick ``train`` elsewhere must not pass for it)."""
-    if args.ckpt:
-        return Path(args.ckpt)
-    path = default_checkpoint()
-    note = unshipped_default_note(path)
-    if note:
-        print(f"minigpt: {printable(note)}", file=sys.stderr)
-    return path
-
-
 def open_engine(args: argparse.Namespace):
     from minigpt.models.devices import decode_threads, use_threads
     from minigpt.engine.engine import Engine
@@ -225,89 +203,6 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
-SCORE_TEXT_LIMIT = 4 << 20  # bytes: a text to score (about a million tokens, hours on a CPU)
-
-
-def read_text(args: argparse.Namespace) -> str:
-    if args.text is not None:
-        return args.text
-    try:
-        if args.file == "-":
-            return read_bounded(sys.stdin.buffer, SCORE_TEXT_LIMIT, "the text on stdin",
-                                PromptError)
-        return read_text_file(Path(args.file), SCORE_TEXT_LIMIT, "text file", PromptError)
-    except OSError as exc:
-        raise PromptError(f"cannot read {args.file}: {exc.strerror or exc}") from None
-
-
-def cmd_score(args: argparse.Namespace) -> int:
-    from minigpt.cli.render import print_score, score_json
-    from minigpt.engine.score import score_text
-
-    from minigpt.models.devices import batch_threads, keep_freed_memory, use_threads
-
-    if args.messages is not None:
-        return score_conversation(args)
-    text = read_text(args)
-    use_threads(args.threads or batch_threads())
-    keep_freed_memory()  # [64, 100k] logits a window: reuse the heap, not fresh mmaps
-    loaded = load_from(checkpoint_of(args), args)
-    other = None
-    if args.compare:
-        from minigpt.engine.compare import check_comparable
-        other = load_from(args.compare, args)
-        check_comparable(loaded, other, str(loaded.path), str(other.path))
-    results = []
-    for model in (loaded, other) if other is not None else (loaded,):
-        with score_progress() as progress:
-            results.append(score_text(model.model, model.tokenizer, text, model.vocab_size,
-                                      model.context_length, exact=args.exact,
-                                      progress=progress))
-    if other is not None:
-        from minigpt.cli.render import print_score_comparison, score_comparison_json
-        if args.json:
-            print(json.dumps(score_comparison_json(*results), ensure_ascii=False))
-        else:
-            print_score_comparison(*results, str(loaded.path), str(other.path))
-    elif args.json:
-        print(json.dumps(score_json(results[0]), ensure_ascii=False))
-    else:
-        print_score(results[0])
-    return 0
-
-
-def score_conversation(args: argparse.Namespace) -> int:
-    """``score --messages``: each assistant message's tokens and perplexity."""
-    from minigpt.cli.render import print_score, score_json
-    from minigpt.engine.score import score_messages
-    from minigpt.models.devices import batch_threads, use_threads
-    from minigpt.text.chat import read_messages
-
-    if args.compare:
-        raise PromptError("score --messages scores one model: drop --compare")
-    messages = read_messages(args.messages)
-    use_threads(args.threads or batch_threads())
-    loaded = load_from(checkpoint_of(args), args)
-    if loaded.chat is None:
-        raise PromptError(f"{loaded.path}: no chat template: score --text instead")
-    with score_progress() as progress:
-        score, per_message = score_messages(loaded.model, loaded.tokenizer, loaded.chat,
-                                            messages, loaded.vocab_size,
-                                            loaded.context_length, exact=args.exact,
-                                            progress=progress)
-    if args.json:
-        record = score_json(score)
-        record["messages"] = [{"message": m.index, "tokens": len(m.tokens),
-                               "perplexity": m.perplexity} for m in per_message]
-        print(json.dumps(record, ensure_ascii=False))
-    else:
-        print_score(score)
-        for m in per_message:
-            print(f"message {m.index + 1} (assistant): {len(m.tokens)} tokens · perplexity "
-                  f"{m.perplexity:,.2f}")
-    return 0
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from minigpt.engine.compare import check_comparable, compare
     from minigpt.models.devices import decode_threads, use_threads
@@ -329,21 +224,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def score_progress():
-    """A progress bar on stderr while a long text is scored: only on a terminal, so
-    --json output and logs stay clean."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("scoring", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
 def cmd_inspect(args: argparse.Namespace) -> int:
     from minigpt.cli.render import inspect_report, print_inspect
 
@@ -363,12 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors, --help, --version
         return int(exc.code or 0)
     handlers = {"generate": cmd_generate, "trace": cmd_trace, "inspect": cmd_inspect,
-                "compare": cmd_compare,
-                "score": cmd_score}
+                "compare": cmd_compare}
     try:
         if args.command == "train":
             from minigpt.cli.train import cmd_train
             return cmd_train(args)
+        if args.command == "score":
+            from minigpt.cli.score import cmd_score
+            return cmd_score(args)
         return handlers[args.command](args)
     except MiniGPTError as exc:
         print(f"minigpt: error: {printable(str(exc))}", file=sys.stderr)

@@ -1,0 +1,31 @@
+"""Which model a command opens: the checkpoint argument (or the shipped default), loaded
+with the command line's device, dtype, tokenizer and window."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from minigpt.paths import default_checkpoint, unshipped_default_note
+from minigpt.text.tokenizer import printable
+
+
+def checkpoint_of(args: argparse.Namespace) -> Path:
+    """The checkpoint argument, or the default; a default that is not the shipped model
+    is named on stderr (a quick ``train`` elsewhere must not pass for it)."""
+    if args.ckpt:
+        return Path(args.ckpt)
+    path = default_checkpoint()
+    note = unshipped_default_note(path)
+    if note:
+        print(f"minigpt: {printable(note)}", file=sys.stderr)
+    return path
+
+
+def load_from(path, args: argparse.Namespace, **options):
+    """``load`` with the command line's device, dtype, tokenizer and window."""
+    from minigpt.models.checkpoint import load
+
+    return load(path, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype,
+                window=args.window, **options)
