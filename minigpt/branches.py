@@ -41,8 +41,8 @@ def is_prefix(short: StepPath, long: StepPath) -> bool:
     return len(short) <= len(long) and path_ids(long[:len(short)]) == path_ids(short)
 
 
-def common_length(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many token ids ``a`` and ``b`` share from the start."""
+def common_length(a: Sequence, b: Sequence) -> int:
+    """How many items (token ids, characters) ``a`` and ``b`` share from the start."""
     n = 0
     for x, y in zip(a, b):
         if x != y:

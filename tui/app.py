@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-from textual import events, on
+from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -29,6 +29,7 @@ from minigpt.text.tokenizer import printable
 from .attention import AttentionStrip
 from .branches import BranchScreen
 from .chat import ChatMixin
+from .paste import PasteIntoPromptMixin
 from .client import EngineClient
 from .commands import explorer_commands
 from .panels import PanelsMixin
@@ -52,7 +53,7 @@ NARROW_WIDTH = 70  # below this the sidebar hides
 
 
 class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixin, VersusMixin,
-                 ModalsMixin, HeaderMixin, LeavingMixin, App):
+                 ModalsMixin, HeaderMixin, LeavingMixin, PasteIntoPromptMixin, App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
     BINDINGS = [
@@ -326,16 +327,6 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         status.update(f"✗ {event.error} · {kept_value(self.settings, event.label)} kept")
 
     # --- actions -----------------------------------------------------------------
-
-    def on_paste(self, event: events.Paste) -> None:
-        """A paste with the focus elsewhere (the table, the transcript) lands at the end
-        of the prompt, which takes the focus: it was dropped without a word."""
-        if self.screen is not self.screen_stack[0]:
-            return  # a dialog's own fields take their pastes
-        prompt = self.query_one("#prompt", PromptInput)
-        prompt.focus()
-        prompt.cursor_position = len(prompt.value)
-        prompt.paste(event.text)
 
     @on(Input.Submitted, "#prompt")
     def prompt_submitted(self, event: Input.Submitted) -> None:

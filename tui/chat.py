@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from minigpt.branches import common_length
 from minigpt.host import protocol as p
 from minigpt.text.tokenizer import printable
 
@@ -26,15 +27,6 @@ def saved_messages(record: dict) -> tuple[dict, ...] | None:
         return tuple(check_messages(record["messages"])) if record.get("messages") else None
     except PromptError:
         return None
-
-
-def common_length(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def reply_of(steps) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+from textual import events
 from textual._xterm_parser import XTermParser
 
 PASTE_START = "\x1b[200~"
@@ -113,3 +114,17 @@ def install() -> None:
     from textual.drivers import linux_driver
 
     linux_driver.XTermParser = PasteSafeParser
+
+
+class PasteIntoPromptMixin:
+    """For ``MiniGPTApp``: pastes that no focused field takes."""
+
+    def on_paste(self, event: events.Paste) -> None:
+        """A paste with the focus elsewhere (the table, the transcript) lands at the end
+        of the prompt, which takes the focus: it was dropped without a word."""
+        if self.screen is not self.screen_stack[0]:
+            return  # a dialog's own fields take their pastes
+        prompt = self.query_one("#prompt")
+        prompt.focus()
+        prompt.cursor_position = len(prompt.value)
+        prompt.paste(event.text)
