@@ -130,3 +130,18 @@ def test_messages_on_a_model_without_a_template_say_so(capsys, tmp_path):
     path = messages_file(tmp_path, CONVERSATIONS[0])
     code, out, err = run_cli(capsys, "trace", directory, "--messages", path)
     assert code == 2 and "no chat template" in err and len(err.splitlines()) == 1
+
+
+def test_a_template_that_does_not_parse_leaves_raw_text(capsys, chat_dirs, tmp_path):
+    directory = shutil.copytree(chat_dirs["chatml"], tmp_path / "broken")
+    (directory / "chat_template.jinja").write_text("{% for m in messages %}{{ m['content'] }")
+    code, out, err = run_cli(capsys, "inspect", directory, "--json")
+    assert code == 0, err
+    assert any("the chat template does not parse" in n and "raw text only" in n
+               for n in json.loads(out)["inferred"])
+    code, out, err = run_cli(capsys, "generate", directory, "--prompt", "the cat",
+                             "--max-new-tokens", 2)
+    assert code == 0, err
+    path = messages_file(tmp_path, CONVERSATIONS[0])
+    code, out, err = run_cli(capsys, "generate", directory, "--messages", path)
+    assert code == 2 and "no chat template" in err and len(err.splitlines()) == 1

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
-from minigpt.errors import CheckpointError
+from minigpt.errors import CheckpointError, TokenizerError
 from minigpt.paths import read_json_object
 from minigpt.models.hf_weights import read_weights
 from minigpt.models.hparams import HParams
+from minigpt.text.chat import find_chat_template
 
 SUPPORTED = ("GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM")
 MODEL_TYPES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM",
@@ -113,9 +114,10 @@ def load_hf_model(directory: Path, window: int | None = None, progress=None) -> 
     model = make(weights)
     kinds = sorted(set(stored.values()))
     fmt = f"Hugging Face {name} ({files}, stored {'/'.join(kinds)})"
-    from minigpt.text.chat import find_chat_template
-
-    chat = find_chat_template(directory)
+    try:
+        chat = find_chat_template(directory)
+    except TokenizerError as exc:  # the model still runs on raw text
+        chat, notes = None, [*notes, f"{exc} (raw text only)"]
     if chat is not None:
         notes = [*notes, "chat template (the explorer opens in chat mode; --no-chat types raw text)"]
     return HFModel(model, config, fmt, notes, tensors, eos_ids(directory, config), chat)
