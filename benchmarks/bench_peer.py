@@ -92,6 +92,31 @@ def timed(fn, device: torch.device, repeats: int) -> tuple[float, object]:
     return best, result
 
 
+def race(engine, prompt: str, hf, prompt_ids: list[int], n: int, device: torch.device,
+         repeats: int) -> tuple[float, float, bool, int]:
+    """Greedy ``n`` tokens with the top-5 of every step, ours then transformers' (warmed
+    up first): (our seconds, theirs, identical ids, steps with identical top-5)."""
+    def run_ours():
+        engine.reset(prompt)
+        return [(s.chosen.id, [c.id for c in s.candidates]) for s in engine.run()]
+
+    x = torch.tensor([prompt_ids], device=device)
+
+    def run_theirs():
+        with torch.inference_mode():
+            out = hf.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                              output_scores=True, return_dict_in_generate=True,
+                              pad_token_id=0, eos_token_id=None)
+            tops = [torch.topk(score[0], 5).indices.tolist() for score in out.scores]
+        return list(zip(out.sequences[0, len(prompt_ids):].tolist(), tops))
+
+    run_ours(), run_theirs()  # warm-up (and CUDA-graph capture)
+    t_ours, mine = timed(run_ours, device, repeats)
+    t_theirs, peer = timed(run_theirs, device, repeats)
+    same_ids = [i for i, _ in mine] == [i for i, _ in peer]
+    return t_ours, t_theirs, same_ids, sum(a == b for (_, a), (_, b) in zip(mine, peer))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gpt2", choices=("gpt2", "llama"))
@@ -120,26 +145,9 @@ def main() -> None:
         use_threads(decode_threads(sum(p.numel() for p in model.parameters())))
     engine = Engine(model, cl100k(), SamplingSettings(temperature=0, max_new_tokens=n))
 
-    def run_ours():
-        engine.reset(PROMPT)
-        return [(s.chosen.id, [c.id for c in s.candidates]) for s in engine.run()]
-
     hf = theirs(sd, device).to(DTYPES[args.dtype])
-    x = torch.tensor([prompt_ids], device=device)
-
-    def run_theirs():
-        with torch.inference_mode():
-            out = hf.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                              output_scores=True, return_dict_in_generate=True,
-                              pad_token_id=0)
-            tops = [torch.topk(score[0], 5).indices.tolist() for score in out.scores]
-        return list(zip(out.sequences[0, len(prompt_ids):].tolist(), tops))
-
-    run_ours(), run_theirs()  # warm-up (and CUDA-graph capture)
-    t_ours, mine = timed(run_ours, device, args.repeats)
-    t_theirs, peer = timed(run_theirs, device, args.repeats)
-    same_ids = [i for i, _ in mine] == [i for i, _ in peer]
-    same_top5 = sum(a == b for (_, a), (_, b) in zip(mine, peer))
+    t_ours, t_theirs, same_ids, same_top5 = race(engine, PROMPT, hf, prompt_ids, n, device,
+                                                 args.repeats)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     import transformers
     print(f"{name} · torch {torch.__version__} · transformers {transformers.__version__} · "

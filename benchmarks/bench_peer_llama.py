@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from bench_peer import timed
+from bench_peer import race
 from minigpt.engine.engine import Engine
 from minigpt.models.checkpoint import load
 from minigpt.models.devices import DTYPES, decode_threads, use_threads
@@ -109,27 +109,8 @@ def run_llama(args, device: torch.device, n: int) -> None:
         use_threads(args.threads or decode_threads(loaded.num_parameters))
     settings = SamplingSettings(temperature=0, max_new_tokens=n, ignore_eos=True)
     engine = Engine.from_loaded(loaded, settings)
-    prompt = " ".join(map(str, PROMPT_IDS))
-
-    def run_ours():
-        engine.reset(prompt)
-        return [(s.chosen.id, [c.id for c in s.candidates]) for s in engine.run()]
-
-    x = torch.tensor([PROMPT_IDS], device=device)
-
-    def run_theirs():
-        with torch.inference_mode():
-            out = hf.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                              output_scores=True, return_dict_in_generate=True,
-                              pad_token_id=0, eos_token_id=None)
-            tops = [torch.topk(score[0], 5).indices.tolist() for score in out.scores]
-        return list(zip(out.sequences[0, len(PROMPT_IDS):].tolist(), tops))
-
-    run_ours(), run_theirs()  # warm-up (and CUDA-graph capture)
-    t_ours, mine = timed(run_ours, device, args.repeats)
-    t_theirs, peer = timed(run_theirs, device, args.repeats)
-    same_ids = [i for i, _ in mine] == [i for i, _ in peer]
-    same_top5 = sum(a == b for (_, a), (_, b) in zip(mine, peer))
+    t_ours, t_theirs, same_ids, same_top5 = race(engine, " ".join(map(str, PROMPT_IDS)), hf,
+                                                 PROMPT_IDS, n, device, args.repeats)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"{name} · torch {torch.__version__} · transformers {transformers.__version__} · "
           f"{args.shape}-shaped {SHAPES[args.shape][0]}, {loaded.num_parameters / 1e6:.0f}M "

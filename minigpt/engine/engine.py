@@ -21,8 +21,8 @@ from minigpt.errors import GenerationError, PromptError
 from minigpt.engine.insights import InsightsMixin
 from minigpt.settings import SamplingSettings
 from minigpt.steps import Candidate, Preview, Step
-from minigpt.text.tokenizer import (StreamDecoder, Tokenizer, check_prompt_ids, display_piece, is_partial,
-                        token_display)
+from minigpt.text.tokenizer import (StreamDecoder, Tokenizer, check_prompt_ids, display_piece,
+                                    is_partial, show_token)
 
 TOP_N = 5
 ATTENTION_KEPT = 256  # attention rows of recent steps, while the strip is on
@@ -47,7 +47,6 @@ class Engine(InsightsMixin):
         self.decoder: Decoder = decoder if decoder is not None else make_decoder(model)
         self.prompt = ""
         self.prompt_ids: list[int] = []
-        self.messages: list[dict] | None = None  # the conversation the prompt renders
         self.tokens: list[int] = []
         self.steps: list[Step] = []
         self._stream = StreamDecoder()
@@ -86,7 +85,6 @@ class Engine(InsightsMixin):
         else:
             ids = self.tokenizer.encode(prompt) if prompt else []
         check_prompt_ids(prompt, ids, self.tokenizer, self.prompt_vocab_size)
-        self.messages = None if messages is None else [dict(m) for m in messages]
         if settings is not None:
             self.settings = settings
         self.prompt, self.prompt_ids = prompt, ids
@@ -176,8 +174,7 @@ class Engine(InsightsMixin):
         shown = self._shown.get(token_id)
         if shown is None:  # (display, partial, special): a token's are fixed, and each step
             piece = self.tokenizer.token_bytes(token_id)  # shows six: worth caching
-            special = None if piece else self.tokenizer.special_name(token_id)
-            shown = self._shown[token_id] = (token_display(token_id, piece, special),
+            shown = self._shown[token_id] = (show_token(self.tokenizer, token_id, piece),
                                              is_partial(piece), not piece)
         return Candidate(token_id, shown[0], prob, kept, shown[1], shown[2])
 

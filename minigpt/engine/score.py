@@ -114,11 +114,11 @@ def score_ids(model: torch.nn.Module, tokenizer: Tokenizer, ids: list[int],
         if progress is not None and index % 256 == 0:
             progress(index, len(ids) - 1)
         piece = tokenizer.token_bytes(ids[index])
-        tokens.append(ScoredToken(index, ids[index], show_token(tokenizer, ids[index]),
+        tokens.append(ScoredToken(index, ids[index], show_token(tokenizer, ids[index], piece),
                                   is_partial(piece),
                                   log_prob, rank, context, piece))
     first_piece = tokenizer.token_bytes(ids[0])
-    first = show_token(tokenizer, ids[0])
+    first = show_token(tokenizer, ids[0], first_piece)
     past_first = max(0, len(ids) - context_length)
     passes = 1 + math.ceil(past_first / EXACT_BATCH) if exact else \
         math.ceil(len(ids) / context_length)

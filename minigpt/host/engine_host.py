@@ -184,11 +184,11 @@ class Host:
                 reason = "picked"
             elif isinstance(op, p.Restore):  # the explorer already shows these steps
                 engine.restore(op.prompt, op.steps, op.sampler_state, op.settings,
-                               chat_messages(op.messages))
+                               op.messages)
                 reason = op.reason
             elif isinstance(op, p.Replay):
                 branches = engine.replay(op.prompt, list(op.tokens), op.branches,
-                                         chat_messages(op.messages))
+                                         op.messages)
                 self.send(p.TurnStarted(op.seq, engine.prompt, tuple(engine.prompt_ids)))
                 if branches:
                     self.send(p.BranchesReplayed(op.seq, tuple(branches)))
@@ -230,7 +230,7 @@ class Host:
         if self.cancelled(op):  # stopped before it began: not even a new turn
             return 0, "stopped"
         if op.prompt is not None:
-            engine.reset(op.prompt, op.settings, chat_messages(op.messages))
+            engine.reset(op.prompt, op.settings, op.messages)
             self.send(p.TurnStarted(op.seq, engine.prompt, tuple(engine.prompt_ids)))
         total = engine.remaining if op.count is None else op.count
         batch, produced, last_post = [], 0, time.perf_counter()
@@ -304,10 +304,6 @@ class Host:
         finally:
             if loaded is not None:
                 use_threads(self.threads)
-
-
-def chat_messages(messages) -> list[dict] | None:
-    return None if messages is None else [dict(m) for m in messages]
 
 
 def model_info(loaded) -> p.ModelInfo:

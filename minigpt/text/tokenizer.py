@@ -162,9 +162,10 @@ def token_display(token_id: int, piece: bytes, special: str | None = None) -> st
     return f"‹{printable(special)}›" if special else f"‹id {token_id}›"
 
 
-def show_token(tokenizer: Tokenizer, token_id: int) -> str:
-    """``token_display`` of a token of ``tokenizer``, special names included."""
-    piece = tokenizer.token_bytes(token_id)
+def show_token(tokenizer: Tokenizer, token_id: int, piece: bytes | None = None) -> str:
+    """``token_display`` of a token of ``tokenizer``, special names included (``piece``:
+    its bytes, when the caller has them already)."""
+    piece = tokenizer.token_bytes(token_id) if piece is None else piece
     return token_display(token_id, piece, None if piece else tokenizer.special_name(token_id))
 
 
