@@ -150,7 +150,17 @@ async def test_a_reopened_session_is_the_same_conversation(chat_app, chatml, tmp
         await settle(reopened, pilot)
         assert reopened.turn.messages == conversation
         assert [s.chosen.id for s in reopened.history] == record["tokens"]
-        await send(reopened, pilot, "and?")
+        # The real-terminal pass: the reopened conversation showed several times over
+        # (each past turn's whole rendered prompt), the box held the template text, and
+        # the typed message went to the table as keys. Each message shows once now, and
+        # the next message is typed into the empty, focused box.
+        shown = screen_text(reopened)
+        assert shown.count("user › hi") == 1 and shown.count("user › the cat") == 1
+        assert shown.count("<|im_start|>user") == 2
+        prompt = reopened.query_one("#prompt", Input)
+        assert prompt.value == "" and reopened.focused is prompt
+        await pilot.press(*"and?", "enter")
+        await settle(reopened, pilot)
         assert reopened.turn.messages[:4] == conversation + (
             {"role": "assistant", "content": "".join(
                 s["text"] for s in record["steps"] if not s["chosen"].get("special"))},)

@@ -186,8 +186,9 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         if self.older_unread:
             transcript.add_note("… older turns of this session are in its file, not shown: "
                                 "a reopened session reads only its last 8 MiB")
-        for record in self.resumed[:-1] if self.resumable() else self.resumed:
-            transcript.add_past_turn(record)  # the last one is replayed once ready
+        past = self.resumed[:-1] if self.resumable() else self.resumed
+        for index, record in enumerate(past):  # the last one is replayed once ready
+            transcript.add_past_turn(record, self.past_header(index))
         self.set_class(self.size.width < NARROW_WIDTH, "narrow")
         self.fit_panels()  # also shows the newest turn of a reopened session
         # Hints follow focus wherever it moves (modals closing, tab, the palette) and

@@ -29,6 +29,26 @@ def saved_messages(record: dict) -> tuple[dict, ...] | None:
         return None
 
 
+def conversation_header(rendered: str, user: str, shown: str) -> Text:
+    """The part of ``rendered`` past what the transcript already ``shown``: the template's
+    text dimmed, the user's words bold and labelled, then the assistant's label."""
+    at = rendered.rfind(user) if user else -1
+    start = common_length(rendered, shown)
+    if at >= 0:
+        start = min(start, at)
+    head, tail = (rendered[start:at], rendered[at + len(user):]) if at >= 0 \
+        else (rendered[start:], "")
+    header = Text()
+    header.append(printable(head, keep="\n"), style="dim")
+    header.append("user › ", style="bold cyan")
+    header.append(printable(user, keep="\n"), style="bold")
+    header.append(printable(tail, keep="\n"), style="dim")
+    if not header.plain.endswith("\n"):
+        header.append("\n")
+    header.append("assistant › ", style="bold magenta")
+    return header
+
+
 def reply_of(steps) -> str:
     """A reply's text, without the special tokens that ended it."""
     return "".join(s.text for s in steps if not s.chosen.special)
@@ -86,25 +106,30 @@ class ChatMixin:
         transcript already shows (earlier turns, their replies) is not shown again."""
         if self.turn_removed:  # an edited message: the turn it replaces left the screen
             shown = self.chat_before
-        else:
-            shown = previous.prompt + reply_of(previous.steps) if previous.messages else ""
+        elif previous.messages:
+            shown = previous.prompt + reply_of(previous.steps)
+        else:  # a reopened session's last turn follows its past turns on screen
+            shown = self.past_shown(len(self.resumed) - 1) if self.resumable() else ""
         self.chat_before, self.turn_removed = shown, False
-        user = messages[-1]["content"]
-        at = rendered.rfind(user) if user else -1
-        start = common_length(rendered, shown)
-        if at >= 0:
-            start = min(start, at)
-        head, tail = (rendered[start:at], rendered[at + len(user):]) if at >= 0 \
-            else (rendered[start:], "")
-        header = Text()
-        header.append(printable(head, keep="\n"), style="dim")
-        header.append("user › ", style="bold cyan")
-        header.append(printable(user, keep="\n"), style="bold")
-        header.append(printable(tail, keep="\n"), style="dim")
-        if not header.plain.endswith("\n"):
-            header.append("\n")
-        header.append("assistant › ", style="bold magenta")
-        return header
+        return conversation_header(rendered, messages[-1]["content"], shown)
+
+    def past_header(self, index: int) -> Text | None:
+        """A reopened session's chat turn ``index``, shown as it was live."""
+        record = self.resumed[index]
+        messages = saved_messages(record)
+        if not messages:
+            return None
+        return conversation_header(record["prompt"], messages[-1]["content"],
+                                   self.past_shown(index))
+
+    def past_shown(self, index: int) -> str:
+        """What the transcript shows of the conversation before reopened turn ``index``."""
+        if index < 1 or not saved_messages(self.resumed[index - 1]):
+            return ""
+        record = self.resumed[index - 1]
+        steps = record.get("steps") or ()
+        return record["prompt"] + "".join(s.get("text", "") for s in steps
+                                          if not s.get("chosen", {}).get("special"))
 
     def replayed_messages(self, reply: p.TurnStarted):
         """A reopened session's chat turn: its saved conversation."""

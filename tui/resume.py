@@ -79,14 +79,21 @@ class ResumeMixin:
         if self.recorder is not None:
             self.recorder.saved()  # what is on screen is what the file holds
         prompt = self.query_one("#prompt")
-        if not prompt.value:  # the turn's prompt, as after enter
-            prompt.value = self.turn.prompt
-        if self.focused is prompt:  # the keys the status line names work in the table
-            self.query_one("#candidates").focus()
+        if self.turn.messages:  # a conversation: the next message is typed, not a prompt
+            prompt.focus()
+        else:
+            if not prompt.value:  # the turn's prompt, as after enter
+                prompt.value = self.turn.prompt
+            if self.focused is prompt:  # the keys the status line names work in the table
+                self.query_one("#candidates").focus()
         if self.skipped_lines:
             lines = "line" if self.skipped_lines == 1 else "lines"
             self.show_error(f"{self.skipped_lines} unreadable {lines} of the session file "
                             "skipped (a crash mid-write?); the last turn is back")
+        elif self.turn.messages:
+            self.set_status(f"reopened the conversation · its last reply has "
+                            f"{len(self.history)} tokens · type the next message (esc: "
+                            "the candidates)")
         else:
             self.set_status(f"reopened the last turn · {len(self.history)} tokens · space "
                             "steps, [ ] browse, t branches")

@@ -231,9 +231,9 @@ class Transcript(VerticalScroll):
     def add_note(self, text: str) -> None:
         self.mount(Static(text, classes="past note", markup=False))
 
-    def add_past_turn(self, record: dict) -> None:
-        """A turn read back from a session file."""
-        turn = Turn(record["prompt"], tint=self.tint)
+    def add_past_turn(self, record: dict, header: Text | None = None) -> None:
+        """A turn read back from a session file (``header``: a chat turn's, tui.chat)."""
+        turn = Turn(record["prompt"], tint=self.tint, header=header)
         segments = [(s.get("text", ""), s["chosen"]["prob"]) for s in record.get("steps", [])]
         if not segments and record.get("completion"):
             segments = [(record["completion"], 1.0)]
