@@ -70,11 +70,12 @@ class TurnPart(Static):
         layout pass needed (it costs a streaming frame more than everything else); most
         frames add text within the last line."""
         width = self.content_region.width
-        # Textual caches the height per width; a layout pass since the last repaint
-        # (the status line changing, say) holds the height before these steps.
+        # Textual caches the rendered text until a refresh, and the height per width: both
+        # still hold the text before these steps (measured on them, a run's last frame
+        # that wrapped kept its last line hidden at 80×24). Refresh first, then measure.
+        self.refresh()
         self.clear_cached_dimensions()
         if width and self.get_content_height(self.size, self.size, width) == self.size.height:
-            self.refresh()
             return False
         self.refresh(layout=True)
         return True
@@ -276,7 +277,8 @@ class Transcript(VerticalScroll):
         # Lines of the part up to the step, wrapped as the part wraps them.
         head = turn.render_steps(part, until=index + 1)
         line = max(0, len(head.wrap(self.app.console, width)) - 1)
-        y = part.virtual_region.y + line
+        # The part's region is relative to its turn, the turn's to the transcript.
+        y = turn.virtual_region.y + part.virtual_region.y + line
         self.scroll_to_region(Region(0, y, 1, 1), animate=False, immediate=True)
 
     def set_tint(self, tint: str) -> None:
