@@ -108,13 +108,20 @@ async def test_a_turn_the_disk_refused_is_marked_and_rescued_on_quit(make_tui, t
         await pilot.press(*"abc", "enter")
         await settle(app, pilot)
         assert "✗ 1 unsaved" in screen_text(app).splitlines()[0]  # stays, unlike a toast
+        # The count is the true one: it said "✗ 1 unsaved" with 3 or 4 turns waiting.
+        for turn, prompt in enumerate(("def", "ghi"), 2):
+            app.query_one("#prompt").value = prompt
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert f"✗ {turn} unsaved" in screen_text(app).splitlines()[0]
         await pilot.press("ctrl+q")
     assert app.return_code == 1
-    assert app.exit_note.startswith(f"1 turn could not be saved to {tmp_path / 's.jsonl'}: "
+    assert app.exit_note.startswith(f"3 turns could not be saved to {tmp_path / 's.jsonl'}: "
                                     "written to ")
     rescued = tmp_path / app.exit_note.rsplit("/", 1)[1]
-    [record] = [json.loads(line) for line in rescued.read_text().splitlines()]
-    assert record["prompt"] == "abc" and len(record["tokens"]) == 3
+    records = [json.loads(line) for line in rescued.read_text().splitlines()]
+    assert [r["prompt"] for r in records] == ["abc", "def", "ghi"]
+    assert all(len(r["tokens"]) == 3 for r in records)
 
 
 def test_a_huge_session_opens_in_bounded_time_and_memory(tmp_path):

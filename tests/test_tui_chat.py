@@ -205,3 +205,26 @@ async def test_a_killed_engine_restores_the_chat_turn(tmp_path):
             assert [s.chosen.id for s in app.history] == [s.chosen.id for s in mirror.run()]
     finally:
         client.stop()
+
+
+def test_the_end_of_turn_token_shows_once_between_turns():
+    """Real model, two turns: 'Paris.‹<|im_end|>›', a blank line, then '<|im_end|>' again
+    (the reply's own end-of-turn token, then the template's copy of it in the next
+    turn's header). The header starts after what the reply already showed."""
+    from types import SimpleNamespace
+
+    from tui.chat import conversation_header, shown_reply
+
+    def step(text, special=False):
+        return SimpleNamespace(text=text, chosen=SimpleNamespace(special=special))
+
+    first = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    reply = [step("Paris"), step("."), step("‹<|im_end|>›", special=True)]
+    second = first + "Paris.<|im_end|>\n<|im_start|>user\nand?<|im_end|>\n" \
+                     "<|im_start|>assistant\n"
+    header = conversation_header(second, "and?", first + shown_reply(reply)).plain
+    assert header == "<|im_start|>user\nuser › and?<|im_end|>\n<|im_start|>assistant\n" \
+                     "assistant › "
+    # A reply cut short (max_new_tokens) did not show the token: the header does.
+    cut = conversation_header(second, "and?", first + shown_reply(reply[:2])).plain
+    assert cut.startswith("<|im_end|>\n<|im_start|>user\n")

@@ -38,6 +38,8 @@ def conversation_header(rendered: str, user: str, shown: str) -> Text:
         start = min(start, at)
     head, tail = (rendered[start:at], rendered[at + len(user):]) if at >= 0 \
         else (rendered[start:], "")
+    if start and head.startswith("\n"):
+        head = head[1:]  # the line the previous turn ended: each turn starts a line anyway
     header = Text()
     header.append(printable(head, keep="\n"), style="dim")
     header.append("user › ", style="bold cyan")
@@ -52,6 +54,20 @@ def conversation_header(rendered: str, user: str, shown: str) -> Text:
 def reply_of(steps) -> str:
     """A reply's text, without the special tokens that ended it."""
     return "".join(s.text for s in steps if not s.chosen.special)
+
+
+def as_seen(text: str, special: bool) -> str:
+    """A step's text as the model's input holds it: a special token shows as
+    ``‹<|im_end|>›`` and is ``<|im_end|>`` there (an id without a name stays as shown)."""
+    if special and text.startswith("‹") and text.endswith("›") and not text.startswith("‹id "):
+        return text[1:-1]
+    return text
+
+
+def shown_reply(steps) -> str:
+    """A reply as the transcript shows it, its end-of-turn token as the template writes
+    it: the next turn's header starts after it (it showed the token a second time)."""
+    return "".join(as_seen(s.text, s.chosen.special) for s in steps)
 
 
 class ChatMixin:
@@ -107,7 +123,7 @@ class ChatMixin:
         if self.turn_removed:  # an edited message: the turn it replaces left the screen
             shown = self.chat_before
         elif previous.messages:
-            shown = previous.prompt + reply_of(previous.steps)
+            shown = previous.prompt + shown_reply(previous.steps)
         else:  # a reopened session's last turn follows its past turns on screen
             shown = self.past_shown(len(self.resumed) - 1) if self.resumable() else ""
         self.chat_before, self.turn_removed = shown, False
@@ -128,8 +144,9 @@ class ChatMixin:
             return ""
         record = self.resumed[index - 1]
         steps = record.get("steps") or ()
-        return record["prompt"] + "".join(s.get("text", "") for s in steps
-                                          if not s.get("chosen", {}).get("special"))
+        return record["prompt"] + "".join(
+            as_seen(str(s.get("text", "")), isinstance(c := s.get("chosen"), dict)
+                    and bool(c.get("special"))) for s in steps if isinstance(s, dict))
 
     def replayed_messages(self, reply: p.TurnStarted):
         """A reopened session's chat turn: its saved conversation."""

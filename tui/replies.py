@@ -22,6 +22,9 @@ from .widgets import CandidatesTable, Transcript
 # nobody reads five rows or a token count at 30 frames/s. The transcript keeps the
 # full frame rate; both catch up when the run ends.
 TABLE_SECONDS = 1 / 8
+# Single steps, picks and undos are written to the session file once the keys pause this
+# long (a record per key of a held space bar would write the turn 15 times).
+SAVE_AFTER_SECONDS = 1.0
 
 
 def tokens(n: int) -> str:
@@ -242,7 +245,7 @@ class RepliesMixin:
         if self.recorder is None or not self.turn.prompt or \
                 not (self.history or self.turn.branches):
             return  # nothing explored yet (escape from a typed prompt): nothing to keep
-        was_unsaved = bool(self.recorder.unsaved)
+        was_unsaved = len(self.recorder.unsaved)
         try:
             if after_op:
                 self.recorder.after_op(self.turn, reason)
@@ -252,5 +255,18 @@ class RepliesMixin:
                 self.recorder.flush(self.turn)
         except OSError as exc:
             self.show_error(f"could not write the session file: {exc.strerror or exc}")
-        if bool(self.recorder.unsaved) != was_unsaved:
-            self.show_header()  # the header's "unsaved" mark comes or goes
+        if len(self.recorder.unsaved) != was_unsaved:
+            self.show_header()  # the header's "✗ N unsaved" mark: the true count
+        if after_op and self.recorder.dirty:  # a step, pick or undo: written once keys pause
+            if self.save_timer is not None:
+                self.save_timer.stop()
+            self.save_timer = self.set_timer(SAVE_AFTER_SECONDS, self.save_when_idle)
+
+    save_timer = None
+
+    def save_when_idle(self) -> None:
+        """The keys paused: the turn as it is goes to the session file (a run in progress
+        is written when it ends)."""
+        self.save_timer = None
+        if not self.running and not self.hung_up:
+            self.remember_turn()

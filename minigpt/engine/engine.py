@@ -181,7 +181,9 @@ class Engine(InsightsMixin):
     def peek(self) -> Preview:
         """Candidates for the next token without choosing one (cached logits)."""
         _, probs, keep, top = self._distribution()
-        candidates = self._candidates(self._host_rows(probs, keep, top.indices))
+        rows = self._host_rows(probs, keep, top.indices)
+        self._check_finite(rows)
+        candidates = self._candidates(rows)
         versus = None if self.other is None or not candidates else \
             self._versus(probs, [c.id for c in candidates], candidates[0].id)
         return Preview(len(self.steps) + 1, len(self.tokens), candidates, versus)
@@ -241,11 +243,7 @@ class Engine(InsightsMixin):
                 # The step's one host transfer: the top-5 and the chosen token together.
                 rows = self._host_rows(probs, keep, torch.cat([top.indices, chosen_t.view(1)]))
         shown = len(rows[0]) - 1
-        # NaN or +Inf logits make every probability NaN, and topk ranks NaN first, so the
-        # top row tells without another pass.
-        if rows[1][0] != rows[1][0]:
-            raise GenerationError(f"the model produced NaN/Inf logits at step "
-                                  f"{len(self.steps) + 1}: its weights are damaged")
+        self._check_finite(rows)
         candidates = self._candidates([row[:shown] for row in rows])
         chosen = self._candidate(int(rows[0][-1]), rows[1][-1], bool(rows[2][-1]))
         chosen_id = chosen.id
@@ -261,6 +259,13 @@ class Engine(InsightsMixin):
                     text, token_id is not None, time.perf_counter() - started, context, versus)
         self.steps.append(step)
         return step
+
+    def _check_finite(self, rows: list[list[float]]) -> None:
+        """NaN or +Inf logits make every probability NaN, and topk ranks NaN first, so
+        the top row tells without another pass."""
+        if rows[1] and rows[1][0] != rows[1][0]:
+            raise GenerationError(f"the model produced NaN/Inf logits at step "
+                                  f"{len(self.steps) + 1}: its weights are damaged")
 
     def _graphed_greedy_rows(self, ahead: bool) -> list[list[float]] | None:
         """A greedy step's rows straight from a CUDA graph (softmax, top-5 and argmax

@@ -235,18 +235,20 @@ class Host:
         total = engine.remaining if op.count is None else op.count
         batch, produced, last_post = [], 0, time.perf_counter()
         ended = False
-        while produced < total and not self.cancelled(op) and not ended:
-            produced += 1
-            batch.append(engine.step(ahead=produced < total and not engine.eos_ids))
-            ended = engine.ends_run(batch[-1])
-            now = time.perf_counter()
-            if now - last_post >= FRAME_SECONDS:
-                self.send(p.StepsAdded(op.seq, tuple(batch), produced / (now - started),
-                                       engine.pending_display))
-                batch, last_post = [], now
-        if batch:
-            rate = produced / max(time.perf_counter() - started, 1e-9)
-            self.send(p.StepsAdded(op.seq, tuple(batch), rate, engine.pending_display))
+        try:
+            while produced < total and not self.cancelled(op) and not ended:
+                batch.append(engine.step(ahead=produced + 1 < total and not engine.eos_ids))
+                produced += 1
+                ended = engine.ends_run(batch[-1])
+                now = time.perf_counter()
+                if now - last_post >= FRAME_SECONDS:
+                    self.send(p.StepsAdded(op.seq, tuple(batch), produced / (now - started),
+                                           engine.pending_display))
+                    batch, last_post = [], now
+        finally:  # a step that fails: the ones before it are the turn's all the same
+            if batch:
+                rate = produced / max(time.perf_counter() - started, 1e-9)
+                self.send(p.StepsAdded(op.seq, tuple(batch), rate, engine.pending_display))
         if ended:
             return produced, "end of text"
         if produced < total:

@@ -232,7 +232,9 @@ def export_markdown(turns: list[dict]) -> str:
 class SessionRecorder:
     """Appends the current turn when it finishes, stops, or is left with changes."""
 
-    CONTINUOUS = ("max_new_tokens", "stopped", "done")
+    # A turn that ends one of these ways is written at once, whatever follows (a kill -9);
+    # single steps, picks and undos in between are written once the keys pause.
+    ENDS = ("max_new_tokens", "stopped", "done", "end of text", "error")
 
     def __init__(self, path: Path, model: str):
         self.path = path
@@ -261,10 +263,13 @@ class SessionRecorder:
             self.dirty, self.last_reason = True, reason
 
     def after_op(self, turn: TurnState, reason: str) -> None:
-        if self.turn_id is None or reason in ("error", "resumed"):
+        """An op ended with ``reason``: a turn that ended is written now; any other
+        change waits (``behind``) for the caller's next ``flush``."""
+        if self.turn_id is None or reason == "resumed":
             return
-        self.changed(reason)
-        if reason in self.CONTINUOUS:
+        if reason != "error" or self.dirty:  # a failed op that changed nothing: nothing new
+            self.changed(reason)
+        if reason in self.ENDS:
             self.flush(turn)
 
     def flush(self, turn: TurnState) -> None:
