@@ -228,3 +228,46 @@ def test_the_end_of_turn_token_shows_once_between_turns():
     # A reply cut short (max_new_tokens) did not show the token: the header does.
     cut = conversation_header(second, "and?", first + shown_reply(reply[:2])).plain
     assert cut.startswith("<|im_end|>\n<|im_start|>user\n")
+
+
+async def test_typing_while_a_reopened_session_loads(chat_app, engine_client, tmp_path):
+    """Reopen a session, type during the load: the saved knobs were not applied, the last
+    turn left the transcript (it stayed in the file), and the status said 'ready · type a
+    prompt' during the replay. Now the last turn comes back with its knobs, then the
+    typed message continues that conversation."""
+    import os
+    import signal
+
+    from minigpt.host.session import read_session
+
+    path = tmp_path / "chat.jsonl"
+    app = chat_app(session_path=path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        app.query_one("#knob-max_new_tokens", Input).value = "3"
+        await send(app, pilot, "hi")
+        first = app.turn
+    saved = read_session(path)
+    assert saved[-1]["settings"]["max_new_tokens"] == 3
+    reopened = chat_app(session_path=path, resumed=saved)  # max_new_tokens 5 given
+    statuses = []
+    shown_status = reopened.set_status
+    reopened.set_status = lambda text: (statuses.append(text), shown_status(text))
+    os.kill(engine_client.process.pid, signal.SIGSTOP)  # still loading, however fast
+    async with reopened.run_test(size=(100, 30)) as pilot:
+        try:
+            await pilot.press(*"the cat", "enter")
+            assert reopened.info is None and reopened.deferred
+        finally:
+            os.kill(engine_client.process.pid, signal.SIGCONT)
+        await settle(reopened, pilot)
+        assert reopened.settings.max_new_tokens == 3  # the session's knobs
+        assert reopened.turn.messages == (
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "".join(
+                s.text for s in first.steps if not s.chosen.special)},
+            {"role": "user", "content": "the cat"})
+        shown = screen_text(reopened)
+        assert "user › hi" in shown and "user › the cat" in shown
+        assert not any("type a prompt" in status for status in statuses)
+        assert any("reopening the session's last turn" in status for status in statuses)

@@ -145,6 +145,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         self.hung_up = False
         self.exit_note = ""  # said on stderr after the screen closes (turns rescued or lost)
         self.older_unread = False  # a reopened session's older records were left unread
+        self.deferred: list[tuple[type, dict]] = []  # ops typed before the model was ready
 
     @property
     def history(self) -> list[Step]:
@@ -154,7 +155,8 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
     @property
     def idle(self) -> bool:
         """Every op sent has been answered (tests and benchmarks wait for this)."""
-        return self.engine_state != "loading" and self.last_done >= self.client.seq
+        return self.engine_state != "loading" and self.last_done >= self.client.seq \
+            and not self.deferred
 
     # --- layout ----------------------------------------------------------------
 
@@ -238,6 +240,10 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         if self.engine_state in ("stopped", "failed"):
             self.show_error("engine stopped — r restarts")
             return
+        if self.info is None:  # the first load: whether a prompt is a chat message (and
+            self.deferred.append((op_type, fields))  # its knobs, when a session reopens)
+            self.running = True  # is known once the model is ready: sent from there
+            return
         self.client.cancel_runs(self.last_run_seq)
         fields = self.chat_fields(op_type, fields)
         seq = self.send(op_type, settings=self.settings, **fields)
@@ -250,6 +256,16 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         if op_type is p.Generate and fields.get("count") != 1:
             self.last_run_seq = seq
         self.running = True
+
+    def send_deferred(self) -> None:
+        """What was typed while the model loaded, now that it is ready (and a reopened
+        session's last turn is back): as if typed now — a chat message in chat mode."""
+        deferred, self.deferred = self.deferred, []
+        for op_type, fields in deferred:
+            self.submit(op_type, **fields)
+        if not deferred:
+            return
+        self.running = self.last_done < self.last_engine_seq
 
     # --- helpers -----------------------------------------------------------------
 

@@ -99,6 +99,8 @@ class RepliesMixin:
         else:
             self.set_status("ready · type a prompt and press enter")
         self.replay_last_turn()
+        if not self.replay_seq:
+            self.send_deferred()
 
     def got_load_failed(self, reply: p.LoadFailed) -> None:
         self.engine_state = "failed"
@@ -125,7 +127,7 @@ class RepliesMixin:
 
     def got_op_done(self, reply: p.OpDone) -> None:
         self.last_done = max(self.last_done, reply.seq)
-        self.running = self.last_done < self.last_engine_seq
+        self.running = self.last_done < self.last_engine_seq or bool(self.deferred)
 
     # --- the turn ------------------------------------------------------------------
 
@@ -199,6 +201,8 @@ class RepliesMixin:
             self.driver = reply.driver
             self.show_header()
         self.remember_turn(reply.reason, after_op=True)
+        if reply.seq == self.replay_seq and self.deferred:
+            self.send_deferred()  # typed while the session reopened: after its last turn
         if reply.seq < self.last_engine_seq:
             return  # a newer op is queued behind this one: it will say how it went
         if self.view_step is not None and self.view_step > len(self.history):

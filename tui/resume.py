@@ -61,7 +61,7 @@ class ResumeMixin:
         """Once, at the first Ready: the knobs it was made with, then the turn itself
         (unless a turn was started meanwhile)."""
         record = self.resumable()
-        if record is None or self.replay_seq or self.turn.prompt or self.running:
+        if record is None or self.replay_seq or self.turn.prompt:
             return
         settings = saved_settings(record)
         if settings is not None and settings != self.settings:
@@ -71,6 +71,8 @@ class ResumeMixin:
         self.submit(p.Replay, prompt=record["prompt"], tokens=tuple(record["tokens"]),
                     branches=saved_branches(record), messages=saved_messages(record))
         self.replay_seq = self.last_engine_seq
+        self.set_status(f"reopening the session's last turn: replaying its "
+                        f"{len(record['tokens'])} tokens …")
 
     def turn_id_for(self, reply: p.TurnStarted) -> str | None:
         return self.replay_turn_id if reply.seq == self.replay_seq else None
