@@ -153,3 +153,29 @@ def test_a_run_ends_at_the_end_of_sequence_token_unless_ignored(harness):
     seq = harness.send(p.Generate, prompt="hello", count=None,
                        settings=settings.with_(ignore_eos=True))
     assert [s.chosen.id for s in steps_of(harness.replies_until(seq), seq)] == free
+
+
+def test_a_single_step_reports_no_speed_even_when_it_ends_the_text(tmp_path):
+    """The real-model pass: one space press that met the end of text said "24 tokens · 847
+    tok/s" — one token's time, read as a speed. A rate needs a run of tokens."""
+    from hf_models import set_eos, write_chat_model
+
+    directory = write_chat_model(tmp_path / "chatml", "chatml")
+    greedy = SamplingSettings(temperature=0, max_new_tokens=10, ignore_eos=True)
+    h = HostHarness(directory)
+    try:
+        seq = h.send(p.Generate, prompt="hi", count=3, settings=greedy)
+        replies = h.replies_until(seq)
+        [run] = [r for r in replies if isinstance(r, p.RunFinished)]
+        assert run.reason == "done" and run.tokens_per_second > 0  # a run has a speed
+        first = steps_of(replies)[0].chosen.id
+    finally:
+        h.close()
+    set_eos(directory, [first])  # the first token now ends the text
+    h = HostHarness(directory)
+    try:
+        seq = h.send(p.Generate, prompt="hi", count=1, settings=greedy.with_(ignore_eos=False))
+        [run] = [r for r in h.replies_until(seq) if isinstance(r, p.RunFinished)]
+        assert run.reason == "end of text" and run.tokens_per_second == 0.0
+    finally:
+        h.close()

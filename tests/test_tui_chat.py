@@ -73,7 +73,17 @@ async def test_undo_past_a_replys_start_edits_that_message(chat_app, chatml):
         await pilot.press("backspace")  # past the start: the message comes back
         await settle(app, pilot)
         prompt = app.query_one("#prompt", Input)
-        assert prompt.value == "the cat" and app.focused is prompt
+        assert prompt.value == "the cat"
+        # The real-model pass: focus moved to the prompt, so the next u was typed into the
+        # message ("Write a haiku about the sea.u"). It stays; the status says where.
+        assert app.focused is app.query_one("#candidates")
+        assert "back in the prompt" in str(app.query_one("#status").render())
+        await pilot.press("u", "u")
+        await settle(app, pilot)
+        assert prompt.value == "the cat" and "nothing more to undo" in str(
+            app.query_one("#status").render())
+        await pilot.press("i")
+        assert app.focused is prompt
         prompt.value = "the dog"
         await pilot.press("enter")
         await settle(app, pilot)

@@ -155,9 +155,15 @@ class ChatMixin:
         return saved_messages(self.resumed[-1])
 
     def undo_into_prompt(self) -> bool:
-        """Undo with no reply token left: the user message goes back into the prompt."""
+        """Undo with no reply token left: the user message goes back into the prompt. The
+        focus stays where it was (in the prompt, the next ``u`` was typed into the
+        message); the status line says where the message went."""
         if not self.turn.messages or self.history or self.running:
             return False
+        if self.editing_last:
+            self.set_status("nothing more to undo · your message is in the prompt (i edits "
+                            "it, enter sends it in its place)")
+            return True
         prompt = self.query_one("#prompt")
         prompt.value = self.turn.messages[-1]["content"]
         prompt.cursor_position = len(prompt.value)
@@ -168,6 +174,6 @@ class ChatMixin:
         self.turn_removed = True
         self.preview = None  # the removed turn's candidates are no one's now
         self.refresh_candidates()
-        prompt.focus()
-        self.set_status("editing your last message · enter sends it in its place")
+        self.set_status("your message is back in the prompt · i edits it, enter sends it in "
+                        "its place")
         return True

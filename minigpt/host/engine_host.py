@@ -203,7 +203,9 @@ class Host:
             self.send(p.RunFailed(op.seq, str(exc)))
             reason = "error"
         elapsed = time.perf_counter() - started
-        self.finish(op, reason, produced / elapsed if produced and elapsed > 0 else 0.0)
+        # A rate needs a run: one token's time (a single step that met the end of text,
+        # say) is no speed, and was shown as "847 tok/s".
+        self.finish(op, reason, produced / elapsed if produced > 1 and elapsed > 0 else 0.0)
 
     def finish(self, op, reason: str, rate: float) -> None:
         engine = self.engine
