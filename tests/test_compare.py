@@ -134,3 +134,32 @@ def test_train_snapshots_are_book_checkpoints_that_compare(tmp_path, capsys):
                      out.parent / "ckpt-iter4.ckpt", "--prompt", "农夫", "--json",
                      "--max-new-tokens", 3, "--device", "cpu")
     assert len(steps) == 3 and all(s["kl_ab"] >= 0 for s in steps)
+
+
+def test_a_model_against_itself_in_bfloat16(pair, capsys):
+    """The real-model pass: compare could not ask what bfloat16 changes, A and B shared
+    --dtype. --dtype-b gives B its own: B's numbers are the model's at bfloat16."""
+    from minigpt.engine.engine import Engine
+    from minigpt.models.checkpoint import load
+    from minigpt.settings import SamplingSettings
+
+    a, _ = pair
+    steps = run_json(capsys, "compare", a, a, "--dtype-b", "bfloat16", "--prompt", PROMPT,
+                     "--json", "--temperature", "0", "--max-new-tokens", 3, "--device", "cpu")
+    sd = random_book_state_dict(HP_A, 1)
+    b = Engine.from_loaded(load(a, device="cpu", dtype="bfloat16"), SamplingSettings())
+    ids = cl100k().encode(PROMPT)
+    b.reset(PROMPT)
+    for step in steps:
+        pa = torch.softmax(book_logits(sd, HP_A, ids)[-1].double(), -1)
+        pb = torch.softmax(b._logits().double(), -1)
+        chosen = step["chosen"]["id"]
+        assert step["chosen"]["prob_a"] == pytest.approx(float(pa[chosen]), abs=1e-4)
+        assert step["chosen"]["prob_b"] == pytest.approx(float(pb[chosen]), abs=1e-4)
+        assert step["chosen"]["prob_a"] != step["chosen"]["prob_b"] and step["kl_ab"] > 0
+        ids.append(chosen)
+        b.step(chosen)
+    assert main(["score", str(a), "--compare", str(a), "--dtype-b", "bfloat16", "--text",
+                 PROMPT, "--json", "--device", "cpu"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["a"]["perplexity"] != scored["b"]["perplexity"]

@@ -109,3 +109,19 @@ def test_a_pickled_bin_needing_code_is_refused(capsys, tmp_path, llama_dir):
 def test_a_directory_without_config_still_says_what_it_is(capsys, tmp_path):
     assert "is a directory, not a checkpoint file (a Hugging Face model directory holds " \
            "config.json)" in inspect_error(capsys, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json", "generation_config.json"])
+def test_a_file_of_a_model_directory_names_the_directory(capsys, llama_dir, name):
+    """The real-model pass: model.safetensors said 'unknown checkpoint layout', tokenizer.json
+    'not a PyTorch checkpoint'."""
+    err = inspect_error(capsys, llama_dir / name)
+    assert "this file belongs to a Hugging Face model directory: pass the directory " \
+           f"({llama_dir})" in err
+
+
+def test_a_lone_safetensors_file_asks_for_its_directory(capsys, tmp_path, llama_dir):
+    lone = tmp_path / "weights.safetensors"
+    shutil.copy(llama_dir / "model.safetensors", lone)
+    assert "a safetensors file holds weights only: pass the model directory" in \
+        inspect_error(capsys, lone)

@@ -276,3 +276,20 @@ async def test_the_model_screen_shows_both_checkpoints(make_tui, other_ckpt):
         assert "Models · A, then B" in text
         a_at, b_at = text.index("tiny.ckpt · book"), text.index(f"{other_ckpt} · book")
         assert a_at < b_at and "\nB\n" in text[a_at:b_at]
+
+
+async def test_b_at_another_precision_is_named_in_the_header(tiny_ckpt, engine_client,
+                                                             monkeypatch):
+    """--dtype-b: the model against itself in bfloat16, B's precision in the header."""
+    from tui.app import make_app
+
+    monkeypatch.chdir(tiny_ckpt.parent)
+    app = make_app(tiny_ckpt.name, SamplingSettings(temperature=0, max_new_tokens=3),
+                   device="cpu", client=engine_client, compare=tiny_ckpt.name,
+                   compare_dtype="bfloat16")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await generate(app, pilot)
+        assert app.other_info.dtype == "bfloat16" and app.info.dtype == "float32"
+        assert "(cpu · bf16)" in screen_text(app).splitlines()[0]
+        step = app.history[0]
+        assert step.versus.chosen_prob != step.chosen.prob and step.versus.kl > 0

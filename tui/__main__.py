@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from minigpt.cli.main import OneLineParser, add_device_options, add_sampling_options, settings_from
+from minigpt.cli.main import (OneLineParser, add_device_options, add_other_model_options,
+                              add_sampling_options, settings_from)
 from minigpt.errors import MiniGPTError
 from minigpt.paths import default_checkpoint, unshipped_default_note
 from minigpt.text.tokenizer import printable
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a second checkpoint shown beside every step (same tokenizer "
                              "and vocabulary): its probabilities, its top-5 (b), KL/JS; "
                              "x lets it drive")
+    add_other_model_options(parser)
     parser.add_argument("--session", type=Path, default=None, metavar="FILE",
                         help="reopen a session file (JSON lines) and keep appending to it")
     chat = parser.add_mutually_exclusive_group()
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     app = make_app(path, settings, session, resumed, device=args.device,
                    tokenizer=args.tokenizer, skipped_lines=skipped, threads=args.threads,
                    compare=args.compare, dtype=args.dtype, opening_note=note,
-                   window=args.window, chat=args.chat, system=args.system)
+                   window=args.window, chat=args.chat, system=args.system,
+                   compare_dtype=args.dtype_b, compare_device=args.device_b)
     app.older_unread = older
     app.run()
     if app.load_error:  # the model did not load: nothing to explore

@@ -100,8 +100,10 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
                  threads: int | None = None, compare: str | Path | None = None,
                  dtype: str = "float32", opening_note: str | None = None,
                  window: int | None = None, chat: bool | None = None,
-                 system: str | None = None):
+                 system: str | None = None, compare_dtype: str | None = None,
+                 compare_device: str | None = None):
         super().__init__()
+        self.compare_dtype, self.compare_device = compare_dtype, compare_device  # B's own
         self.chat_requested = chat  # --chat / --no-chat; None: chat when the model has a template
         self.system_message = system  # --system: the conversation's first message
         self.opening_note = opening_note  # said once the model is ready (which file)
@@ -212,7 +214,8 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         self.engine_state = "loading"
         self.send(p.Open, path=self.checkpoint_path, device=self.device, dtype=self.dtype,
                   tokenizer=self.tokenizer, settings=self.settings, threads=self.threads,
-                  compare=self.compare_path, window=self.window)
+                  compare=self.compare_path, window=self.window,
+                  compare_dtype=self.compare_dtype, compare_device=self.compare_device)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < NARROW_WIDTH, "narrow")
@@ -406,8 +409,9 @@ def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              threads: int | None = None, compare: str | Path | None = None,
              dtype: str = "float32", opening_note: str | None = None,
              window: int | None = None, chat: bool | None = None,
-             system: str | None = None) -> MiniGPTApp:
+             system: str | None = None, compare_dtype: str | None = None,
+             compare_device: str | None = None) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
                       skipped_lines, threads, compare, dtype, opening_note, window, chat,
-                      system)
+                      system, compare_dtype, compare_device)

@@ -51,6 +51,9 @@ class VersusMixin:
 
     def compare_header(self, info: p.ModelInfo) -> str:
         a, b = short_names(self.checkpoint, self.compare)
+        other = self.other_info
+        if other is not None and other.where != info.where:  # --dtype-b, --device-b
+            b = f"{b} ({other.where})"
         return (f"minigpt-tui · {self.driver} drives · A {printable(a)} vs B {printable(b)} · "
                 f"{info.where}")
 

@@ -14,7 +14,7 @@ import time
 
 from minigpt import __version__
 from minigpt.errors import MiniGPTError, PromptError
-from minigpt.cli.models import checkpoint_of, load_from
+from minigpt.cli.models import checkpoint_of, load_from, load_other
 from minigpt.settings import SamplingSettings
 from minigpt.text.tokenizer import printable
 
@@ -100,6 +100,13 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
                         "at most 4096)")
 
 
+def add_other_model_options(p: argparse.ArgumentParser) -> None:
+    """B's own precision and device: a model against itself in bfloat16, say."""
+    p.add_argument("--dtype-b", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="B's weights' precision (default: --dtype): what does bfloat16 change?")
+    p.add_argument("--device-b", default=None, help="B's device (default: --device)")
+
+
 def settings_from(args: argparse.Namespace) -> SamplingSettings:
     return SamplingSettings(
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -138,12 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--compare", metavar="B", default=None,
                        help="also score under checkpoint B: both perplexities and the tokens "
                             "where the two differ most")
+    add_other_model_options(score)
 
     compare = sub.add_parser("compare", help="two checkpoints on the same context, step by "
                                               "step: both top-5, KL and JS divergence")
     compare.add_argument("a", metavar="A", help="checkpoint that drives generation")
     compare.add_argument("b", metavar="B", help="checkpoint shown the same tokens")
     add_device_options(compare)
+    add_other_model_options(compare)
     compare.add_argument("--json", action="store_true", help="one JSON object per step")
     compare.add_argument("--prompt", required=True, help="text to continue")
     add_sampling_options(compare)
@@ -211,7 +220,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     a = load_from(args.a, args)
-    b = load_from(args.b, args)
+    b = load_other(args.b, args)
     check_comparable(a, b, args.a, args.b)
     use_threads(args.threads or decode_threads(a.num_parameters + b.num_parameters))
     engines = [Engine.from_loaded(loaded, settings) for loaded in (a, b)]

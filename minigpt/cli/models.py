@@ -29,3 +29,11 @@ def load_from(path, args: argparse.Namespace, **options):
 
     return load(path, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype,
                 window=args.window, **options)
+
+
+def load_other(path, args: argparse.Namespace):
+    """The model compared with (B): ``--dtype-b`` and ``--device-b`` where given."""
+    from minigpt.models.checkpoint import load
+
+    return load(path, device=args.device_b or args.device, tokenizer=args.tokenizer,
+                dtype=args.dtype_b or args.dtype, window=args.window)

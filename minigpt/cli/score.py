@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from minigpt.cli.models import checkpoint_of, load_from
+from minigpt.cli.models import checkpoint_of, load_from, load_other
 from minigpt.errors import PromptError
 from minigpt.paths import read_bounded, read_text_file
 
@@ -43,7 +43,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     other = None
     if args.compare:
         from minigpt.engine.compare import check_comparable
-        other = load_from(args.compare, args)
+        other = load_other(args.compare, args)
         check_comparable(loaded, other, str(loaded.path), str(other.path))
     results = []
     for model in (loaded, other) if other is not None else (loaded,):

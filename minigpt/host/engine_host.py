@@ -143,7 +143,8 @@ class Host:
         from minigpt.models.checkpoint import load
         from minigpt.engine.compare import Other, check_comparable
 
-        other = load(op.compare, device=op.device, tokenizer=op.tokenizer, dtype=op.dtype,
+        other = load(op.compare, device=op.compare_device or op.device,
+                     tokenizer=op.tokenizer, dtype=op.compare_dtype or op.dtype,
                      window=op.window,
                      progress=lambda stage: self.send(p.Loading(op.seq, f"B: {stage}")))
         check_comparable(loaded, other, str(loaded.path), str(other.path))

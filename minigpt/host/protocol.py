@@ -43,6 +43,8 @@ class Open(Op):
     threads: int | None = None  # None: the measured policy (minigpt.models.devices)
     compare: str | None = None  # a second checkpoint (B), shown every token A chooses
     window: int | None = None  # a Hugging Face model's KV-cache window (--window)
+    compare_dtype: str | None = None  # B's precision and device (default: A's)
+    compare_device: str | None = None
 
 
 @dataclass(frozen=True)

@@ -130,8 +130,25 @@ def load(path: str | os.PathLike, device: str = "auto",
     )
 
 
+# Files a Hugging Face model directory holds beside config.json: passed alone, they are
+# the directory's, not a checkpoint (they were read as one: "unknown checkpoint layout").
+DIRECTORY_FILES = (".safetensors", ".json", ".jinja", ".txt", ".model", ".bin")
+
+
+def refuse_directory_file(path: Path) -> None:
+    if path.suffix not in DIRECTORY_FILES:
+        return
+    if (path.parent / "config.json").is_file():
+        raise CheckpointError(f"{path}: this file belongs to a Hugging Face model directory: "
+                              f"pass the directory ({path.parent})")
+    if path.suffix == ".safetensors":
+        raise CheckpointError(f"{path}: a safetensors file holds weights only: pass the "
+                              "model directory (config.json, tokenizer.json beside it)")
+
+
 def read_file(path: Path, progress) -> Layout:
     """A checkpoint file: read safely, its layout detected (the model built later)."""
+    refuse_directory_file(path)
     progress("read")
     obj = read_checkpoint(path)
     progress("build")
