@@ -102,6 +102,12 @@ def test_score_messages_scores_assistant_tokens_only(capsys, chat_dirs, tmp_path
         end = len(reference_ids(directory, messages[:i + 1], add_generation_prompt=False))
         spans.append(range(start, end))
     assert [t["index"] for t in result["tokens"]] == [j for span in spans for j in span]
+    # One numbering, from 1, in the JSON and the text (it said "message": 1 in one and
+    # "message 2 (assistant)" in the other).
+    assert [record["message"] for record in result["messages"]] == [2, 4]
+    code, out, _ = run_cli(capsys, "score", directory, "--messages",
+                           messages_file(tmp_path, messages), "--exact")
+    assert "message 2 (assistant)" in out and "message 4 (assistant)" in out
     reference = reference_model(directory)
     for record, span in zip(result["messages"], spans):
         log_probs = [math.log(reference_probs(reference, full[:j])[full[j]].item())

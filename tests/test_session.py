@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,6 +96,26 @@ async def test_export_writes_markdown_and_json(make_tui, tmp_path, monkeypatch):
     assert turns[0]["prompt"] == "农夫" and len(turns[0]["steps"]) == 3
     text = md.read_text()
     assert "**Prompt:** 农夫" in text and "| 3 |" in text
+
+
+def test_the_markdown_export_renders_pipes_and_backticks_as_text():
+    """The real-model pass: the export showed ‹<&#124;im_end&#124;>› literally (an entity
+    inside a code span in a table). Rendered as a GFM table, each cell is the token."""
+    from markdown_it import MarkdownIt
+
+    from minigpt.host.session import export_markdown
+
+    def candidate(text):
+        return {"id": 1, "text": text, "prob": 0.5, "kept": True}
+
+    texts = ["‹<|im_end|>›", "a`b", "`", "x|y"]
+    turn = {"prompt": "p", "completion": "", "settings": {}, "steps": [
+        {"step": n, "chosen": candidate(t), "candidates": [candidate(t)]}
+        for n, t in enumerate(texts, 1)]}
+    html = MarkdownIt("commonmark").enable("table").render(export_markdown([turn]))
+    cells = re.findall(r"<td><code>(.*?)</code></td>", html)
+    assert [c.replace("&lt;", "<").replace("&gt;", ">") for c in cells] == texts
+    assert "&amp;#124;" not in html and "&#124;" not in html
 
 
 def test_a_torn_last_line_costs_only_itself(tmp_path):

@@ -85,7 +85,8 @@ def score_conversation(args: argparse.Namespace) -> int:
                                             progress=progress)
     if args.json:
         record = score_json(score)
-        record["messages"] = [{"message": m.index, "tokens": len(m.tokens),
+        # Counted from 1, as the text output and the errors about messages count them.
+        record["messages"] = [{"message": m.index + 1, "tokens": len(m.tokens),
                                "perplexity": m.perplexity} for m in per_message]
         print(json.dumps(record, ensure_ascii=False))
     else:

@@ -13,6 +13,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import sys
 import time
 import uuid
@@ -201,6 +202,17 @@ def parse_records(lines) -> tuple[list[dict], int]:
     return list(turns.values()), skipped
 
 
+def cell(text: str) -> str:
+    """``text`` as a code span in a Markdown table cell. A pipe is escaped as ``\\|``, the
+    one escape GitHub's tables honour inside code (``&#124;`` showed literally there,
+    as ``‹<&#124;im_end&#124;>›``); the fence outgrows any backticks in the text."""
+    text = str(text).replace("\n", "↵").replace("|", "\\|")
+    longest = max((len(part) for part in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def export_markdown(turns: list[dict]) -> str:
     out = ["# minigpt-tui transcript", ""]
     for n, turn in enumerate(turns, 1):
@@ -211,7 +223,6 @@ def export_markdown(turns: list[dict]) -> str:
                 turn["prompt"] + turn.get("completion", ""), "```", "",
                 "| step | chosen | prob | top candidates |", "| --- | --- | --- | --- |"]
         for step in turn.get("steps", []):
-            cell = lambda text: f"`{text}`".replace("|", "&#124;")  # noqa: E731
             tops = " · ".join(f"{cell(c['text'])} {c['prob']:.3f}" for c in step["candidates"])
             chosen = step["chosen"]
             out.append(f"| {step['step']} | {cell(chosen['text'])} | {chosen['prob']:.4f} | "
