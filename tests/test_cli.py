@@ -243,3 +243,16 @@ def test_a_full_stdout_is_one_line_and_a_failure(tiny_ckpt, command):
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         "minigpt: error: cannot write the output: No space left on device"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["generate", "--promt", "hi"], "unknown option --promt (did you mean --prompt?)"),
+    (["trace", "--prompt", "hi", "--temprature", "0"],
+     "unknown option --temprature (did you mean --temperature?)"),
+    (["--bogus"], "unknown option --bogus"),
+    (["gen", "--prompt", "x"], "invalid choice: 'gen'"),  # the subcommand's options: not ours
+])
+def test_a_mistyped_option_is_named(capsys, argv, expected):
+    """The real-model pass: --promt hi said only that --prompt or --messages was missing."""
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1

@@ -79,3 +79,23 @@ async def test_two_turns_at_80x24_show_each_reply_to_its_end(real_app):
             assert transcript.scroll_y == transcript.max_scroll_y
         transcript_rows = [line.split("│")[-1].strip() for line in shown.splitlines()]
         assert "<|im_end|>" not in transcript_rows  # the template's copy, on a line alone
+
+
+def test_generate_json_keeps_the_end_of_turn_token_out_of_the_completion(smollm2, tmp_path,
+                                                                         capsys):
+    import json
+
+    from conftest import run_cli
+
+    messages = tmp_path / "m.json"
+    messages.write_text(json.dumps([{"role": "user", "content": FRANCE}]))
+    code, out, err = run_cli(capsys, "generate", smollm2, "--messages", messages,
+                             "--temperature", 0, "--max-new-tokens", 24, "--json",
+                             "--device", "cpu")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["stop_reason"] == "eos" and "Paris" in result["completion"]
+    assert "im_end" not in result["completion"]  # it read "…Paris.‹<|im_end|>›"
+    assert result["special_tokens"] == [{"step": len(result["token_ids"]),
+                                         "id": result["token_ids"][-1],
+                                         "text": "‹<|im_end|>›"}]

@@ -290,6 +290,8 @@ async def test_b_at_another_precision_is_named_in_the_header(tiny_ckpt, engine_c
     async with app.run_test(size=(120, 30)) as pilot:
         await generate(app, pilot)
         assert app.other_info.dtype == "bfloat16" and app.info.dtype == "float32"
+        commands = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Compare: swap models" in commands  # with --compare, its commands are there
         assert "(cpu · bf16)" in screen_text(app).splitlines()[0]
         step = app.history[0]
         assert step.versus.chosen_prob != step.chosen.prob and step.versus.kl > 0

@@ -58,3 +58,29 @@ async def test_i_puts_the_cursor_at_the_end_of_the_prompt(make_tui):
         assert app.focused is prompt and prompt.selection.is_empty
         await pilot.press(*"山泉")
         assert prompt.value == "农夫山泉"
+
+
+async def test_tab_from_the_candidates_goes_on_to_the_sidebar(make_tui):
+    """The real-model pass: tab from the candidates went to the prompt, where enter then
+    started a new run. It goes on to the first knob (the transcript at 60 columns)."""
+    app = make_tui()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        app.query_one("#candidates").focus()
+        await pilot.press("tab")
+        assert app.focused.id == "knob-temperature"
+    app = make_tui()
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(app, pilot)
+        app.query_one("#candidates").focus()
+        await pilot.press("tab")
+        assert app.focused.id == "transcript"
+
+
+def test_only_the_shipped_model_offers_a_chinese_example(tiny_ckpt):
+    """The real-model pass: 'prompt, e.g. 农夫山泉' showed for an English model."""
+    from minigpt.paths import shipped_checkpoints
+    from tui.app import make_app
+
+    assert "农夫山泉" in make_app(shipped_checkpoints()[0]).placeholder()
+    assert make_app(tiny_ckpt).placeholder() == "a prompt to continue"

@@ -183,13 +183,17 @@ async def test_palette_commands_show_their_keys_and_set_knobs(make_tui):
         for name in ("temperature", "top_k", "top_p", "max_new_tokens", "seed",
                      "repetition penalty"):
             assert f"Set {name}" in commands
+        # Without --compare there is nothing to compare: no "Compare:" commands.
+        assert not [title for title in commands if title.startswith("Compare")]
         commands["Set max_new_tokens"].callback()
         await pilot.pause()
         field = app.screen.query_one("#knob-value", Input)
         field.value = "1e9"
         await pilot.press("enter")
         assert "whole number" in str(app.screen.query_one("#knob-error").render())
-        field.value = "33"
+        field.value = "33"  # valid: the ✗ goes (it stayed until enter closed the dialog)
+        await pilot.pause()
+        assert str(app.screen.query_one("#knob-error").render()) == ""
         await pilot.press("enter")
         await pilot.pause()
         assert app.settings.max_new_tokens == 33

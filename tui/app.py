@@ -177,11 +177,19 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
             yield Label("> ", id="prompt-mark")
             # i puts the cursor at the end: a selection of everything, replaced by the
             # first key, surprised people (and is hard to see in some terminals).
-            prompt = PromptInput(placeholder="prompt, e.g. 农夫山泉 ", id="prompt", compact=True,
+            prompt = PromptInput(placeholder=self.placeholder(), id="prompt", compact=True,
                                  select_on_focus=False)
             prompt.cursor_blink = False  # nothing to repaint twice a second over SSH
             yield prompt
         yield KeyHints(id="hints")
+
+    def placeholder(self) -> str:
+        """The shipped model continues Chinese product names; another model gets no
+        example it may not know (an English model was offered 农夫山泉)."""
+        from minigpt.paths import is_shipped
+
+        return "prompt, e.g. 农夫山泉 " if is_shipped(Path(self.checkpoint_path)) else \
+            "a prompt to continue"
 
     def on_mount(self) -> None:
         self.show_header()
@@ -373,6 +381,13 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
 
     def action_focus_prompt(self) -> None:
         self.query_one("#prompt", Input).focus()
+
+    def action_focus_sidebar(self) -> None:
+        """The first knob, or the transcript where the sidebar is folded away."""
+        if self.query_one(Sidebar).display and not self.has_class("narrow"):
+            self.query_one("#knob-temperature", Input).focus()
+        else:
+            self.query_one(Transcript).focus()
 
     def action_toggle_tint(self) -> None:
         modes = self.tint_modes()

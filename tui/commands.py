@@ -47,4 +47,5 @@ def explorer_commands(app) -> list[SystemCommand]:
               f"now {getattr(app.settings, k.field)}; {k.expects}",
               lambda k=k: app.action_set_knob(k.field)) for k in KNOBS]
     return [SystemCommand(title, f"{key} · {does}", action)
-            for title, key, does, action in table + knobs]
+            for title, key, does, action in table + knobs
+            if app.comparing or not title.startswith("Compare")]  # --compare's own

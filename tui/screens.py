@@ -123,3 +123,16 @@ class KnobScreen(ModalScreen):
             self.dismiss(parse_knob(self.knob, event.value, self.settings))
         except SettingsError as exc:
             self.query_one("#knob-error", Static).update(f"✗ {exc}")
+
+    def on_input_changed(self, event) -> None:
+        """A value that is valid again takes the ✗ away (it stayed after a fix)."""
+        from minigpt.errors import SettingsError
+
+        from .knobs import parse_knob
+
+        event.stop()
+        try:
+            parse_knob(self.knob, event.value, self.settings)
+        except SettingsError:
+            return  # said on enter, not at every key of a value being typed
+        self.query_one("#knob-error", Static).update("")

@@ -305,6 +305,9 @@ class CandidatesTable(DataTable):
         Binding("backspace,u,left", "app.undo", "undo", id="undo"),
         Binding("g", "app.continue_generation", "continue", id="continue"),
         Binding("i", "app.focus_prompt", "prompt", id="focus-prompt"),
+        # On to the knobs, as from the prompt (after the table in the layout came the
+        # prompt, where enter then started a new run).
+        Binding("tab", "app.focus_sidebar", "sidebar", show=False, id="to-sidebar"),
     ]
 
     def on_mount(self) -> None:

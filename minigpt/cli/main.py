@@ -20,10 +20,48 @@ from minigpt.text.tokenizer import printable
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line on stderr."""
+    """argparse, but a usage mistake is one line on stderr, and a mistyped option is
+    named first (``--promt hi`` said only that --prompt was missing)."""
+
+    seen: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.seen = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # said by the subcommand that was given them, which knows its options
+            parser = self.subcommand_parser(parsed) or self
+            parser.seen = extras
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def subcommand_parser(self, parsed) -> "OneLineParser | None":
+        if self._subparsers is None:
+            return None
+        action = self._subparsers._group_actions[0]
+        return action.choices.get(getattr(parsed, action.dest, None))
 
     def error(self, message: str):  # noqa: D102
+        unknown = self.unknown_option()
+        if unknown is not None:
+            message = unknown
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def unknown_option(self) -> str | None:
+        import difflib
+
+        known = [o for o in self._option_string_actions if o.startswith("--")]
+        for arg in self.seen:
+            if arg == "--" or (self._subparsers is not None and not arg.startswith("-")):
+                break  # past here: positionals, or the subcommand's own options
+            name = arg.split("=", 1)[0]
+            if name.startswith("--") and not any(o.startswith(name) for o in known):
+                close = difflib.get_close_matches(name, known, n=1)
+                return f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close
+                                                   else "")
+        return None
 
 
 def positive_int(text: str) -> int:

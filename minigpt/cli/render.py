@@ -60,7 +60,10 @@ class GenerateRenderer:
         if self.json_mode:
             print(json.dumps({
                 "prompt": engine.prompt,
-                "completion": engine.completion,  # complete characters only
+                # complete characters only, and text only: an end-of-turn token is not text
+                "completion": "".join(s.text for s in engine.steps if not s.chosen.special),
+                "special_tokens": [{"step": s.index, "id": s.chosen.id, "text": s.chosen.text}
+                                   for s in engine.steps if s.chosen.special],
                 "token_ids": [s.chosen.id for s in engine.steps],
                 "seconds": round(seconds, 6),
                 "incomplete_bytes": engine.pending_bytes.hex(" "),
