@@ -281,3 +281,38 @@ async def test_typing_while_a_reopened_session_loads(chat_app, engine_client, tm
         assert "user › hi" in shown and "user › the cat" in shown
         assert not any("type a prompt" in status for status in statuses)
         assert any("reopening the session's last turn" in status for status in statuses)
+
+
+async def test_f2_in_a_chat_scores_the_assistant_messages_as_the_cli(chat_app, chatml):
+    """f2 scored the whole rendered turn, system prompt included, while `score --messages`
+    scores assistant tokens only. Both score the assistant's messages now, the same
+    numbers, and an edited reply is scored in its place."""
+    from minigpt.engine.score import score_messages
+    from minigpt.models.checkpoint import load
+    from test_tui_score import assert_same_score, summary, wait_scored
+    from tui.scoring import ScoreScreen
+
+    app = chat_app(system="be brief")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "hi")
+        await send(app, pilot, "the cat")
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, ScoreScreen) and screen.conversation
+        reply = app.reply_text()
+        assert screen.query_one("TextArea").text == reply
+        loaded = load(chatml, device="cpu")
+        messages = [*app.turn.messages, {"role": "assistant", "content": reply}]
+        expected, _ = score_messages(loaded.model, loaded.tokenizer, loaded.chat, messages,
+                                     loaded.vocab_size, loaded.context_length)
+        assert_same_score(screen.score, expected)
+        assert "assistant tokens scored" in summary(screen)
+        screen.query_one("TextArea").text = "the end"
+        await pilot.press("f2")
+        await wait_scored(app, pilot)
+        messages[-1] = {"role": "assistant", "content": "the end"}
+        expected, _ = score_messages(loaded.model, loaded.tokenizer, loaded.chat, messages,
+                                     loaded.vocab_size, loaded.context_length)
+        assert_same_score(screen.score, expected)

@@ -57,16 +57,30 @@ class ModalsMixin:
         self.submit(p.Restore, prompt=self.turn.prompt, steps=path, sampler_state=state,
                     reason="branch", messages=self.turn.messages)
 
+    score_conversation: tuple | None = None  # chat: the messages before the scored reply
+
     def action_score(self) -> None:
-        """Score the prompt's text, or the current turn's when the prompt is empty."""
+        """Score the prompt's text, or the current turn's when the prompt is empty. In a
+        conversation, that is its assistant messages, as ``minigpt score --messages``
+        scores them (the whole rendered turn, system prompt and all, was scored here)."""
         text = self.prompt_text()
+        self.score_conversation = None
+        if not text and self.turn.messages and self.chat_mode:
+            self.score_conversation = tuple(self.turn.messages)
+            self.push_screen(ScoreScreen(self.reply_text(), self.request_score,
+                                         conversation=True))
+            return
         if not text:
             turn = self.query_one(Transcript).current
             text = turn.plain if turn is not None else ""
         self.push_screen(ScoreScreen(text, self.request_score))
 
     def request_score(self, text: str, exact: bool) -> None:
-        self.score_request = self.send(p.ScoreText, text=text, exact=exact) or 0
+        messages = None
+        if self.score_conversation is not None:  # the text is the reply, as edited
+            messages = (*self.score_conversation, {"role": "assistant", "content": text})
+        self.score_request = self.send(p.ScoreText, text=text, exact=exact,
+                                       messages=messages) or 0
 
     def got_scored(self, reply: p.Scored) -> None:
         if reply.seq == self.score_request and isinstance(self.screen, ScoreScreen):

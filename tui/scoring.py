@@ -32,13 +32,18 @@ def significant(x: float, digits: int = 4) -> str:
     return f"{round(x, decimals):,.{max(0, decimals)}f}"
 
 
-def tinted_text(score: Score) -> Text:
+def tinted_text(score: Score, conversation: bool = False) -> Text:
     """The scored text with each token coloured by its probability (pieces buffered
-    into whole characters, as in the transcript)."""
+    into whole characters, as in the transcript). A conversation's scored messages
+    (``conversation``) each start a line; the text around them is not shown."""
     stream = StreamDecoder()
-    text = Text(stream.feed(score.first_piece))
+    text = Text("" if conversation else stream.feed(score.first_piece))
+    previous = None
     for token in score.tokens:
+        if conversation and previous is not None and token.index != previous + 1:
+            text.append(stream.flush() + "\n")
         text.append(stream.feed(token.piece), style=prob_style(token.prob))
+        previous = token.index
     return text
 
 
@@ -47,10 +52,13 @@ class ScoreScreen(ModalScreen):
                 Binding("f2", "score", "score", priority=True, id="rescore"),
                 Binding("f3", "toggle_exact", "exact windows", priority=True, id="exact")]
 
-    def __init__(self, text: str, request: Callable[[str, bool], None]):
+    def __init__(self, text: str, request: Callable[[str, bool], None],
+                 conversation: bool = False):
         """``request(text, exact)`` asks the engine; the app hands the answer to
-        ``show_score``."""
+        ``show_score``. ``conversation``: ``text`` is the assistant's reply in a chat, and
+        the assistant's messages are what is scored."""
         super().__init__()
+        self.conversation = conversation
         self.request = request
         self.initial_text = text
         self.score: Score | None = None
@@ -91,6 +99,10 @@ class ScoreScreen(ModalScreen):
     def title_text(self) -> str:
         windows = "exact per token (f3: one pass each)" if self.exact else \
             "one pass each (f3: exact)"
+        if self.conversation:
+            return (f"[bold]Score the assistant's messages[/bold] (the last one below, as "
+                    f"edited; as score --messages) · f2 scores · windows: {windows} · "
+                    "escape closes")
         return f"[bold]Score my text[/bold] · f2 scores · windows: {windows} · escape closes"
 
     def action_toggle_exact(self) -> None:
@@ -111,11 +123,13 @@ class ScoreScreen(ModalScreen):
             summary.update(f"✗ {error}")
             self.query_one("#score-tinted", Static).update("")
             return
+        scored = "assistant tokens scored (the rest of the conversation is context)" \
+            if self.conversation else "scored (the first token is context)"
         summary.update(f"perplexity {significant(score.perplexity)} · "
                        f"{score.mean_surprisal_bits:.2f} bits/token · {len(score.tokens)} "
-                       f"scored (the first token is context) · "
+                       f"{scored} · "
                        f"{score.windows} pass{'es' if score.windows != 1 else ''}")
-        self.query_one("#score-tinted", Static).update(tinted_text(score))
+        self.query_one("#score-tinted", Static).update(tinted_text(score, self.conversation))
         for t in score.tokens:
             style = "dim" if t.rank > 5 else ""
             table.add_row(*(Text(cell, style=style, no_wrap=True, overflow="ellipsis") for cell in

@@ -294,15 +294,22 @@ class Host:
 
     def score(self, op: p.ScoreText) -> None:
         from minigpt.models.devices import batch_threads, use_threads
-        from minigpt.engine.score import score_text
+        from minigpt.engine.score import score_messages, score_text
 
         loaded = self.loaded[1] if self.loaded else None
         try:
             if loaded is None:
                 raise MiniGPTError("no model is loaded")
             use_threads(self.batch or batch_threads())  # batched windows: threads pay
-            score = score_text(loaded.model, loaded.tokenizer, op.text, loaded.vocab_size,
-                               loaded.context_length, exact=op.exact)
+            if op.messages is not None:
+                if loaded.chat is None:
+                    raise MiniGPTError("this model has no chat template: score text instead")
+                score, _ = score_messages(loaded.model, loaded.tokenizer, loaded.chat,
+                                          list(op.messages), loaded.vocab_size,
+                                          loaded.context_length, exact=op.exact)
+            else:
+                score = score_text(loaded.model, loaded.tokenizer, op.text, loaded.vocab_size,
+                                   loaded.context_length, exact=op.exact)
             self.send(p.Scored(op.seq, score))
         except MiniGPTError as exc:
             self.send(p.Scored(op.seq, None, str(exc)))

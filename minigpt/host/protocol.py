@@ -135,8 +135,12 @@ class Peek(Op):
 
 @dataclass(frozen=True)
 class ScoreText(Op):
+    """Score ``text``; with ``messages`` (chat mode), score the conversation's assistant
+    messages as ``minigpt score --messages`` does (``text`` is then unused)."""
+
     text: str
     exact: bool = False
+    messages: tuple[dict, ...] | None = None
 
 
 @dataclass(frozen=True)
