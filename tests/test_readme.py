@@ -2,6 +2,10 @@
 
 Timings are masked, bars dropped, and 4-decimal probabilities may differ by a last-digit
 rounding (another CPU sums in another order); everything else must match line by line.
+
+The quotes are written by the code, never by hand: ``python tests/test_readme.py``
+runs each quoted command and puts what it prints in the README (an elided tail, "…",
+stays elided).
 """
 
 import re
@@ -50,14 +54,48 @@ def test_the_readme_quotes_the_cli():
     assert {command.split()[1] for command, _ in SESSIONS} >= {"generate", "trace", "inspect"}
 
 
+def printed(command: str) -> list[str]:
+    """What ``command`` prints, stdout then stderr, run as the README's reader runs it
+    (from the checkout, 100 columns, on the CPU). Call with the working directory and
+    COLUMNS set (the test's monkeypatch, or ``update_readme``)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*shlex.split(command)[1:], "--device", "cpu"])
+    assert code == 0, err.getvalue()
+    return [line.rstrip() for line in (out.getvalue() + err.getvalue()).splitlines()]
+
+
+def update_readme() -> None:
+    """Each quoted session replaced by what its command prints now."""
+    import os
+
+    os.chdir(ROOT)
+    os.environ["COLUMNS"] = "100"
+    path = ROOT / "README.md"
+    text = path.read_text(encoding="utf-8")
+
+    def requote(match: re.Match) -> str:
+        lines = match[1].rstrip("\n").splitlines()
+        if not lines or not lines[0].startswith("$ minigpt "):
+            return match[0]
+        got = printed(lines[0][len("$ "):])
+        elided = next((i for i, line in enumerate(lines[1:]) if line.startswith("…")), None)
+        if elided is not None:
+            got = [*got[:elided], *lines[1 + elided:]]
+        return "```console\n" + "\n".join([lines[0], *got]) + "\n```"
+
+    path.write_text(re.sub(r"```console\n(.*?)```", requote, text, flags=re.S),
+                    encoding="utf-8")
+
+
 @pytest.mark.parametrize("command, quoted", SESSIONS, ids=[c for c, _ in SESSIONS])
-def test_a_quoted_session_is_what_the_command_prints(command, quoted, capsys, monkeypatch):
+def test_a_quoted_session_is_what_the_command_prints(command, quoted, monkeypatch):
     monkeypatch.chdir(ROOT)  # the default checkpoint: the shipped model, as quoted
     monkeypatch.setenv("COLUMNS", "100")
-    code = main([*shlex.split(command)[1:], "--device", "cpu"])
-    out, err = capsys.readouterr()
-    got = [line for line in (out + err).splitlines()]
-    assert code == 0
+    got = printed(command)
     quoted = [line for line in quoted if normalised(line)]
     got = [line for line in got if normalised(line)]
     elided = next((i for i, line in enumerate(quoted) if line.startswith("…")), None)
@@ -66,3 +104,7 @@ def test_a_quoted_session_is_what_the_command_prints(command, quoted, capsys, mo
     assert len(got) == len(quoted), "\n".join(got)
     for g, q in zip(got, quoted):
         assert same_line(g, q), f"printed {g!r}\nquoted  {q!r}"
+
+
+if __name__ == "__main__":
+    update_readme()

@@ -42,19 +42,23 @@ class GenerateRenderer:
         self.json_mode = json_mode
         self.err = Console(stderr=True, highlight=False)
         self.tty = sys.stdout.isatty()
+        self.last = ""  # the last text written: a line break ends the output already
 
-    def start(self, prompt: str) -> None:
-        if not self.json_mode:
-            sys.stdout.write(printable(prompt, keep="\n\t") if self.tty else prompt)
-            sys.stdout.flush()
-
-    def step(self, step: Step) -> None:
-        if not self.json_mode and step.text:
-            text = step.text
+    def write(self, text: str) -> None:
+        if text:
             if self.tty:  # a model can emit ESC: never hand a terminal an escape sequence
                 text = printable(text, keep="\n\t")
             sys.stdout.write(text)
             sys.stdout.flush()
+            self.last = text
+
+    def start(self, prompt: str) -> None:
+        if not self.json_mode:
+            self.write(prompt)
+
+    def step(self, step: Step) -> None:
+        if not self.json_mode:
+            self.write(step.text)
 
     def finish(self, engine: Engine, seconds: float) -> None:
         if self.json_mode:
@@ -72,7 +76,9 @@ class GenerateRenderer:
             }, ensure_ascii=False))
             return
         # A character cut off by max_new_tokens shows as an escape, not U+FFFD.
-        sys.stdout.write(engine.pending_display + "\n")
+        self.write(engine.pending_display)
+        if not self.last.endswith("\n"):
+            sys.stdout.write("\n")
         n = len(engine.steps)
         rate = n / seconds if seconds > 0 else 0.0
         self.err.print(f"[dim]{n} tokens · {seconds:.2f} s · {rate:.0f} tok/s · "
