@@ -67,3 +67,11 @@ def validate(s: SamplingSettings) -> None:
         raise SettingsError(f"max_new_tokens must be ≤ {MAX_NEW_TOKENS_LIMIT}, got {s.max_new_tokens}")
     if s.seed is not None and (not isinstance(s.seed, int) or not 0 <= s.seed < 2**63):
         raise SettingsError(f"seed must be an integer in [0, 2^63), got {s.seed!r}")
+
+
+def check_slide(slide, size: int) -> int:
+    """``--slide``: how many tokens leave a full window at once (``minigpt.engine.window``),
+    1 to the window's size."""
+    if isinstance(slide, bool) or not isinstance(slide, int) or not 1 <= slide <= size:
+        raise SettingsError(f"--slide must be 1…{size:,} (the window), got {slide!r}")
+    return slide

@@ -71,7 +71,8 @@ def test_captured_during_the_run_no_second_model_run(book, monkeypatch):
     list(engine.run(5))
     calls = []
     real = engine.decoder.last_logits
-    monkeypatch.setattr(engine.decoder, "last_logits", lambda ids: calls.append(1) or real(ids))
+    monkeypatch.setattr(engine.decoder, "last_logits",
+                        lambda ids, progress=None: calls.append(1) or real(ids, progress))
     for index in range(1, 6):
         engine.attention(index)
     assert calls == []
@@ -129,7 +130,7 @@ def test_decoders_without_attention_say_so(book):
     class Plain:
         context_length = 8
 
-        def last_logits(self, ids):
+        def last_logits(self, ids, progress=None):
             return torch.zeros(500)
 
     engine.decoder = Plain()

@@ -56,7 +56,7 @@ def test_trace_messages_equals_transformers_on_those_ids(capsys, chat_dirs, tmp_
     messages = CONVERSATIONS[2]
     code, out, err = run_cli(capsys, "trace", directory, "--messages",
                              messages_file(tmp_path, messages), "--temperature", 0, "--json",
-                             "--max-new-tokens", 6, "--ignore-eos")
+                             "--max-new-tokens", 6, "--ignore-eos", "--slide", 1)
     assert code == 0, err
     ids = reference_ids(directory, messages)
     reference = reference_model(directory)
@@ -92,7 +92,8 @@ def test_score_messages_scores_assistant_tokens_only(capsys, chat_dirs, tmp_path
     messages = [*CONVERSATIONS[2][:2], {"role": "user", "content": "and?"},
                 {"role": "assistant", "content": "the end"}]
     code, out, err = run_cli(capsys, "score", directory, "--messages",
-                             messages_file(tmp_path, messages), "--exact", "--json")
+                             messages_file(tmp_path, messages), "--exact", "--json",
+                             "--slide", 1)
     assert code == 0, err
     result = json.loads(out)
     full = reference_ids(directory, messages, add_generation_prompt=False)

@@ -20,33 +20,54 @@ def hf_dirs(tmp_path_factory):
     return {kind: write_model(root / kind, kind) for kind in KINDS}
 
 
+def seen(ids: list[int], slide: int) -> list[int]:
+    """What the model sees of ``ids`` past the window (the README's rule, restated): it
+    starts at the first multiple of ``slide`` that leaves at most WINDOW tokens."""
+    start = next(s for s in range(0, len(ids) + 1, slide) if len(ids) - s <= WINDOW)
+    return ids[start:]
+
+
+SLIDES = [1, None]  # --slide 1: the exact last window; None: the default, half the window
+
+
+@pytest.mark.parametrize("slide", SLIDES, ids=["slide1", "default"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_greedy_trace_past_the_window_equals_transformers(capsys, hf_dirs, kind):
+def test_greedy_trace_past_the_window_equals_transformers(capsys, hf_dirs, kind, slide):
     directory = hf_dirs[kind]
+    flags = ["--slide", slide] if slide else []
     code, out, err = run_cli(capsys, "trace", directory, "--prompt", PROMPT, "--json",
-                             "--temperature", 0, "--max-new-tokens", 12, "--ignore-eos")
+                             "--temperature", 0, "--max-new-tokens", 12, "--ignore-eos",
+                             *flags)
     assert code == 0, err
     steps = [json.loads(line) for line in out.splitlines()]
-    assert steps[-1]["context"] == WINDOW  # the window slid: the JSON says so
+    slide = slide or WINDOW // 2
     reference = reference_model(directory)
     from minigpt.models.checkpoint import load
     ids = load(directory, device="cpu").tokenizer.encode(PROMPT)
     assert len(ids) + len(steps) > WINDOW + 4  # the window slides several times
     for step in steps:
-        probs = reference_probs(reference, ids)
+        window = seen(ids, slide)
+        assert step["context"] == len(window)  # the JSON says what the model saw
+        probs = reference_probs(reference, window)
         top = torch.topk(probs, 5)
         assert [c["id"] for c in step["candidates"]] == top.indices.tolist()
         assert [c["prob"] for c in step["candidates"]] == \
             pytest.approx(top.values.tolist(), abs=1e-5)
         assert step["chosen"]["id"] == int(probs.argmax())
         ids.append(step["chosen"]["id"])
+    if slide > 1:  # it slid: the model saw fewer than a window's tokens after that
+        assert min(step["context"] for step in steps[1:]) == WINDOW - slide + 1
 
 
+@pytest.mark.parametrize("slide", SLIDES, ids=["slide1", "default"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_teacher_forced_score_equals_transformers(capsys, hf_dirs, kind):
+def test_teacher_forced_score_equals_transformers(capsys, hf_dirs, kind, slide):
+    """score --exact sees what generation sees: the same window rule, token by token."""
     directory = hf_dirs[kind]
     text = "the cat sat on the mat, 天然水 hello there the end of the thesis"
-    code, out, err = run_cli(capsys, "score", directory, "--text", text, "--exact", "--json")
+    flags = ["--slide", slide] if slide else []
+    code, out, err = run_cli(capsys, "score", directory, "--text", text, "--exact", "--json",
+                             *flags)
     assert code == 0, err
     scored = json.loads(out)["tokens"]
     from transformers import PreTrainedTokenizerFast
@@ -54,7 +75,9 @@ def test_teacher_forced_score_equals_transformers(capsys, hf_dirs, kind):
     assert [t["id"] for t in scored] == ids[1:] and len(ids) > WINDOW + 5
     reference = reference_model(directory)
     for token in scored:
-        expected = reference_probs(reference, ids[:token["index"]])[token["id"]].item()
+        window = seen(ids[:token["index"]], slide or WINDOW // 2)
+        assert token["context"] == len(window)
+        expected = reference_probs(reference, window)[token["id"]].item()
         assert math.exp(token["log_prob"]) == pytest.approx(expected, abs=1e-5)
 
 

@@ -58,7 +58,7 @@ def test_matches_the_reference_lookahead(tiny_ckpt, tiny_hp, temperature):
     assert len(context) > tiny_hp["context_length"]  # the lookahead windows crop like the book
     state = (b"", 0)
     got = complete_candidates(loaded.model, context, candidates, tok.token_bytes, state,
-                              tiny_hp["context_length"], temperature)
+                              lambda ids: ids[-tiny_hp["context_length"]:], temperature)
     for completion, (token_id, prob) in zip(got, candidates):
         text, joint, look = reference_completion(sd, tiny_hp, context, token_id, prob, b"",
                                                  temperature, tok)
@@ -79,7 +79,7 @@ def test_pending_bytes_of_an_earlier_token_are_part_of_the_character(tiny_ckpt):
     stream = StreamDecoder()
     assert stream.feed(tok.token_bytes(head)) == ""
     got = complete_candidates(loaded.model, tok.encode("hello"), [(tail, 0.5)],
-                              tok.token_bytes, stream.state(), 16, 1.0)
+                              tok.token_bytes, stream.state(), lambda ids: ids[-16:], 1.0)
     assert (got[0].text, got[0].lookahead, got[0].joint) == ("农", (), 0.5)
 
 

@@ -123,7 +123,8 @@ def test_new_knobs_redraw_from_cached_logits_without_the_model(engine, monkeypat
     list(engine.run(4))
     calls = []
     real = engine.decoder.last_logits
-    monkeypatch.setattr(engine.decoder, "last_logits", lambda ids: calls.append(1) or real(ids))
+    monkeypatch.setattr(engine.decoder, "last_logits",
+                        lambda ids, progress=None: calls.append(1) or real(ids, progress))
     engine.why(2)
     engine.why(None)
     assert len(calls) == 2  # each step's logits computed once

@@ -101,8 +101,9 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
                  dtype: str = "float32", opening_note: str | None = None,
                  window: int | None = None, chat: bool | None = None,
                  system: str | None = None, compare_dtype: str | None = None,
-                 compare_device: str | None = None):
+                 compare_device: str | None = None, slide: int | None = None):
         super().__init__()
+        self.slide = slide  # --slide: past the window, tokens dropped at once
         self.compare_dtype, self.compare_device = compare_dtype, compare_device  # B's own
         self.chat_requested = chat  # --chat / --no-chat; None: chat when the model has a template
         self.system_message = system  # --system: the conversation's first message
@@ -222,7 +223,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         self.engine_state = "loading"
         self.send(p.Open, path=self.checkpoint_path, device=self.device, dtype=self.dtype,
                   tokenizer=self.tokenizer, settings=self.settings, threads=self.threads,
-                  compare=self.compare_path, window=self.window,
+                  compare=self.compare_path, window=self.window, slide=self.slide,
                   compare_dtype=self.compare_dtype, compare_device=self.compare_device)
 
     def on_resize(self, event) -> None:
@@ -281,8 +282,14 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
     # --- helpers -----------------------------------------------------------------
 
     def position_text(self, position: int) -> str:
+        """Where the sequence is, and past the window how much of it the model sees."""
         C = self.info.context_length if self.info else 0
-        return f"pos {position}/{C}" if position <= C else f"pos {position} (window {C})"
+        if position <= C:
+            return f"pos {position}/{C}"
+        seen = self.history[-1].context + 1 if self.history else None
+        if seen is not None and seen < C:  # a slide dropped more than the book's crop would
+            return f"pos {position} · sees {seen} (window {C})"
+        return f"pos {position} (window {C})"
 
     def set_status(self, text: str) -> None:
         status = self.query_one(StatusLine)
@@ -425,8 +432,8 @@ def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              dtype: str = "float32", opening_note: str | None = None,
              window: int | None = None, chat: bool | None = None,
              system: str | None = None, compare_dtype: str | None = None,
-             compare_device: str | None = None) -> MiniGPTApp:
+             compare_device: str | None = None, slide: int | None = None) -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
                       skipped_lines, threads, compare, dtype, opening_note, window, chat,
-                      system, compare_dtype, compare_device)
+                      system, compare_dtype, compare_device, slide)

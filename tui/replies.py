@@ -40,8 +40,8 @@ class RepliesMixin:
     """Mixed into the app: one handler per reply type."""
 
     def on_engine_replies(self, message: EngineReplies) -> None:
-        if self.hung_up:
-            return
+        if self.hung_up or not self.query("#header"):
+            return  # leaving: the widgets these replies would update are gone
         handlers = self.reply_handlers
         for reply in message.replies:
             if reply.seq < self.first_seq:
@@ -60,6 +60,7 @@ class RepliesMixin:
             p.RunFailed: self.got_run_failed, p.WhyAnswered: self.got_why,
             p.Completed: self.got_completed, p.Attended: self.got_attended,
             p.Scored: self.got_scored, p.Peeked: self.got_peeked,
+            p.Prefilling: self.got_prefilling,
             p.BranchesReplayed: self.got_branches_replayed, p.OpDone: self.got_op_done,
         }
 
@@ -154,7 +155,19 @@ class RepliesMixin:
         if messages and self.prompt_text() == messages[-1]["content"]:
             self.query_one("#prompt").value = ""  # sent: the next message starts empty
 
+    def got_prefilling(self, reply: p.Prefilling) -> None:
+        """A long prompt, or the window after a slide, being encoded: counted, stoppable."""
+        if reply.seq < self.last_engine_seq:
+            return
+        what = "the window slid: re-encoding" if self.history else "prefill"
+        self.set_status(f"{what} {reply.done:,} / {reply.total:,} tokens · esc stops")
+
     def got_steps_added(self, reply: p.StepsAdded) -> None:
+        previous = self.history[-1].context if self.history else None
+        for step in reply.steps:  # the model saw fewer tokens than a step before: a slide
+            if previous is not None and step.context <= previous - 1:
+                self.slid = previous + 1 - step.context
+            previous = step.context
         self.history.extend(reply.steps)
         self.branch_book.grew()
         self.pending = reply.pending
@@ -230,6 +243,10 @@ class RepliesMixin:
             parts.append(f"{reply.tokens_per_second:.0f} tok/s")
         if self.history and self.history[-1].versus is not None:
             parts.append(last_step_divergence(self.history[-1].versus))
+        if self.slid:
+            parts.append(f"the window slid: its oldest {self.slid:,} tokens dropped at once "
+                         "(--slide)")
+            self.slid = 0
         self.set_status(" · ".join([*parts, self.position_text(reply.position)]))
 
     def settings_of(self, seq: int):
@@ -267,6 +284,7 @@ class RepliesMixin:
             self.save_timer = self.set_timer(SAVE_AFTER_SECONDS, self.save_when_idle)
 
     save_timer = None
+    slid = 0  # tokens the window last dropped at once, said once on the status line
 
     def save_when_idle(self) -> None:
         """The keys paused: the turn as it is goes to the session file (a run in progress

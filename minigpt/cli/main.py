@@ -134,8 +134,12 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
                    help="vocabulary: cl100k_base (book default), a .tiktoken file, a "
                         "nanoGPT meta.pkl, or a tokenizer.json")
     p.add_argument("--window", type=positive_int, default=None, metavar="N",
-                   help="a Hugging Face model's KV-cache window (default: its positions, "
-                        "at most 4096)")
+                   help="a Hugging Face model's KV-cache window (default: all its positions, "
+                        "or as many as a quarter of the free memory holds)")
+    p.add_argument("--slide", type=positive_int, default=None, metavar="N",
+                   help="past the window, tokens dropped at once; the rest is re-encoded "
+                        "once per N tokens (default: half the window for Hugging Face "
+                        "models; 1, the book's crop at every token, for checkpoints)")
 
 
 def add_other_model_options(p: argparse.ArgumentParser) -> None:
@@ -221,8 +225,11 @@ def open_engine(args: argparse.Namespace):
     else:
         engine.reset(args.prompt)
     if len(engine.prompt_ids) > engine.context_length:  # said once; the JSON says it per step
-        print(f"minigpt: note: the prompt is {len(engine.prompt_ids)} tokens; the model sees "
-              f"the last {engine.context_length} (its window)", file=sys.stderr)
+        slides = f", which slides {engine.slide:,} tokens at a time (--slide)" \
+            if engine.slide > 1 else ""
+        print(f"minigpt: note: the prompt is {len(engine.prompt_ids):,} tokens; the model sees "
+              f"the last {len(engine.window()):,} (its window is {engine.context_length:,}"
+              f"{slides})", file=sys.stderr)
     return loaded, engine
 
 

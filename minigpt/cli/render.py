@@ -153,6 +153,8 @@ def inspect_report(loaded) -> dict:
         "tokenizer": loaded.tokenizer.name,
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
+        "window": loaded.context_length,
+        "slide": loaded.slide,
         "tensors": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in loaded.tensors],
     }
 
@@ -172,11 +174,17 @@ def inspect_renderables(report: dict) -> list:
         tensors.add_row(Text(printable(t["name"])), Text(str(t["shape"])), Text(t["dtype"]))
     dtype = report.get("dtype", "float32")  # loaded as (--dtype), not as stored
     loaded_as = [] if dtype == "float32" else [Text(f"weights loaded as {dtype} (--dtype)")]
+    from minigpt.engine.window import slide_note
+
+    window = [Text(f"window {report['window']:,} tokens · "
+                   f"{slide_note(report['window'], report['slide'])}")] \
+        if "window" in report else []
     return [
         Text.assemble((printable(report["path"]), "bold"), f" · {printable(report['format'])}"),
         Text(f"{report['parameters']:,} trainable parameters · tokenizer "
              f"{printable(report['tokenizer'])} · device {report['device']}"),
         *loaded_as,
+        *window,
         *(Text(f"inferred: {printable(note)}", style="dim") for note in report["inferred"]),
         hp, tensors,
     ]

@@ -50,7 +50,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         with score_progress() as progress:
             results.append(score_text(model.model, model.tokenizer, text, model.vocab_size,
                                       model.context_length, exact=args.exact,
-                                      progress=progress))
+                                      progress=progress, slide=model.slide))
     if other is not None:
         from minigpt.cli.render import print_score_comparison, score_comparison_json
         if args.json:
@@ -82,7 +82,7 @@ def score_conversation(args: argparse.Namespace) -> int:
         score, per_message = score_messages(loaded.model, loaded.tokenizer, loaded.chat,
                                             messages, loaded.vocab_size,
                                             loaded.context_length, exact=args.exact,
-                                            progress=progress)
+                                            progress=progress, slide=loaded.slide)
     if args.json:
         record = score_json(score)
         # Counted from 1, as the text output and the errors about messages count them.

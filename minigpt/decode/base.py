@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import time
+
 import torch
+
+# A long prefill runs in chunks of about this long, so that escape stops it within a
+# second and the status line can count it; the chunk adapts to the machine and model.
+PREFILL_SECONDS = 0.4
+FIRST_CHUNK, MIN_CHUNK, MAX_CHUNK = 256, 32, 2048
 
 
 @runtime_checkable
@@ -22,8 +29,10 @@ class Decoder(Protocol):
     def reset(self) -> None:
         """Forget the cache: the next call recomputes its whole window."""
 
-    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
-        """[V] logits of the position after ``window_ids`` (≤ context_length ids)."""
+    def last_logits(self, window_ids: list[int], progress=None) -> torch.Tensor:
+        """[V] logits of the position after ``window_ids`` (≤ context_length ids). A long
+        run of new ids is encoded in chunks, ``progress(done, total)`` called after each:
+        it may raise to stop, and the cache keeps the chunks done."""
 
     def greedy_rows(self, window_ids: list[int], n: int,
                     ahead: bool = False) -> list[list[float]] | None:
@@ -38,6 +47,7 @@ class EagerDecoder:
     def __init__(self, context_length: int):
         self.context_length = context_length
         self.cached_ids: list[int] = []  # the window the KV cache holds
+        self.chunk = FIRST_CHUNK  # new ids encoded in one pass (fitted as they run)
         self.capture_attention = False
         self.last_attention: torch.Tensor | None = None
         self.notice = ""
@@ -57,18 +67,38 @@ class EagerDecoder:
                     ahead: bool = False) -> list[list[float]] | None:
         return None  # eager decoders leave greedy steps to the engine
 
-    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
+    def last_logits(self, window_ids: list[int], progress=None) -> torch.Tensor:
         """Logits [V] for the next token after ``window_ids`` (1..C ids at positions 0..):
         the cached keys/values of the identical leading tokens are reused, the last token
-        always recomputed (``forward_new`` of the model's decoder)."""
+        always recomputed (``forward_new`` of the model's decoder).
+
+        Many new ids (a long prompt, a slid window) go in chunks of about
+        ``PREFILL_SECONDS`` each: ``progress(done, total)`` after each can show it or
+        stop it (by raising), and activations stay bounded by the chunk."""
         n = len(window_ids)
         if not 1 <= n <= self.context_length:
             raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
         start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
-        new_ids = torch.tensor(window_ids[start:], device=self.kv_cache.device)
-        logits = self.forward_new(new_ids, start, n)
+        first, device = start, self.kv_cache.device
+        self.cached_ids = list(window_ids[:start])
+        while n - start > self.chunk:
+            began = time.perf_counter()
+            end = start + self.chunk
+            self.forward_new(torch.tensor(window_ids[start:end], device=device), start, end)
+            self.cached_ids = list(window_ids[:end])
+            start = end
+            self.fit_chunk(time.perf_counter() - began)
+            if progress is not None:
+                progress(start - first, n - first)
+        logits = self.forward_new(torch.tensor(window_ids[start:], device=device), start, n)
         self.cached_ids = list(window_ids)
         return logits
+
+    def fit_chunk(self, seconds: float) -> None:
+        """The next chunk sized to take about PREFILL_SECONDS (a whole multiple of 32)."""
+        if seconds > 0:
+            wanted = int(self.chunk * PREFILL_SECONDS / seconds)
+            self.chunk = max(MIN_CHUNK, min(MAX_CHUNK, wanted // 32 * 32))
 
     def forward_new(self, new_ids: torch.Tensor, start: int, n: int) -> torch.Tensor:
         """Logits [V] with positions start..n-1 holding ``new_ids``, the cache 0..start-1."""

@@ -135,12 +135,12 @@ class GraphedDecoder:
         else:
             self.window.copy_(torch.tensor(window_ids), non_blocking=True)
 
-    def last_logits(self, window_ids: list[int]) -> torch.Tensor:
+    def last_logits(self, window_ids: list[int], progress=None) -> torch.Tensor:
         self.ahead = None  # the cache holds the guessed window; cached_ids says which
         kind = self._shape(window_ids)
         out = self._replay(kind, window_ids) if kind else None
         if out is None:
-            return self.decoder.last_logits(window_ids)
+            return self.decoder.last_logits(window_ids, progress)
         self.decoder.holds(window_ids)
         return out.clone()  # the next replay overwrites the graph's output
 

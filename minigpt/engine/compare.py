@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from minigpt.errors import SettingsError
 from minigpt.decode.make import make_decoder
 from minigpt.engine import sampling
+from minigpt.engine.window import window_of
 from minigpt.steps import Candidate, Versus
 
 
@@ -77,22 +78,25 @@ class Other:
     """The second checkpoint in the explorer: shown every token the driving model chose.
     Its decoder's cache reuses the common prefix, so a step costs it one new position."""
 
-    def __init__(self, model: torch.nn.Module, label: str):
+    def __init__(self, model: torch.nn.Module, label: str, slide: int = 1):
         self.model = model
         self.decoder = make_decoder(model)
         self.context_length = model.hparams.context_length
+        self.slide = slide  # its own window's (minigpt.engine.window)
         self.label = label
+
+    def window(self, tokens: list[int]) -> list[int]:
+        return window_of(tokens, self.context_length, self.slide)
 
     def logits(self, tokens: list[int]) -> torch.Tensor:
         with torch.inference_mode():
-            return self.decoder.last_logits(tokens[-self.context_length:])
+            return self.decoder.last_logits(self.window(tokens))
 
 
-def reported_probs(logits: torch.Tensor, tokens: list[int], context_length: int,
-                   settings) -> torch.Tensor:
-    """softmax(penalised logits / T): what the candidates table shows for a model."""
-    logits = sampling.penalise_window(logits, tokens[-context_length:],
-                                      settings.repetition_penalty)
+def reported_probs(logits: torch.Tensor, window: list[int], settings) -> torch.Tensor:
+    """softmax(penalised logits / T): what the candidates table shows for a model that
+    sees ``window``."""
+    logits = sampling.penalise_window(logits, window, settings.repetition_penalty)
     return sampling.distribution(logits, settings.temperature, None, None)[0]
 
 
@@ -105,7 +109,7 @@ def versus(other: Other, tokens: list[int], driver_logits: torch.Tensor,
     ``candidate(id, prob, kept)`` builds a display Candidate."""
     with torch.inference_mode():
         other_logits = other.logits(tokens)
-        probs = reported_probs(other_logits, tokens, other.context_length, settings)
+        probs = reported_probs(other_logits, other.window(tokens), settings)
         top = torch.topk(probs, min(5, probs.numel())).indices
         apart = divergence(driver_logits, other_logits)
         asked = torch.tensor([*ids, chosen_id], device=probs.device)

@@ -19,7 +19,8 @@ from minigpt.decode.base import Decoder
 from minigpt.decode.make import make_decoder
 from minigpt.errors import GenerationError, PromptError
 from minigpt.engine.insights import InsightsMixin
-from minigpt.settings import SamplingSettings
+from minigpt.engine.window import window_of, window_start
+from minigpt.settings import SamplingSettings, check_slide
 from minigpt.steps import Candidate, Preview, Step
 from minigpt.text.tokenizer import (StreamDecoder, Tokenizer, check_prompt_ids, display_piece,
                                     is_partial, show_token)
@@ -33,7 +34,7 @@ class Engine(InsightsMixin):
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer,
                  settings: SamplingSettings | None = None, decoder=None,
-                 eos_ids: tuple[int, ...] = (), chat=None):
+                 eos_ids: tuple[int, ...] = (), chat=None, slide: int = 1):
         self.model = model
         self.chat = chat  # the model's chat template (minigpt.text.chat), or None
         self.eos_ids = frozenset(eos_ids)  # a run ends on one (unless settings.ignore_eos)
@@ -43,6 +44,10 @@ class Engine(InsightsMixin):
         # The first edition embeds one id more than it can output.
         self.prompt_vocab_size = model.hparams.prompt_vocab_size
         self.context_length = model.hparams.context_length
+        # Past the window, how many tokens leave it at once (minigpt.engine.window).
+        self.slide = check_slide(slide, self.context_length)
+        # Called as a long prefill runs: (done, total); it may raise to stop it.
+        self.prefill_progress = None
         self.device = next(model.parameters()).device
         self.decoder: Decoder = decoder if decoder is not None else make_decoder(model)
         self.prompt = ""
@@ -63,7 +68,7 @@ class Engine(InsightsMixin):
     @classmethod
     def from_loaded(cls, loaded, settings: SamplingSettings | None = None) -> "Engine":
         return cls(loaded.model, loaded.tokenizer, settings, eos_ids=loaded.eos_ids,
-                   chat=loaded.chat)
+                   chat=loaded.chat, slide=loaded.slide)
 
     @property
     def notice(self) -> str:
@@ -104,6 +109,11 @@ class Engine(InsightsMixin):
             generator.manual_seed(seed)
         return generator
 
+    def window(self, tokens: list[int] | None = None) -> list[int]:
+        """The tokens the model sees of ``tokens`` (default: the sequence so far)."""
+        return window_of(self.tokens if tokens is None else tokens, self.context_length,
+                         self.slide)
+
     @property
     def started(self) -> bool:
         return bool(self.tokens)
@@ -141,7 +151,8 @@ class Engine(InsightsMixin):
             raise PromptError("nothing to continue: give a prompt first")
         if self._next_logits is None:
             with torch.inference_mode():
-                self._next_logits = self.decoder.last_logits(self.tokens[-self.context_length:])
+                self._next_logits = self.decoder.last_logits(self.window(),
+                                                             self.prefill_progress)
             self._keep_attention(len(self.tokens))
         return self._next_logits
 
@@ -155,7 +166,7 @@ class Engine(InsightsMixin):
     def _distribution(self):
         s = self.settings
         with torch.inference_mode():
-            logits = sampling.penalise_window(self._logits(), self.tokens[-self.context_length:],
+            logits = sampling.penalise_window(self._logits(), self.window(),
                                               s.repetition_penalty)
             probs, keep = sampling.distribution(logits, s.temperature, s.top_k, s.top_p)
             top = torch.topk(probs, min(TOP_N, probs.numel()))
@@ -201,6 +212,7 @@ class Engine(InsightsMixin):
         self.model, other.model = other.model, self.model
         self.decoder, other.decoder = other.decoder, self.decoder
         self.context_length, other.context_length = other.context_length, self.context_length
+        self.slide, other.slide = other.slide, self.slide
         self.label, other.label = other.label, self.label
         self._forget_logits(past=-1)
 
@@ -233,7 +245,8 @@ class Engine(InsightsMixin):
         started = time.perf_counter()
         if token_id is not None and not 0 <= token_id < self.vocab_size:
             raise PromptError(f"token {token_id} is outside the vocabulary of {self.vocab_size}")
-        context = min(len(self.tokens), self.context_length)
+        context = len(self.tokens) - window_start(len(self.tokens), self.context_length,
+                                                  self.slide)
         greedy = token_id is None and self.settings.temperature == 0
         rows = self._graphed_greedy_rows(ahead) if greedy else None
         if rows is None:
@@ -276,8 +289,14 @@ class Engine(InsightsMixin):
                 or s.repetition_penalty != 1.0 or (s.top_k is not None and s.top_k < TOP_N) \
                 or (s.top_p is not None and s.top_p < 1.0):
             return None
+        # The next step is queued only where its window is this one plus its token (or,
+        # sliding one at a time, this one slid by one: the graphs' own guess).
+        length = len(self.tokens)
+        ahead = ahead and (self.slide == 1 or window_start(length + 1, self.context_length,
+                                                           self.slide)
+                           == window_start(length, self.context_length, self.slide))
         with torch.inference_mode():
-            return self.decoder.greedy_rows(self.tokens[-self.context_length:], TOP_N, ahead)
+            return self.decoder.greedy_rows(self.window(), TOP_N, ahead)
 
     def replay(self, prompt: str, tokens: list[int],
                branches: tuple[tuple[int, ...], ...] = (),

@@ -35,8 +35,7 @@ class InsightsMixin:
         logits = self._past_logits.get(position)
         if logits is None:
             with torch.inference_mode():
-                window = self.tokens[:position][-self.context_length:]
-                logits = self.decoder.last_logits(window)
+                logits = self.decoder.last_logits(self.window(self.tokens[:position]))
             self._keep_attention(position)
             if len(self._past_logits) >= PAST_LOGITS_KEPT:
                 del self._past_logits[next(iter(self._past_logits))]
@@ -48,8 +47,7 @@ class InsightsMixin:
         """Why-this-token breakdown for a past step (1-based) or, with None, the next one."""
         position = len(self.tokens) if step_index is None else \
             self._step_position(step_index)
-        context = torch.tensor(self.tokens[:position][-self.context_length:],
-                               device=self.device)
+        context = torch.tensor(self.window(self.tokens[:position]), device=self.device)
         with torch.inference_mode():
             why = why_stages.why(self.logits_at(position), settings or self.settings, context)
         return replace(why, rows=tuple(replace(row, text=self.display(row.id))
@@ -75,7 +73,7 @@ class InsightsMixin:
         temperature = (settings or self.settings).temperature
         return lookahead.complete_candidates(self.model, self.tokens[:position], partial,
                                              self.tokenizer.token_bytes, stream_state,
-                                             self.context_length, temperature)
+                                             self.window, temperature)
 
     @property
     def capture_attention(self) -> bool:
@@ -103,7 +101,7 @@ class InsightsMixin:
             finally:
                 self.capture_attention = was
         weights = self._attention[position]
-        window = tuple(self.tokens[:position][-self.context_length:])
+        window = tuple(self.window(self.tokens[:position]))
         return AttentionRows(position, window, tuple(tuple(tuple(h) for h in layer)
                                                  for layer in weights.tolist()),
                          tuple(self.display(i) for i in window))

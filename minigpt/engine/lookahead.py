@@ -38,9 +38,10 @@ class _Path:
 
 def complete_candidates(model: torch.nn.Module, context: list[int],
                         candidates: list[tuple[int, float]], token_bytes,
-                        stream_state: tuple[bytes, int], context_length: int,
+                        stream_state: tuple[bytes, int], window,
                         temperature: float, max_tokens: int = MAX_LOOKAHEAD) -> list[Completion]:
     """For each (id, prob) candidate after ``context``, greedily complete its character.
+    ``window(ids)``: the ids the model sees of a sequence (the engine's window rule).
 
     ``stream_state``: the text decoder's state before the candidate (bytes an earlier
     token left pending). Candidates that complete a character at once need no model run."""
@@ -57,7 +58,7 @@ def complete_candidates(model: torch.nn.Module, context: list[int],
         if not pending:
             break
         # Every pending path has the same length here, so they stack into one batch.
-        windows = torch.tensor([p.ids[-context_length:] for p in pending], device=device)
+        windows = torch.tensor([window(p.ids) for p in pending], device=device)
         with torch.inference_mode():
             logits = model.last_logits(windows).float()  # output layer: last rows only
             probs = F.softmax(logits if temperature == 0 else logits / temperature, dim=-1)

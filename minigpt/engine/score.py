@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from minigpt.engine.window import window_start
 from minigpt.errors import PromptError
 from minigpt.steps import Score, ScoredToken
 from minigpt.text.tokenizer import Tokenizer, check_prompt_ids, is_partial, show_token
@@ -39,6 +40,21 @@ def log_prob_and_rank(rows: torch.Tensor, targets: torch.Tensor) -> list[list[fl
     return torch.stack([log_probs, ranks.double()]).tolist()
 
 
+ROWS_AT_ONCE = 512  # output-layer rows of a long window computed together
+
+
+def window_logits(model: torch.nn.Module, window: torch.Tensor) -> torch.Tensor:
+    """Logits [T, V] of every position of ``window`` [T]. A model that gives its hidden
+    states (Llama, Qwen2) reaches the output layer in chunks of rows: a whole 8,192-token
+    window's float32 logits would hold 1.6 GB at once for a 49k vocabulary."""
+    hidden = getattr(model, "hidden", None)
+    if hidden is None:
+        return model(window[None])[0][0].float()
+    states = hidden(window[None])[0]
+    return torch.cat([model.lm_head(states[i:i + ROWS_AT_ONCE]).float()
+                      for i in range(0, states.shape[0], ROWS_AT_ONCE)])
+
+
 def window_predictions(model: torch.nn.Module, ids: list[int], context_length: int):
     """Yield (index, log-prob, rank, context) for every token after the first."""
     device = next(model.parameters()).device
@@ -47,7 +63,7 @@ def window_predictions(model: torch.nn.Module, ids: list[int], context_length: i
     for start in range(0, len(ids), C):
         window = ids[start:start + C]
         with torch.inference_mode():
-            logits = model(torch.tensor([window], device=device))[0][0].float()  # [T, V]
+            logits = window_logits(model, torch.tensor(window, device=device))  # [T, V]
             if previous_last is not None:  # predicts this window's first token
                 logits = torch.cat([previous_last[None], logits])
                 targets = torch.tensor(window, device=device)
@@ -63,14 +79,39 @@ def window_predictions(model: torch.nn.Module, ids: list[int], context_length: i
             yield index, log_prob, int(rank), context
 
 
-def sliding_predictions(model: torch.nn.Module, ids: list[int], context_length: int):
+def slid_predictions(model: torch.nn.Module, ids: list[int], context_length: int,
+                     slide: int):
+    """Yield (index, log-prob, rank, context): each token from the window generation
+    would see before it (``minigpt.engine.window``, ``slide`` > 1). Tokens whose windows
+    start at the same place share one pass: each one's row sees just the tokens before it."""
+    device = next(model.parameters()).device
+    index = 1
+    while index < len(ids):
+        start = window_start(index, context_length, slide)
+        end = index  # the group: every later index whose window starts here too
+        while end + 1 < len(ids) and window_start(end + 1, context_length, slide) == start:
+            end += 1
+        with torch.inference_mode():
+            logits = window_logits(model, torch.tensor(ids[start:end], device=device))
+            rows = logits[index - 1 - start:]  # row r predicts ids[start + r + 1]
+            values = log_prob_and_rank(rows, torch.tensor(ids[index:end + 1], device=device))
+        for offset, (log_prob, rank) in enumerate(zip(*values)):
+            yield index + offset, log_prob, int(rank), index + offset - start
+        index = end + 1
+
+
+def sliding_predictions(model: torch.nn.Module, ids: list[int], context_length: int,
+                        slide: int = 1):
     """Yield (index, log-prob, rank, context): each token from the last context_length
     tokens before it. The first window's tokens come from one ordinary pass."""
+    if slide > 1:
+        yield from slid_predictions(model, ids, context_length, slide)
+        return
     device = next(model.parameters()).device
     C = context_length
     first = ids[:C]
     with torch.inference_mode():
-        logits = model(torch.tensor([first], device=device))[0][0]
+        logits = window_logits(model, torch.tensor(first, device=device))
         values = log_prob_and_rank(logits[:-1], torch.tensor(first[1:], device=device))
     for offset, (log_prob, rank) in enumerate(zip(*values)):
         yield offset + 1, log_prob, int(rank), offset + 1
@@ -90,27 +131,30 @@ MAX_SCORE_TOKENS = 100_000  # about two minutes on two CPU cores at book size
 
 def score_text(model: torch.nn.Module, tokenizer: Tokenizer, text: str,
                vocab_size: int, context_length: int, exact: bool = False,
-               progress=None) -> Score:
+               progress=None, slide: int = 1) -> Score:
     """Score ``text``; a clear ``PromptError`` when there is nothing to score or too much.
-    ``progress(done, total)`` is called as tokens are scored."""
+    ``progress(done, total)`` is called as tokens are scored. ``exact`` windows follow
+    generation's rule past the window (``slide``)."""
     if not text:
         raise PromptError("nothing to score: give some text")
     ids = tokenizer.encode(text) if text else []
     check_prompt_ids(text, ids, tokenizer, vocab_size)
-    return score_ids(model, tokenizer, ids, context_length, exact, progress)
+    return score_ids(model, tokenizer, ids, context_length, exact, progress, slide)
 
 
 def score_ids(model: torch.nn.Module, tokenizer: Tokenizer, ids: list[int],
-              context_length: int, exact: bool = False, progress=None) -> Score:
+              context_length: int, exact: bool = False, progress=None,
+              slide: int = 1) -> Score:
     """Score token ids already checked against the vocabulary."""
     if len(ids) < 2:
         raise PromptError("scoring needs at least two tokens (the first one is only context)")
     if len(ids) > MAX_SCORE_TOKENS:
         raise PromptError(f"{len(ids):,} tokens is more than score takes at once "
                           f"({MAX_SCORE_TOKENS:,}): split the text")
-    predictions = sliding_predictions if exact else window_predictions
+    predictions = sliding_predictions(model, ids, context_length, slide) if exact else \
+        window_predictions(model, ids, context_length)
     tokens = []
-    for index, log_prob, rank, context in predictions(model, ids, context_length):
+    for index, log_prob, rank, context in predictions:
         if progress is not None and index % 256 == 0:
             progress(index, len(ids) - 1)
         piece = tokenizer.token_bytes(ids[index])
@@ -120,8 +164,12 @@ def score_ids(model: torch.nn.Module, tokenizer: Tokenizer, ids: list[int],
     first_piece = tokenizer.token_bytes(ids[0])
     first = show_token(tokenizer, ids[0], first_piece)
     past_first = max(0, len(ids) - context_length)
-    passes = 1 + math.ceil(past_first / EXACT_BATCH) if exact else \
-        math.ceil(len(ids) / context_length)
+    if exact and slide > 1:  # one pass per place a window starts
+        passes = len({window_start(j, context_length, slide) for j in range(1, len(ids))})
+    elif exact:
+        passes = 1 + math.ceil(past_first / EXACT_BATCH)
+    else:
+        passes = math.ceil(len(ids) / context_length)
     return Score(ids[0], first, tuple(tokens), passes, exact, first_piece)
 
 
@@ -137,7 +185,7 @@ class MessageScore:
 
 def score_messages(model: torch.nn.Module, tokenizer, chat, messages: list[dict],
                    vocab_size: int, context_length: int, exact: bool = False,
-                   progress=None) -> tuple[Score, list[MessageScore]]:
+                   progress=None, slide: int = 1) -> tuple[Score, list[MessageScore]]:
     """Each assistant message's tokens, scored in the rendered conversation: the whole
     conversation is one teacher-forced pass; only the assistant's spans are kept."""
     text = chat.render(messages, add_generation_prompt=False)
@@ -156,7 +204,7 @@ def score_messages(model: torch.nn.Module, tokenizer, chat, messages: list[dict]
         spans.append((i, max(1, len(before)), len(through)))
     if not spans:
         raise PromptError("no assistant message to score: the messages need one")
-    score = score_ids(model, tokenizer, ids, context_length, exact, progress)
+    score = score_ids(model, tokenizer, ids, context_length, exact, progress, slide)
     by_index = {t.index: t for t in score.tokens}
     per_message = [MessageScore(i, tuple(by_index[j] for j in range(start, end)))
                    for i, start, end in spans]

@@ -22,6 +22,10 @@ from minigpt.errors import OUT_OF_MEMORY, MiniGPTError, clip, out_of_memory
 FRAME_SECONDS = 1 / 30
 
 
+class Stopped(Exception):
+    """Escape stopped a run inside a long prefill (raised from its progress callback)."""
+
+
 def serve(conn, cancel, log_path: str | None = None) -> None:
     """Child-process entry point: answer ops from ``conn`` until Shutdown or EOF."""
     # The explorer decides when this process ends: a ctrl+c or hang-up sent to the
@@ -119,11 +123,11 @@ class Host:
             from minigpt.models.devices import decode_threads, use_threads
             from minigpt.engine.engine import Engine
 
-            key = (op.path, op.device, op.tokenizer, op.dtype, op.window)
+            key = (op.path, op.device, op.tokenizer, op.dtype, op.window, op.slide)
             if self.loaded is None or self.loaded[0] != key:
                 self.loaded = None  # free the old model before loading another
                 loaded = load(op.path, device=op.device, tokenizer=op.tokenizer, dtype=op.dtype,
-                              window=op.window,
+                              window=op.window, slide=op.slide,
                               progress=lambda stage: self.send(p.Loading(op.seq, stage)))
                 self.loaded = (key, loaded)
             loaded = self.loaded[1]
@@ -145,10 +149,10 @@ class Host:
 
         other = load(op.compare, device=op.compare_device or op.device,
                      tokenizer=op.tokenizer, dtype=op.compare_dtype or op.dtype,
-                     window=op.window,
+                     window=op.window, slide=op.slide,
                      progress=lambda stage: self.send(p.Loading(op.seq, f"B: {stage}")))
         check_comparable(loaded, other, str(loaded.path), str(other.path))
-        self.engine.other = Other(other.model, "B")
+        self.engine.other = Other(other.model, "B", other.slide)
         return other
 
     def swap(self, op: p.SwapModels) -> None:
@@ -170,6 +174,7 @@ class Host:
         engine = self.require_engine()
         started = time.perf_counter()
         produced, reason = 0, "stopped"
+        engine.prefill_progress = lambda done, total: self.prefilled(op, done, total)
         try:
             engine.set_settings(op.settings)
             if isinstance(op, p.Generate):
@@ -203,10 +208,19 @@ class Host:
         except MiniGPTError as exc:
             self.send(p.RunFailed(op.seq, str(exc)))
             reason = "error"
+        finally:
+            engine.prefill_progress = None
         elapsed = time.perf_counter() - started
         # A rate needs a run: one token's time (a single step that met the end of text,
         # say) is no speed, and was shown as "847 tok/s".
         self.finish(op, reason, produced / elapsed if produced > 1 and elapsed > 0 else 0.0)
+
+    def prefilled(self, op, done: int, total: int) -> None:
+        """A chunk of a long prefill is done: say so; escape stops a run here (the cache
+        keeps what was encoded, so the next step goes on from it)."""
+        self.send(p.Prefilling(op.seq, done, total))
+        if isinstance(op, p.Generate) and self.cancelled(op):
+            raise Stopped
 
     def finish(self, op, reason: str, rate: float) -> None:
         engine = self.engine
@@ -240,7 +254,11 @@ class Host:
         ended = False
         try:
             while produced < total and not self.cancelled(op) and not ended:
-                batch.append(engine.step(ahead=produced + 1 < total and not engine.eos_ids))
+                try:
+                    batch.append(engine.step(ahead=produced + 1 < total
+                                             and not engine.eos_ids))
+                except Stopped:  # escape during a long prefill
+                    break
                 produced += 1
                 ended = engine.ends_run(batch[-1])
                 now = time.perf_counter()
@@ -306,10 +324,11 @@ class Host:
                     raise MiniGPTError("this model has no chat template: score text instead")
                 score, _ = score_messages(loaded.model, loaded.tokenizer, loaded.chat,
                                           list(op.messages), loaded.vocab_size,
-                                          loaded.context_length, exact=op.exact)
+                                          loaded.context_length, exact=op.exact,
+                                          slide=loaded.slide)
             else:
                 score = score_text(loaded.model, loaded.tokenizer, op.text, loaded.vocab_size,
-                                   loaded.context_length, exact=op.exact)
+                                   loaded.context_length, exact=op.exact, slide=loaded.slide)
             self.send(p.Scored(op.seq, score))
         except MiniGPTError as exc:
             self.send(p.Scored(op.seq, None, str(exc)))

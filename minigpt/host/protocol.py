@@ -43,6 +43,7 @@ class Open(Op):
     threads: int | None = None  # None: the measured policy (minigpt.models.devices)
     compare: str | None = None  # a second checkpoint (B), shown every token A chooses
     window: int | None = None  # a Hugging Face model's KV-cache window (--window)
+    slide: int | None = None  # past the window, tokens dropped at once (--slide)
     compare_dtype: str | None = None  # B's precision and device (default: A's)
     compare_device: str | None = None
 
@@ -216,6 +217,15 @@ class BranchesReplayed(Reply):
     explorer's branch tree; the current path follows as ``StepsAdded``."""
 
     paths: tuple[tuple[Step, ...], ...]
+
+
+@dataclass(frozen=True)
+class Prefilling(Reply):
+    """A long run of tokens is being encoded (a long prompt, or the window after a slide):
+    ``done`` of ``total``, reported about twice a second; escape stops it."""
+
+    done: int
+    total: int
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import torch
 
-from minigpt.models.devices import resolve_device, resolve_dtype
+from minigpt.models.devices import kv_cache_budget, resolve_device, resolve_dtype
 from minigpt.models.hparams import HParams
 from minigpt.errors import CheckpointError, MiniGPTError, SettingsError, TokenizerError, clip
+from minigpt.settings import check_slide
 from minigpt.models.formats import Layout, detect_format
-from minigpt.models.hf import find_model_dir, load_hf_model
+from minigpt.models.hf import Memory, find_model_dir, load_hf_model
 from minigpt.models.safe_load import check_torch_version, read_checkpoint  # noqa: F401 (public)
 from minigpt.text.tokenizer import Tokenizer
 from minigpt.text.vocab import MissingTokenizer, resolve_tokenizer
@@ -37,6 +38,7 @@ class LoadedModel:
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)  # as stored
     eos_ids: tuple[int, ...] = ()  # tokens that end a run (Hugging Face models)
     chat: object = None  # minigpt.text.chat.ChatTemplate of an instruct tune, or None
+    slide: int = 1  # past the window, tokens that leave it at once (minigpt.engine.window)
 
     @property
     def hparams(self) -> HParams:
@@ -75,20 +77,28 @@ def _first_line(exc: BaseException) -> str:
 def load(path: str | os.PathLike, device: str = "auto",
          tokenizer: Tokenizer | str | None = None, progress=None,
          need_tokenizer: bool = True, dtype: str = "float32",
-         window: int | None = None) -> LoadedModel:
+         window: int | None = None, slide: int | None = None) -> LoadedModel:
     """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu), its weights
     in ``dtype`` (float32, bfloat16, float16; the file's own precision does not matter).
 
     ``tokenizer``: a Tokenizer, or --tokenizer's NAME|FILE, or None for the layout's own.
     ``progress``: called with each stage's name ("read", "build", "to device").
     ``need_tokenizer`` False (``inspect``): a missing vocabulary is no error.
-    ``window``: a Hugging Face model's KV-cache window (``--window``)."""
+    ``window``: a Hugging Face model's KV-cache window (``--window``; by default all its
+    positions, or as many as a quarter of the free memory holds).
+    ``slide``: past the window, tokens that leave it at once (``--slide``; by default 1,
+    the book's crop, for checkpoint files, and half the window for Hugging Face models,
+    whose cost per token then stays flat: ``minigpt.engine.window``)."""
     progress = progress or (lambda stage: None)
     target, precision = resolve_device(device), resolve_dtype(dtype)
     try:
         directory = find_model_dir(Path(path))
-        found = read_directory(directory, window, progress) if directory is not None \
+        memory = Memory(kv_cache_budget(target), precision.itemsize)
+        found = read_directory(directory, window, progress, memory) if directory is not None \
             else read_file(Path(path), progress)
+        size = found.hparams.context_length
+        slide = check_slide(max(1, size // 2) if directory is not None else 1,
+                            size) if slide is None else check_slide(slide, size)
         if tokenizer is None or isinstance(tokenizer, str):
             try:
                 tokenizer = resolve_tokenizer(tokenizer, found.tokenizer,
@@ -127,6 +137,7 @@ def load(path: str | os.PathLike, device: str = "auto",
         tensors=found.tensors,
         eos_ids=found.eos_ids,
         chat=found.chat,
+        slide=slide,
     )
 
 
@@ -155,9 +166,9 @@ def read_file(path: Path, progress) -> Layout:
     return detect_format(obj, path)
 
 
-def read_directory(directory: Path, window: int | None, progress) -> Layout:
+def read_directory(directory: Path, window: int | None, progress, memory: Memory) -> Layout:
     """A Hugging Face directory, as a ``Layout`` whose model is already built."""
-    hf = load_hf_model(directory, window, progress)
+    hf = load_hf_model(directory, window, progress, memory)
     return Layout(hf.format, hf.config, {}, lambda: hf.model, hf.notes, hf.tensors,
                   tokenizer="hf", hparams_of=hf.model.hparams, eos_ids=hf.eos_ids,
                   chat=hf.chat)

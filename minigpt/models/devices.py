@@ -35,6 +35,42 @@ def resolve_device(name: str) -> torch.device:
         raise SettingsError(f"unknown device {name!r}") from exc
 
 
+# A model's default window is all its positions when their KV cache takes at most this
+# share of the memory available as it loads; else the longest window that does.
+KV_CACHE_SHARE = 0.25
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for new tensors on ``device`` now (None: unknown)."""
+    if device.type == "cuda":
+        try:
+            return torch.cuda.mem_get_info(device)[0]
+        except (RuntimeError, AssertionError):
+            return None
+    try:  # Linux: what the kernel would give without swapping
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # elsewhere: free pages, or all of them (macOS has no count of free ones)
+        pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else None
+    except (ValueError, OSError):
+        pages = None
+    try:
+        pages = pages or os.sysconf("SC_PHYS_PAGES")
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def kv_cache_budget(device: torch.device) -> int | None:
+    """Bytes a model's KV cache may take by default (``KV_CACHE_SHARE`` of what is free)."""
+    free = available_memory(device)
+    return None if free is None else int(free * KV_CACHE_SHARE)
+
+
 # --dtype: the weights' precision. Probabilities are always computed in float32 from the
 # logits (the output layer's result is cast up), so a lower precision changes the model's
 # numbers, not the sampler's: benchmarks/bench_dtype.py measures by how much.

@@ -24,8 +24,8 @@ from minigpt.text.chat import find_chat_template
 SUPPORTED = ("GPT2LMHeadModel", "LlamaForCausalLM", "Qwen2ForCausalLM")
 MODEL_TYPES = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM",
                "qwen2": "Qwen2ForCausalLM"}
-DEFAULT_WINDOW = 4096  # long-context models: a KV cache that fits (``--window`` changes it)
 CONFIG_LIMIT = 10 * 2**20
+WINDOW_STEP = 256  # a window cut to fit memory is a multiple of this
 
 
 def find_model_dir(path: Path) -> Path | None:
@@ -65,18 +65,36 @@ def architecture(config: dict) -> str:
     return name
 
 
-def window_of(limit: int, window: int | None) -> tuple[int, list[str]]:
-    """The KV cache's window: the model's own limit, capped by ``--window`` or, for
-    long-context models, by ``DEFAULT_WINDOW``."""
+@dataclass(frozen=True)
+class Memory:
+    """What the KV cache may take: ``budget`` bytes (None: no limit known), at
+    ``element_size`` bytes per number (the weights' dtype)."""
+
+    budget: int | None = None
+    element_size: int = 4
+
+
+def window_of(limit: int, window: int | None, per_position: int,
+              memory: Memory) -> tuple[int, list[str]]:
+    """The KV cache's window: the model's own positions (``limit``), capped by
+    ``--window``, or by default as many as fit ``memory``'s budget (``per_position``:
+    numbers one position keeps, keys and values of every layer)."""
+    cache = lambda size: size * per_position * memory.element_size  # noqa: E731
     if window is not None:
         if window < 1:
             raise CheckpointError(f"--window must be ≥ 1, got {window}")
         size = min(window, limit)
-        return size, [f"window {size} of the model's {limit} positions (--window)"]
-    if limit > DEFAULT_WINDOW:
-        return DEFAULT_WINDOW, [f"window {DEFAULT_WINDOW} of the model's {limit} positions "
-                                "(--window N changes it)"]
-    return limit, [f"window {limit} (the model's positions)"]
+        return size, [f"window {size:,} of the model's {limit:,} positions (--window); "
+                      f"KV cache {cache(size) / 2**20:,.0f} MiB"]
+    budget = memory.budget
+    if budget is None or cache(limit) <= budget:
+        return limit, [f"window {limit:,} (the model's positions); KV cache "
+                       f"{cache(limit) / 2**20:,.0f} MiB"]
+    fits = budget // (per_position * memory.element_size)
+    size = max(min(WINDOW_STEP, limit), fits // WINDOW_STEP * WINDOW_STEP)
+    return size, [f"window {size:,} of the model's {limit:,} positions: a KV cache of "
+                  f"{cache(limit) / 2**20:,.0f} MiB for all of them is over a quarter of the "
+                  f"memory free ({budget * 4 / 2**20:,.0f} MiB); --window N changes it"]
 
 
 def _int(config: dict, key: str, default=None) -> int:
@@ -99,14 +117,15 @@ class HFModel:
     chat: object = None  # minigpt.text.chat.ChatTemplate, for instruct tunes
 
 
-def load_hf_model(directory: Path, window: int | None = None, progress=None) -> HFModel:
+def load_hf_model(directory: Path, window: int | None = None, progress=None,
+                  memory: Memory = Memory()) -> HFModel:
     config = read_json(directory / "config.json", "config.json")
     name = architecture(config)
     progress = progress or (lambda stage: None)
     if name == "GPT2LMHeadModel":
-        make, hp, notes = _gpt2(config, window)
+        make, hp, notes = _gpt2(config, window, memory)
     else:
-        make, hp, notes = _llama(config, window, qwen2=name == "Qwen2ForCausalLM")
+        make, hp, notes = _llama(config, window, memory, qwen2=name == "Qwen2ForCausalLM")
     progress("read")
     weights, stored, files = read_weights(directory)
     tensors = [(k, tuple(v.shape), stored[k]) for k, v in weights.items()]
@@ -137,7 +156,7 @@ def eos_ids(directory: Path, config: dict) -> tuple[int, ...]:
 CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
 
-def _gpt2(config: dict, window: int | None):
+def _gpt2(config: dict, window: int | None, memory: Memory):
     from minigpt.models.nanogpt import GPTShape, NanoGPT
 
     activation = config.get("activation_function", "gelu_new")
@@ -154,8 +173,9 @@ def _gpt2(config: dict, window: int | None):
     if d % heads:
         raise CheckpointError(f"config.json: n_embd {d} is not divisible by n_head {heads}")
     limit = _int(config, "n_positions", config.get("n_ctx", 1024))
-    size, notes = window_of(limit, window)
-    hp = HParams(d, size, _int(config, "n_layer"), heads, _int(config, "vocab_size"))
+    layers = _int(config, "n_layer")
+    size, notes = window_of(limit, window, layers * 2 * d, memory)
+    hp = HParams(d, size, layers, heads, _int(config, "vocab_size"))
     shape = GPTShape("gelu" if activation == "gelu" else "gelu_new",
                      float(config.get("layer_norm_epsilon", 1e-5)), config.get("n_inner"))
 
@@ -198,7 +218,7 @@ def _rope_theta(config: dict) -> float:
     return float(config.get("rope_theta", 10000.0))
 
 
-def _llama(config: dict, window: int | None, qwen2: bool):
+def _llama(config: dict, window: int | None, memory: Memory, qwen2: bool):
     from minigpt.models.llama import Llama, LlamaConfig
 
     if config.get("hidden_act", "silu") != "silu":
@@ -214,8 +234,10 @@ def _llama(config: dict, window: int | None, qwen2: bool):
     head_dim = config.get("head_dim") or d // heads
     if not isinstance(head_dim, int) or head_dim % 2:
         raise CheckpointError(f"config.json: head_dim must be an even integer, got {head_dim!r}")
-    size, notes = window_of(_int(config, "max_position_embeddings", 2048), window)
-    hp = HParams(d, size, _int(config, "num_hidden_layers"), heads, _int(config, "vocab_size"))
+    layers = _int(config, "num_hidden_layers")
+    size, notes = window_of(_int(config, "max_position_embeddings", 2048), window,
+                            layers * 2 * kv * head_dim, memory)
+    hp = HParams(d, size, layers, heads, _int(config, "vocab_size"))
     bias = bool(config.get("attention_bias", False))
     c = LlamaConfig(hp, kv, head_dim, _int(config, "intermediate_size"),
                     float(config.get("rms_norm_eps", 1e-6)), _rope_theta(config),
