@@ -51,7 +51,7 @@ def byte_fallback_tokenizer():
     return tok
 
 
-def transformers_model(kind: str, vocab_size: int):
+def transformers_model(kind: str, vocab_size: int, positions: int = WINDOW):
     warnings.filterwarnings("ignore")
     import transformers as t
 
@@ -60,10 +60,10 @@ def transformers_model(kind: str, vocab_size: int):
     torch.manual_seed({"gpt2": 1, "llama": 2, "qwen2": 3}[kind])
     if kind == "gpt2":
         config = t.GPT2Config(vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4,
-                              n_positions=WINDOW, bos_token_id=0, eos_token_id=0)
+                              n_positions=positions, bos_token_id=0, eos_token_id=0)
         return t.GPT2LMHeadModel(config)
     common = dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=48,
-                  num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=WINDOW)
+                  num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=positions)
     if kind == "llama":  # grouped-query attention, an untied head, another rope_theta
         config = t.LlamaConfig(**common, num_key_value_heads=2, tie_word_embeddings=False,
                                rope_theta=500.0, bos_token_id=1, eos_token_id=2)
@@ -88,12 +88,13 @@ def reinit(model, seed: int):
     return model
 
 
-def write_model(directory: Path, kind: str) -> Path:
+def write_model(directory: Path, kind: str, positions: int = WINDOW) -> Path:
     """gpt2: byte-level tokenizer.json; llama: byte fallback + BOS; qwen2: bfloat16,
-    sharded, byte-level."""
+    sharded, byte-level. ``positions``: the model's window (16 unless asked)."""
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = byte_fallback_tokenizer() if kind == "llama" else byte_level_tokenizer(290)
-    model = reinit(transformers_model(kind, 300), {"gpt2": 1, "llama": 2, "qwen2": 3}[kind])
+    model = reinit(transformers_model(kind, 300, positions),
+                   {"gpt2": 1, "llama": 2, "qwen2": 3}[kind])
     model.eval()
     if kind == "qwen2":
         model = model.to(torch.bfloat16)

@@ -141,6 +141,49 @@ async def test_engine_killed_mid_run_then_r_restores_the_same_path(tiny_ckpt, ti
         client.stop()
 
 
+async def test_a_stopped_engine_is_said_and_escape_and_r_work(tiny_ckpt, tiny_loaded):
+    """A SIGSTOPped engine left 'generating · 58 tokens · 4 tok/s' on screen for ever and
+    escape did nothing. Silence past unresponsive_after (heartbeats stop) is said; escape
+    stops waiting; r restarts the engine with the turn as it was."""
+    from minigpt.settings import SamplingSettings
+    from tui.app import make_app
+
+    client = EngineClient()
+    app = make_app(tiny_ckpt, SamplingSettings(temperature=0, max_new_tokens=100_000),
+                   device="cpu", client=client)
+    app.unresponsive_after = 2.0  # the test's own patience (5 s by default)
+    stopped = None
+    try:
+        async with app.run_test() as pilot:
+            await settle(app, pilot)
+            await pilot.press(*"hello", "enter")
+            await wait_until(pilot, lambda: len(app.history) >= 3)
+            stopped = client.process.pid
+            os.kill(stopped, signal.SIGSTOP)
+            await wait_until(pilot, lambda: app.unresponsive)
+            assert "engine not responding for" in status(app) and "r restarts" in status(app)
+            assert app.running
+            await pilot.press("escape")
+            assert not app.running and "stopped waiting" in status(app)
+            kept = list(app.history)
+            await pilot.press("r")
+            await settle(app, pilot)
+            assert client.process.pid != stopped and app.engine_state == "ready"
+            assert app.history == kept and not app.unresponsive
+            assert [c.id for c in app.preview.candidates] == \
+                [c.id for c in mirror_engine(tiny_loaded, app).peek().candidates]
+            await pilot.press("space")
+            await settle(app, pilot)
+            assert app.history[:-1] == kept
+    finally:
+        if stopped is not None:
+            try:
+                os.kill(stopped, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        client.stop()
+
+
 async def test_a_restarted_engine_continues_the_seeded_stream(tiny_ckpt):
     """The sampler's state comes back too: after a crash, the next sampled tokens are
     those the same keys give when nothing crashed."""

@@ -179,3 +179,64 @@ def test_a_single_step_reports_no_speed_even_when_it_ends_the_text(tmp_path):
         assert run.reason == "end of text" and run.tokens_per_second == 0.0
     finally:
         h.close()
+
+
+def test_escape_stops_a_long_prefill_between_chunks(tmp_path, monkeypatch):
+    """The real-model pass: a 103 KB paste gave no feedback for 75 s, and escape took over
+    a minute. The prefill runs in chunks, each reported; escape is honoured at the next
+    chunk, and the cache keeps what was encoded, so the next step goes on from there."""
+    import minigpt.decode.base as base
+    from hf_models import write_model
+    from minigpt.host.engine_host import Host
+
+    directory = write_model(tmp_path / "llama", "llama", positions=2048)
+    monkeypatch.setattr(base, "FIRST_CHUNK", 64)
+    monkeypatch.setattr(base, "MAX_CHUNK", 64)  # many chunks, whatever the machine
+    reported = Host.prefilled
+
+    def escape_after_the_first_chunk(host, op, done, total):
+        host.stop_all.value = op.seq  # what escape does, as the first chunk is reported
+        reported(host, op, done, total)
+
+    monkeypatch.setattr(Host, "prefilled", escape_after_the_first_chunk)
+    h = HostHarness(directory)
+    try:
+        prompt = " ".join(["the cat sat on the mat"] * 150)
+        seq = h.send(p.Generate, prompt=prompt, count=None, settings=SETTINGS)
+        replies = h.replies_until(seq)
+        progress = [r for r in replies if isinstance(r, p.Prefilling)]
+        [run] = [r for r in replies if isinstance(r, p.RunFinished)]
+        assert [(r.done, r.total) for r in progress] == [(64, progress[0].total)]
+        assert progress[0].total > 1000  # the whole prompt, in chunks of 64
+        assert run.reason == "stopped" and not steps_of(replies)
+        assert h.host.engine.decoder.cached_ids == h.host.engine.tokens[:64]
+    finally:
+        h.close()
+
+
+def test_a_long_op_says_it_is_alive(tiny_ckpt, monkeypatch):
+    """While an op runs the host says Alive about once a second, so the explorer can tell
+    a busy engine from a stuck one (a SIGSTOPped engine says nothing)."""
+    import time
+
+    from minigpt.engine.engine import Engine
+
+    real_peek = Engine.peek
+
+    def slow_peek(engine):
+        time.sleep(2.5)  # a long prefill, say: no step to report for seconds
+        return real_peek(engine)
+
+    h = HostHarness(tiny_ckpt)
+    try:
+        h.replies_until(h.send(p.Generate, prompt="hello", count=0, settings=SETTINGS))
+        monkeypatch.setattr(Engine, "peek", slow_peek)
+        seq = h.send(p.Peek, settings=SETTINGS)
+        replies = h.replies_until(seq)
+        assert [type(r) for r in replies].count(p.Alive) >= 2
+        assert all(r.seq == seq for r in replies if isinstance(r, p.Alive))
+        monkeypatch.setattr(Engine, "peek", real_peek)
+        time.sleep(1.5)  # idle: nothing is said
+        assert not h.ours.poll(0.1)
+    finally:
+        h.close()

@@ -146,7 +146,8 @@ def test_a_failed_save_keeps_the_model_next_to_it(corpus, tmp_path, capsys, monk
         return real_save(obj, f, *a, **k)
 
     monkeypatch.setattr(train_module.torch, "save", full_disk)
-    assert main(["train", str(corpus), "--out", str(out), *tiny_args()]) == 0
+    # Not where --out said: a script must see it (it exited 0).
+    assert main(["train", str(corpus), "--out", str(out), *tiny_args()]) == 1
     err = capsys.readouterr().err
     assert f"could not write {out}: saved the model to" in err
     [rescued] = [p for p in tmp_path.iterdir()]
@@ -206,7 +207,7 @@ def torch_full_disk(monkeypatch, failures: int):
 def test_torch_s_full_disk_error_still_keeps_the_model(corpus, tmp_path, capsys, monkeypatch):
     torch_full_disk(monkeypatch, failures=1)
     out = tmp_path / "model.ckpt"
-    assert main(["train", str(corpus), "--out", str(out), *tiny_args()]) == 0
+    assert main(["train", str(corpus), "--out", str(out), *tiny_args()]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"could not write {out}: saved the model to" in err
     [rescued] = list(tmp_path.iterdir())

@@ -46,6 +46,7 @@ from .lines import OneLine, StatusLine, TitleLine
 from .modals import ModalsMixin
 from .stepping import SteppingMixin
 from .versus import VersusMixin
+from .waiting import WaitingMixin
 from .widgets import CandidatesTable, PromptInput, Transcript, tint_legend
 from .why import WhyPanel
 
@@ -53,7 +54,8 @@ NARROW_WIDTH = 70  # below this the sidebar hides
 
 
 class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixin, VersusMixin,
-                 ModalsMixin, HeaderMixin, LeavingMixin, PasteIntoPromptMixin, App):
+                 ModalsMixin, HeaderMixin, LeavingMixin, PasteIntoPromptMixin, WaitingMixin,
+                 App):
     CSS_PATH = "minigpt.tcss"
     TITLE = "minigpt-tui"
     BINDINGS = [
@@ -212,6 +214,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         if not self.client.alive:
             self.client.start()
         self.open_model()
+        self.watch_engine()
         if self.owns_client:  # the real program (tests share one engine, and no signals)
             loop = asyncio.get_running_loop()
             for name in ("SIGHUP", "SIGTERM"):
@@ -267,17 +270,9 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         self.last_engine_seq = seq
         if op_type is p.Generate and fields.get("count") != 1:
             self.last_run_seq = seq
+        if op_type is p.Generate and fields.get("prompt") is not None:  # until it streams
+            self.set_status("starting the turn … · esc stops")
         self.running = True
-
-    def send_deferred(self) -> None:
-        """What was typed while the model loaded, now that it is ready (and a reopened
-        session's last turn is back): as if typed now — a chat message in chat mode."""
-        deferred, self.deferred = self.deferred, []
-        for op_type, fields in deferred:
-            self.submit(op_type, **fields)
-        if not deferred:
-            return
-        self.running = self.last_done < self.last_engine_seq
 
     # --- helpers -----------------------------------------------------------------
 
@@ -375,6 +370,8 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         if isinstance(self.screen, (HelpScreen, ModelScreen, ScoreScreen, BranchScreen,
                                     KnobScreen)):
             self.screen.dismiss()
+        elif self.unresponsive and self.running:
+            self.stop_waiting()
         elif self.running:
             self.client.cancel_all()
             self.query_one(CandidatesTable).focus()  # where the stepping keys live
@@ -403,6 +400,11 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         self.set_status(tint_legend(self.tint) if self.tint else f"tint off (p: {cycle})")
 
     def action_restart_engine(self) -> None:
+        if self.unresponsive:  # stuck: it goes (SIGKILL stops a stopped process too)
+            self.client.stop(timeout=0.2)
+            self.unresponsive, self.engine_state = False, "stopped"
+            self.last_done = self.client.seq  # nothing queued will be answered
+            self.running = False
         if self.engine_state not in ("stopped", "failed"):
             self.set_status("the engine is running (r restarts it only after it stopped)")
             return

@@ -17,6 +17,7 @@ HINTS = {
     "running-prompt": ("esc stop", "enter new run", "f1 help"),  # space, ⌫ are text here
     "running-field": ("esc stop", "f1 help"),
     "stopped": ("r restart engine", "f1 help"),
+    "unresponsive": ("esc stop waiting", "r restart engine", "f1 help"),
     "prompt": ("enter generate", "esc candidates", "f1 help", "ctrl+p commands"),
     "candidates": ("space step", "1-5 pick", "⌫ undo", "g go", "[ ] past", "w why",
                    "c chars", "a attention", "t tree", "i prompt"),
@@ -41,6 +42,8 @@ def where(app, focused: Widget | None) -> str:
     """Which set of hints describes the focused widget."""
     if app.engine_state in ("stopped", "failed"):
         return "stopped"
+    if getattr(app, "unresponsive", False):
+        return "unresponsive"
     name = getattr(focused, "id", None) or ""
     if app.running:  # the stepping keys work in the candidates table alone
         if name == "prompt":

@@ -23,7 +23,8 @@ class OneLine(Static):
 # candidates' title shows it too). Why it stopped, the count and the position stay.
 NOTES = ("new turn from the edited prompt", "same prompt and seed", "space steps")
 DROPPABLE = (lambda part: part.endswith("tok/s"), lambda part: part.startswith(NOTES),
-             lambda part: part.startswith("last step "))
+             lambda part: part.startswith("last step "),
+             lambda part: part.startswith("window slid"))  # "sees N" on the position says it
 # The candidates' title gives up the browsing keys' reminder first (f1 lists them).
 TITLE_DROPPABLE = (lambda part: part.endswith("([ ])"),)
 

@@ -42,6 +42,7 @@ class RepliesMixin:
     def on_engine_replies(self, message: EngineReplies) -> None:
         if self.hung_up or not self.query("#header"):
             return  # leaving: the widgets these replies would update are gone
+        self.heard()
         handlers = self.reply_handlers
         for reply in message.replies:
             if reply.seq < self.first_seq:
@@ -150,6 +151,9 @@ class RepliesMixin:
         self.view_step = None
         if self.recorder is not None:
             self.recorder.start_turn(self.turn_id_for(reply))
+        if reply.dropped:
+            self.notify(f"the conversation outgrew what the model can see: its first "
+                        f"{reply.dropped} message(s) are left out", markup=False, timeout=8)
         header = self.chat_header(reply.prompt, messages, previous) if messages else None
         self.query_one(Transcript).start_turn(reply.prompt, header)
         if messages and self.prompt_text() == messages[-1]["content"]:
@@ -244,8 +248,7 @@ class RepliesMixin:
         if self.history and self.history[-1].versus is not None:
             parts.append(last_step_divergence(self.history[-1].versus))
         if self.slid:
-            parts.append(f"the window slid: its oldest {self.slid:,} tokens dropped at once "
-                         "(--slide)")
+            parts.append(f"window slid by {self.slid:,} (--slide)")  # its oldest tokens left
             self.slid = 0
         self.set_status(" · ".join([*parts, self.position_text(reply.position)]))
 

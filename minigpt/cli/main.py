@@ -14,7 +14,7 @@ import time
 
 from minigpt import __version__
 from minigpt.errors import MiniGPTError, PromptError
-from minigpt.cli.models import checkpoint_of, load_from, load_other
+from minigpt.cli.models import checkpoint_of, load_from, load_other, no_template
 from minigpt.settings import SamplingSettings
 from minigpt.text.tokenizer import printable
 
@@ -208,19 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def open_engine(args: argparse.Namespace):
-    from minigpt.models.devices import decode_threads, use_threads
+    from minigpt.models.devices import batch_threads, decode_threads, use_threads
     from minigpt.engine.engine import Engine
 
     settings = settings_from(args)  # validate knobs before the (slow) load
     loaded = load_from(checkpoint_of(args), args)
     use_threads(args.threads or decode_threads(loaded.num_parameters))
     engine = Engine.from_loaded(loaded, settings)
+    engine.use_prefill_threads(args.threads or batch_threads())
     if args.messages is not None:
         from minigpt.text.chat import read_messages
 
         if loaded.chat is None:
-            raise PromptError(f"{loaded.path}: no chat template (tokenizer_config.json's "
-                              "chat_template or chat_template.jinja): use --prompt")
+            raise PromptError(no_template(loaded) + ": use --prompt")
         engine.reset("", messages=read_messages(args.messages))
     else:
         engine.reset(args.prompt)

@@ -37,3 +37,11 @@ def load_other(path, args: argparse.Namespace):
 
     return load(path, device=args.device_b or args.device, tokenizer=args.tokenizer,
                 dtype=args.dtype_b or args.dtype, window=args.window, slide=args.slide)
+
+
+def no_template(loaded) -> str:
+    """Why --messages cannot be used: no template, or one that cannot be used and why."""
+    if loaded.chat_error:
+        return f"{loaded.path}: the chat template cannot be used ({loaded.chat_error})"
+    return (f"{loaded.path}: no chat template (tokenizer_config.json's chat_template or "
+            "chat_template.jinja)")

@@ -111,7 +111,8 @@ class TraceRenderer:
         for rank, c in enumerate(step.candidates, 1):
             marker = "▶" if c.id == step.chosen.id else " "
             style = "bold" if marker == "▶" else ("dim" if not c.kept else "")
-            table.add_row(f"{rank}{marker}", repr(c.text), str(c.id), f"{c.prob:.4f}",
+            # Token text is data, never Rich markup ("[/]" raised, "[link=…]" linked).
+            table.add_row(f"{rank}{marker}", Text(repr(c.text)), str(c.id), f"{c.prob:.4f}",
                           bar(c.prob), style=style)
         self.out.print(table)
         chosen = step.chosen
@@ -218,13 +219,14 @@ def print_score(score) -> None:
                           ("rank", "right"), ("bits", "right")):
         table.add_column(name, justify=justify)
     for t in score.tokens:
-        table.add_row(str(t.index), repr(t.text), str(t.id), f"{t.prob:.4f}", str(t.rank),
-                      f"{t.surprisal_bits:.2f}", style="dim" if t.rank > 5 else "")
+        table.add_row(str(t.index), Text(repr(t.text)), str(t.id), f"{t.prob:.4f}",
+                      str(t.rank), f"{t.surprisal_bits:.2f}", style="dim" if t.rank > 5 else "")
     out.print(table)
-    out.print(f"[bold]perplexity {score.perplexity:,.2f}[/bold] · "
-              f"{score.mean_surprisal_bits:.2f} bits/token · {len(score.tokens)} tokens scored "
-              f"(the first, {score.first!r}, is context only) · {score.windows} forward "
-              f"pass(es){' · exact windows' if score.exact else ''}")
+    out.print(Text.assemble((f"perplexity {score.perplexity:,.2f}", "bold"),
+                            f" · {score.mean_surprisal_bits:.2f} bits/token · "
+                            f"{len(score.tokens)} tokens scored (the first, {score.first!r}, "
+                            f"is context only) · {score.windows} forward pass(es)"
+                            f"{' · exact windows' if score.exact else ''}"))
 
 
 def compare_json(step) -> dict:
@@ -294,7 +296,7 @@ def print_score_comparison(a, b, name_a: str, name_b: str) -> None:
                           ("p B", "right"), ("Δ log p", "right")):
         table.add_column(name, justify=justify)
     for ta, tb in most_different(a, b):
-        table.add_row(str(ta.index), repr(ta.text), f"{ta.prob:.4f}", f"{tb.prob:.4f}",
+        table.add_row(str(ta.index), Text(repr(ta.text)), f"{ta.prob:.4f}", f"{tb.prob:.4f}",
                       f"{ta.log_prob - tb.log_prob:+.2f}")
     out.print(table)
     out.print(Text(f"A {printable(name_a)}: perplexity {a.perplexity:,.2f} · "

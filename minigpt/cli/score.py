@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from minigpt.cli.models import checkpoint_of, load_from, load_other
+from minigpt.cli.models import checkpoint_of, load_from, load_other, no_template
 from minigpt.errors import PromptError
 from minigpt.paths import read_bounded, read_text_file
 
@@ -77,7 +77,7 @@ def score_conversation(args: argparse.Namespace) -> int:
     use_threads(args.threads or batch_threads())
     loaded = load_from(checkpoint_of(args), args)
     if loaded.chat is None:
-        raise PromptError(f"{loaded.path}: no chat template: score --text instead")
+        raise PromptError(no_template(loaded) + ": score --text instead")
     with score_progress() as progress:
         score, per_message = score_messages(loaded.model, loaded.tokenizer, loaded.chat,
                                             messages, loaded.vocab_size,

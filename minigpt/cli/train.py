@@ -268,4 +268,4 @@ def cmd_train(args: argparse.Namespace) -> int:
     console.print(f"saved {saved} ({size:.1f} MiB) · train loss {h_params['final_train_loss']}"
                   f" · valid loss {h_params['final_valid_loss']} · "
                   f"{time.perf_counter() - started:.0f} s")
-    return 0
+    return 0 if saved == args.out else 1  # a script must see the model is not at --out

@@ -22,6 +22,7 @@ from minigpt.engine.insights import InsightsMixin
 from minigpt.engine.window import window_of, window_start
 from minigpt.settings import SamplingSettings, check_slide
 from minigpt.steps import Candidate, Preview, Step
+from minigpt.text.chat import fit_conversation
 from minigpt.text.tokenizer import (StreamDecoder, Tokenizer, check_prompt_ids, display_piece,
                                     is_partial, show_token)
 
@@ -48,6 +49,15 @@ class Engine(InsightsMixin):
         self.slide = check_slide(slide, self.context_length)
         # Called as a long prefill runs: (done, total); it may raise to stop it.
         self.prefill_progress = None
+        self.stop_check = None  # asked while a chat template renders: True stops it
+        # Threads for the chunks of a long prefill, and for everything else (set by
+        # whoever set torch's threads: ``use_prefill_threads``); None: left as they are.
+        self.prefill_threads: int | None = None
+        self.decode_threads = torch.get_num_threads()
+        # A conversation too long to encode: refused (False), or its earliest messages
+        # left out (True, the explorer's chat); how many were, for the last one.
+        self.drop_early_messages = False
+        self.dropped_messages = 0
         self.device = next(model.parameters()).device
         self.decoder: Decoder = decoder if decoder is not None else make_decoder(model)
         self.prompt = ""
@@ -70,6 +80,11 @@ class Engine(InsightsMixin):
         return cls(loaded.model, loaded.tokenizer, settings, eos_ids=loaded.eos_ids,
                    chat=loaded.chat, slide=loaded.slide)
 
+    def use_prefill_threads(self, count: int) -> None:
+        """Long prefills run on ``count`` threads; the rest on torch's current count."""
+        self.decode_threads = torch.get_num_threads()
+        self.prefill_threads = count
+
     @property
     def notice(self) -> str:
         """A one-line note about how decoding runs (e.g. CUDA graphs fell back), or ""."""
@@ -85,7 +100,9 @@ class Engine(InsightsMixin):
         if messages is not None:
             if self.chat is None:
                 raise PromptError("this model has no chat template: type raw text (--no-chat)")
-            prompt = self.chat.render(list(messages))
+            prompt, self.dropped_messages = fit_conversation(
+                list(messages), lambda m: self.chat.render(m, should_stop=self.stop_check),
+                self.context_length, self.drop_early_messages)
             ids = self.tokenizer.encode_chat(prompt)
         else:
             ids = self.tokenizer.encode(prompt) if prompt else []
@@ -150,9 +167,23 @@ class Engine(InsightsMixin):
         if not self.tokens:
             raise PromptError("nothing to continue: give a prompt first")
         if self._next_logits is None:
-            with torch.inference_mode():
-                self._next_logits = self.decoder.last_logits(self.window(),
-                                                             self.prefill_progress)
+            boosted = []
+
+            def progress(done: int, total: int) -> None:
+                """A long prefill (its first chunk is done): the rest runs on
+                ``prefill_threads`` (batched products use more cores; a token at a time
+                does not), and is reported."""
+                if self.prefill_threads is not None and not boosted:
+                    torch.set_num_threads(self.prefill_threads)
+                    boosted.append(True)
+                if self.prefill_progress is not None:
+                    self.prefill_progress(done, total)
+            try:
+                with torch.inference_mode():
+                    self._next_logits = self.decoder.last_logits(self.window(), progress)
+            finally:
+                if boosted:
+                    torch.set_num_threads(self.decode_threads)
             self._keep_attention(len(self.tokens))
         return self._next_logits
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections import deque
 
@@ -20,6 +21,7 @@ from minigpt.host import protocol as p
 from minigpt.errors import OUT_OF_MEMORY, MiniGPTError, clip, out_of_memory
 
 FRAME_SECONDS = 1 / 30
+HEARTBEAT_SECONDS = 1.0
 
 
 class Stopped(Exception):
@@ -65,6 +67,10 @@ class Host:
         self.stop_runs, self.stop_all = stop_runs, stop_all  # shared ints (protocol doc)
         self.queue: deque[p.Op] = deque()
         self.loaded = None  # (key, LoadedModel): a new Open of the same file reuses it
+        self.prefill_stopped = False  # escape stopped the op being answered mid-prefill
+        self.sending = threading.Lock()
+        self.running_op: int | None = None  # the op being answered (the heartbeat's)
+        self.done = threading.Event()
         self.engine = None
         self.handlers = {
             p.Open: self.open, p.Generate: self.engine_op, p.Take: self.engine_op,
@@ -77,7 +83,20 @@ class Host:
         }
 
     def send(self, reply: p.Reply) -> None:
-        self.conn.send(reply)
+        with self.sending:  # the heartbeat thread sends too
+            self.conn.send(reply)
+
+    def heartbeat(self) -> None:
+        """While an op runs, an ``Alive`` every HEARTBEAT_SECONDS: an explorer that hears
+        nothing for a while knows the engine is stuck (SIGSTOP, a hung driver) rather
+        than busy, and says so."""
+        while not self.done.wait(HEARTBEAT_SECONDS):
+            seq = self.running_op
+            if seq is not None:
+                try:
+                    self.send(p.Alive(seq))
+                except (OSError, EOFError, ValueError):
+                    return
 
     def next_op(self) -> p.Op:
         while self.conn.poll():  # everything already sent, to see superseded requests
@@ -90,8 +109,16 @@ class Host:
         return isinstance(op, p.INSIGHTS) and any(type(later) is type(op) for later in self.queue)
 
     def loop(self) -> None:
+        threading.Thread(target=self.heartbeat, daemon=True, name="minigpt-heartbeat").start()
+        try:
+            self.serve_ops()
+        finally:
+            self.done.set()
+
+    def serve_ops(self) -> None:
         while True:
             op = self.next_op()
+            self.running_op = op.seq
             if not self.superseded(op):
                 try:
                     self.handlers[type(op)](op)
@@ -103,6 +130,7 @@ class Host:
                     self.send(p.RunFailed(op.seq, OUT_OF_MEMORY if out_of_memory(exc) else
                                           f"internal error: {type(exc).__name__}: "
                                           f"{clip(str(exc))}"))
+            self.running_op = None
             self.send(p.OpDone(op.seq))
             if isinstance(op, p.Shutdown):
                 return
@@ -120,7 +148,7 @@ class Host:
         self.send(p.Loading(op.seq, "import torch"))
         try:
             from minigpt.models.checkpoint import load
-            from minigpt.models.devices import decode_threads, use_threads
+            from minigpt.models.devices import batch_threads, decode_threads, use_threads
             from minigpt.engine.engine import Engine
 
             key = (op.path, op.device, op.tokenizer, op.dtype, op.window, op.slide)
@@ -135,6 +163,8 @@ class Host:
             self.threads = use_threads(op.threads or decode_threads(loaded.num_parameters))
             self.batch = op.threads  # what scoring may use (None: the batch policy)
             self.engine = Engine.from_loaded(loaded, op.settings)
+            self.engine.use_prefill_threads(op.threads or batch_threads())
+            self.engine.drop_early_messages = True  # a chat outgrowing the window goes on
             other = self.open_other(op, loaded) if op.compare else None
         except MiniGPTError as exc:
             self.engine = None
@@ -208,12 +238,14 @@ class Host:
         except MiniGPTError as exc:
             self.send(p.RunFailed(op.seq, str(exc)))
             reason = "error"
-        finally:
-            engine.prefill_progress = None
         elapsed = time.perf_counter() - started
         # A rate needs a run: one token's time (a single step that met the end of text,
         # say) is no speed, and was shown as "847 tok/s".
-        self.finish(op, reason, produced / elapsed if produced > 1 and elapsed > 0 else 0.0)
+        try:  # the preview may prefill too: shown, and stopped by escape like a run
+            self.finish(op, reason, produced / elapsed if produced > 1 and elapsed > 0
+                        else 0.0)
+        finally:
+            engine.prefill_progress = None
 
     def prefilled(self, op, done: int, total: int) -> None:
         """A chunk of a long prefill is done: say so; escape stops a run here (the cache
@@ -228,9 +260,14 @@ class Host:
                                 engine.sampler_state(), engine.label))
 
     def preview(self):
+        if self.prefill_stopped:
+            self.prefill_stopped = False
+            return None
         try:
             return self.engine.peek() if self.engine.started else None
         except MiniGPTError:  # e.g. NaN logits: already reported
+            return None
+        except Stopped:  # escape during its prefill: the next step goes on from the cache
             return None
 
     def rewind(self, op, keep_steps: int) -> None:
@@ -247,8 +284,13 @@ class Host:
         if self.cancelled(op):  # stopped before it began: not even a new turn
             return 0, "stopped"
         if op.prompt is not None:
-            engine.reset(op.prompt, op.settings, op.messages)
-            self.send(p.TurnStarted(op.seq, engine.prompt, tuple(engine.prompt_ids)))
+            engine.stop_check = lambda: self.cancelled(op)  # escape while a template renders
+            try:
+                engine.reset(op.prompt, op.settings, op.messages)
+            finally:
+                engine.stop_check = None
+            self.send(p.TurnStarted(op.seq, engine.prompt, tuple(engine.prompt_ids),
+                                    engine.dropped_messages if op.messages else 0))
         total = engine.remaining if op.count is None else op.count
         batch, produced, last_post = [], 0, time.perf_counter()
         ended = False
@@ -257,7 +299,8 @@ class Host:
                 try:
                     batch.append(engine.step(ahead=produced + 1 < total
                                              and not engine.eos_ids))
-                except Stopped:  # escape during a long prefill
+                except Stopped:  # escape during a long prefill: no preview either (it
+                    self.prefill_stopped = True  # would go on prefilling)
                     break
                 produced += 1
                 ended = engine.ends_run(batch[-1])

@@ -209,6 +209,7 @@ class LoadFailed(Reply):
 class TurnStarted(Reply):
     prompt: str
     prompt_ids: tuple[int, ...]
+    dropped: int = 0  # a conversation too long to encode: its earliest messages left out
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,11 @@ class Peeked(Reply):
 class Scored(Reply):
     score: Score | None
     error: str = ""
+
+
+@dataclass(frozen=True)
+class Alive(Reply):
+    """The engine still works on op ``seq`` (about once a second while an op runs)."""
 
 
 @dataclass(frozen=True)

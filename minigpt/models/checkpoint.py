@@ -38,6 +38,7 @@ class LoadedModel:
     tensors: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)  # as stored
     eos_ids: tuple[int, ...] = ()  # tokens that end a run (Hugging Face models)
     chat: object = None  # minigpt.text.chat.ChatTemplate of an instruct tune, or None
+    chat_error: str = ""  # why the directory's chat template cannot be used
     slide: int = 1  # past the window, tokens that leave it at once (minigpt.engine.window)
 
     @property
@@ -137,6 +138,7 @@ def load(path: str | os.PathLike, device: str = "auto",
         tensors=found.tensors,
         eos_ids=found.eos_ids,
         chat=found.chat,
+        chat_error=found.chat_error,
         slide=slide,
     )
 
@@ -171,4 +173,4 @@ def read_directory(directory: Path, window: int | None, progress, memory: Memory
     hf = load_hf_model(directory, window, progress, memory)
     return Layout(hf.format, hf.config, {}, lambda: hf.model, hf.notes, hf.tensors,
                   tokenizer="hf", hparams_of=hf.model.hparams, eos_ids=hf.eos_ids,
-                  chat=hf.chat)
+                  chat=hf.chat, chat_error=hf.chat_error)

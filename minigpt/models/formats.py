@@ -32,6 +32,7 @@ class Layout:
     hparams_of: HParams | None = None  # a Hugging Face model's (h_params is its config)
     eos_ids: tuple[int, ...] = ()  # tokens that end a run
     chat: object = None  # a Hugging Face instruct tune's ChatTemplate
+    chat_error: str = ""  # why its template cannot be used, where it has one
 
     @property
     def hparams(self) -> HParams:

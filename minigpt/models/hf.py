@@ -10,6 +10,8 @@ rope scaling, sliding-window attention — is refused in one line.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +40,11 @@ def find_model_dir(path: Path) -> Path | None:
         return path
     snapshots = path / "snapshots"
     if snapshots.is_dir():  # a hub cache folder: refs/main names the revision
-        ref = path / "refs" / "main"
-        revision = ref.read_text(encoding="utf-8").strip() if ref.is_file() else ""
+        revision = read_revision(path / "refs" / "main")
         chosen = snapshots / revision if revision else None
+        if chosen is not None and chosen.resolve().parent != snapshots.resolve():
+            raise CheckpointError(f"{path}: snapshots/{revision} leads outside the cache "
+                                  "folder (a symbolic link)")
         if chosen is None or not (chosen / "config.json").is_file():
             found = sorted(d for d in snapshots.iterdir() if (d / "config.json").is_file())
             if len(found) != 1:
@@ -49,6 +53,27 @@ def find_model_dir(path: Path) -> Path | None:
             chosen = found[0]
         return chosen
     return None
+
+
+REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def read_revision(ref: Path) -> str:
+    """A hub cache's ``refs/main``: a commit hash or another short name inside
+    ``snapshots/`` ("" where there is no such file). Read to a bound (a 1.5 GB one was
+    read whole); a path, ``..`` or anything else is one line."""
+    if not ref.is_file():
+        return ""
+    try:
+        with open(ref, "rb") as f:
+            data = f.read(257)
+    except OSError as exc:
+        raise CheckpointError(f"{ref}: cannot read ({exc.strerror})") from None
+    revision = data.decode("ascii", "replace").strip()
+    if len(data) > 256 or not REVISION.fullmatch(revision) or ".." in revision:
+        raise CheckpointError(f"{ref}: not a revision name (a short name inside snapshots/, "
+                              "such as a commit hash)")
+    return revision
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -97,6 +122,30 @@ def window_of(limit: int, window: int | None, per_position: int,
                   f"memory free ({budget * 4 / 2**20:,.0f} MiB); --window N changes it"]
 
 
+def _number(config: dict, key: str, default: float, low: float = 0.0,
+            low_allowed: bool = True) -> float:
+    """A finite number ≥ ``low`` (> ``low`` unless ``low_allowed``), or one line naming the
+    field (a rope_theta of 0 or NaN gave NaN rotary tables; a negative rms_norm_eps was
+    blamed on damaged weights)."""
+    value = config.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value) and (value >= low if low_allowed else value > low)
+    if not ok:
+        wanted = f"≥ {low:g}" if low_allowed else f"> {low:g}"
+        raise CheckpointError(f"config.json: {key} must be a finite number {wanted}, got "
+                              f"{value!r}")
+    return float(value)
+
+
+def check_layer_count(weights: dict, pattern: str, declared: int, key: str) -> None:
+    """The layers the config declares are the layers the tensors hold, checked before the
+    model is built (100,000 declared layers ran 120 s at 1.5 GB, building)."""
+    found = {int(m[1]) for name in weights if (m := re.match(pattern, name))}
+    if found != set(range(declared)):
+        raise CheckpointError(f"config.json: {key} is {declared:,} but the tensors hold "
+                              f"{len(found):,} layers")
+
+
 def _int(config: dict, key: str, default=None) -> int:
     value = config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -115,6 +164,7 @@ class HFModel:
     tensors: list[tuple[str, tuple[int, ...], str]]
     eos_ids: tuple[int, ...]
     chat: object = None  # minigpt.text.chat.ChatTemplate, for instruct tunes
+    chat_error: str = ""  # why a template the directory has cannot be used
 
 
 def load_hf_model(directory: Path, window: int | None = None, progress=None,
@@ -133,13 +183,16 @@ def load_hf_model(directory: Path, window: int | None = None, progress=None,
     model = make(weights)
     kinds = sorted(set(stored.values()))
     fmt = f"Hugging Face {name} ({files}, stored {'/'.join(kinds)})"
+    chat_error = ""
     try:
         chat = find_chat_template(directory)
-    except TokenizerError as exc:  # the model still runs on raw text
-        chat, notes = None, [*notes, f"{exc} (raw text only)"]
+    except TokenizerError as exc:  # the model still runs on raw text (too large, not
+        chat, chat_error = None, str(exc)  # UTF-8 or not parsing: all the same)
+        notes = [*notes, f"{exc} (raw text only)"]
     if chat is not None:
         notes = [*notes, "chat template (the explorer opens in chat mode; --no-chat types raw text)"]
-    return HFModel(model, config, fmt, notes, tensors, eos_ids(directory, config), chat)
+    return HFModel(model, config, fmt, notes, tensors, eos_ids(directory, config), chat,
+                   chat_error)
 
 
 def eos_ids(directory: Path, config: dict) -> tuple[int, ...]:
@@ -177,9 +230,10 @@ def _gpt2(config: dict, window: int | None, memory: Memory):
     size, notes = window_of(limit, window, layers * 2 * d, memory)
     hp = HParams(d, size, layers, heads, _int(config, "vocab_size"))
     shape = GPTShape("gelu" if activation == "gelu" else "gelu_new",
-                     float(config.get("layer_norm_epsilon", 1e-5)), config.get("n_inner"))
+                     _number(config, "layer_norm_epsilon", 1e-5), config.get("n_inner"))
 
     def make(weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+        check_layer_count(weights, r"(?:transformer\.)?h\.(\d+)\.", layers, "n_layer")
         sd = {}
         for key, value in weights.items():
             if key.endswith((".attn.bias", ".attn.masked_bias")):
@@ -212,10 +266,10 @@ def _rope_theta(config: dict) -> float:
                 raise CheckpointError(f"rope scaling {kind!r} is not supported (only the "
                                       "default rotary embedding is)")
             if "rope_theta" in rope:
-                return float(rope["rope_theta"])
+                return _number(rope, "rope_theta", 0.0, low_allowed=False)
         elif rope is not None:
             raise CheckpointError(f"config.json: {key} is not an object")
-    return float(config.get("rope_theta", 10000.0))
+    return _number(config, "rope_theta", 10000.0, low_allowed=False)
 
 
 def _llama(config: dict, window: int | None, memory: Memory, qwen2: bool):
@@ -240,12 +294,13 @@ def _llama(config: dict, window: int | None, memory: Memory, qwen2: bool):
     hp = HParams(d, size, layers, heads, _int(config, "vocab_size"))
     bias = bool(config.get("attention_bias", False))
     c = LlamaConfig(hp, kv, head_dim, _int(config, "intermediate_size"),
-                    float(config.get("rms_norm_eps", 1e-6)), _rope_theta(config),
+                    _number(config, "rms_norm_eps", 1e-6), _rope_theta(config),
                     qkv_bias=qwen2 or bias, o_bias=bias and not qwen2,
                     mlp_bias=bool(config.get("mlp_bias", False)),
                     tied=bool(config.get("tie_word_embeddings", False)))
 
     def make(weights: dict[str, torch.Tensor]) -> torch.nn.Module:
+        check_layer_count(weights, r"model\.layers\.(\d+)\.", layers, "num_hidden_layers")
         sd = {k: v for k, v in weights.items() if not k.endswith("rotary_emb.inv_freq")}
         if c.tied or "lm_head.weight" not in sd:
             if not c.tied:

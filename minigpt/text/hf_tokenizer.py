@@ -60,17 +60,35 @@ class HFTokenizer:
         self.byte_level = "ByteLevel" in decoder_kinds
         self.byte_fallback = "ByteFallback" in decoder_kinds
         added = tokenizer.get_added_tokens_decoder()
-        self.specials = {i: t.content for i, t in added.items() if t.special}
-        self.added = {i: t.content for i, t in added.items() if not t.special}
+        # A byte-fallback piece (<0xA6>) is that byte wherever the file lists it: some
+        # tokenizers list all 256 among their special tokens, shown as ‹<0xA6>› then.
+        byte = lambda content: self.byte_fallback and BYTE_FALLBACK.fullmatch(content)  # noqa: E731
+        self.specials = {i: t.content for i, t in added.items()
+                         if t.special and not byte(t.content)}
+        self.added = {i: t.content for i, t in added.items()
+                      if not t.special and not byte(t.content)}
         self._bytes: dict[int, bytes] = {}
 
     def encode(self, text: str) -> list[int]:
-        return self._tokenizer.encode(text).ids
+        return self._encode(text, True)
 
     def encode_chat(self, text: str) -> list[int]:
         """A rendered chat template's text: it holds its special tokens already, so the
         post-processor adds none (as ``apply_chat_template`` tokenizes)."""
-        return self._tokenizer.encode(text, add_special_tokens=False).ids
+        return self._encode(text, False)
+
+    def _encode(self, text: str, special: bool) -> list[int]:
+        from minigpt.errors import PromptError
+        from minigpt.text.tokenizer import check_text
+
+        check_text(text)  # a lone surrogate: the library raised a TypeError
+        try:
+            return self._tokenizer.encode(text, add_special_tokens=special).ids
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as exc:  # noqa: BLE001  a Rust panic is a BaseException
+            raise PromptError(f"the tokenizer could not encode this text "
+                              f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
     def special_name(self, token_id: int) -> str | None:
         return self.specials.get(token_id)
@@ -112,13 +130,16 @@ def load_hf_tokenizer(directory: Path) -> HFTokenizer:
                              "tokenizers") from exc
     spec_path = directory / "tokenizer.json"
     if spec_path.is_file():
+        text = bounded_text(spec_path, TOKENIZER_JSON_LIMIT)
         try:
-            tokenizer = Tokenizer.from_file(str(spec_path))
-            spec = json.loads(spec_path.read_text(encoding="utf-8"))
-        except Exception as exc:  # the Rust side raises plain Exceptions
+            spec = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise TokenizerError(f"{spec_path}: not a readable tokenizer.json "
-                                 f"({str(exc).splitlines()[0][:200] if str(exc) else exc!r})") \
-                from None
+                                 f"({exc.msg if hasattr(exc, 'msg') else 'nested too deeply'})"
+                                 ) from None
+        if not isinstance(spec, dict):
+            raise TokenizerError(f"{spec_path}: not a readable tokenizer.json (not an object)")
+        tokenizer = rust_call(lambda: Tokenizer.from_str(text), spec_path, "tokenizer.json")
         # tokenizer.json's own post-processor decides the BOS, as transformers 5 loads it
         # (an add_bos_token in tokenizer_config.json does not override it there).
         return HFTokenizer(tokenizer, "tokenizer.json",
@@ -128,6 +149,35 @@ def load_hf_tokenizer(directory: Path) -> HFTokenizer:
         return _gpt2_files(vocab, merges, directory)
     raise TokenizerError(f"{directory}: no tokenizer.json (or vocab.json + merges.txt) "
                          "beside the weights; pass one with --tokenizer")
+
+
+# The largest tokenizer files of released models: tokenizer.json ~33 MB (Gemma 3),
+# vocab.json + merges.txt a few MB. A bigger one is refused before the tokenizers
+# library sees it (a 400 MB merges.txt aborted the process in Rust, at 4 GB).
+TOKENIZER_JSON_LIMIT = 64 * 2**20
+VOCAB_FILES_LIMIT = 32 * 2**20
+
+
+def bounded_text(path: Path, limit: int) -> str:
+    from minigpt.paths import read_text_file
+
+    try:
+        return read_text_file(path, limit, path.name, TokenizerError)
+    except OSError as exc:
+        raise TokenizerError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def rust_call(make, path: Path, what: str):
+    """``make()``, whose failures inside the tokenizers library — exceptions, and Rust
+    panics, which Python sees as a BaseException — become one line."""
+    try:
+        return make()
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as exc:  # noqa: BLE001  pyo3's PanicException is a BaseException
+        first = str(exc).strip().splitlines()
+        raise TokenizerError(f"{path}: not a readable {what} "
+                             f"({first[0][:200] if first else type(exc).__name__})") from None
 
 
 def special_token_texts(directory: Path, error=TokenizerError) -> dict:
@@ -154,10 +204,12 @@ def _gpt2_files(vocab: Path, merges: Path, directory: Path) -> HFTokenizer:
     from tokenizers import Tokenizer, decoders, pre_tokenizers
     from tokenizers.models import BPE
 
-    try:
-        tokenizer = Tokenizer(BPE.from_file(str(vocab), str(merges)))
-    except Exception as exc:
-        raise TokenizerError(f"{directory}: unreadable vocab.json/merges.txt ({exc})") from None
+    for path in (vocab, merges):  # bounded before the library reads them
+        if path.stat().st_size > VOCAB_FILES_LIMIT:
+            raise TokenizerError(f"{path}: {path.stat().st_size / 2**20:,.0f} MiB is over the "
+                                 f"{VOCAB_FILES_LIMIT >> 20} MiB a {path.name} may hold")
+    tokenizer = Tokenizer(rust_call(lambda: BPE.from_file(str(vocab), str(merges)), directory,
+                                    "vocab.json + merges.txt"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     if tokenizer.token_to_id("<|endoftext|>") is not None:

@@ -178,14 +178,20 @@ def is_partial(data: bytes) -> bool:
         return True
 
 
+def check_text(text: str, what: str = "the prompt") -> None:
+    """Refuse text that is not valid Unicode: a lone surrogate (from JSON's "\\ud800", or
+    a broken paste) can be neither encoded nor shown."""
+    for index, ch in enumerate(text):
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            raise PromptError(f"{what} holds a lone surrogate U+{ord(ch):04X} at character "
+                              f"{index}, which is not valid text: remove it")
+
+
 def check_prompt_ids(text: str, ids: list[int], tokenizer: Tokenizer, vocab_size: int) -> None:
     """Refuse prompts the model cannot embed, naming the offending piece."""
     if not text:
         raise PromptError("the prompt is empty: type some text to continue")
-    for index, ch in enumerate(text):
-        if 0xD800 <= ord(ch) <= 0xDFFF:
-            raise PromptError(f"the prompt holds a lone surrogate U+{ord(ch):04X} at character "
-                              f"{index}, which is not valid text: remove it")
+    check_text(text)
     if not ids:
         raise PromptError("the prompt encodes to no tokens")
     for token_id in ids:

@@ -1,0 +1,265 @@
+"""Nothing lost, part 3: hostile Hugging Face configs, tokenizers, chat templates and
+messages. Each is one line (exit 2 for a user's file) in bounded time and memory: every
+case runs ``minigpt`` in a fresh interpreter under an address-space cap and a timeout."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import run_cli
+from hf_models import byte_fallback_tokenizer, write_chat_model, write_model
+
+CAP = 2 << 30  # beyond what the interpreter maps with torch imported
+SECONDS = 90  # the probe waited 120 s for what is now refused in a second or five
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory):
+    return write_model(tmp_path_factory.mktemp("hostile") / "llama", "llama")
+
+
+@pytest.fixture(scope="module")
+def chatml_dir(tmp_path_factory):
+    return write_chat_model(tmp_path_factory.mktemp("hostile") / "chatml", "chatml")
+
+
+def copy(source, tmp_path, name="model"):
+    return shutil.copytree(source, tmp_path / name)
+
+
+def with_config(directory, **changes):
+    config = json.loads((directory / "config.json").read_text())
+    config.update(changes)
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def capped(*args, cap: int = CAP) -> subprocess.CompletedProcess:
+    """``minigpt ARGS`` in a fresh interpreter whose address space is capped at what it
+    maps with torch imported + ``cap``, within SECONDS."""
+    code = ("import resource, sys\n"
+            "import torch\n"
+            "mapped = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0])\n"
+            f"cap = mapped * 1024 + {cap}\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (cap, cap))\n"
+            "from minigpt.cli.main import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    return subprocess.run([sys.executable, "-c", code, *map(str, args), "--device", "cpu"],
+                          capture_output=True, text=True, timeout=SECONDS)
+
+
+def refused(result, fragment, code=2):
+    err = result.stderr
+    assert result.returncode == code, (result.returncode, err[-3000:])
+    assert "Traceback" not in err and err.count("\n") == 1, err[-3000:]
+    assert fragment in err, err
+    return err
+
+
+def messages_file(tmp_path, content: str, name="m.json"):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    return path
+
+
+CHAT = '[{"role": "user", "content": "hi"}]'
+
+
+# 1 -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layers", [100_000, 1_000_000])
+def test_an_absurd_layer_count_is_refused_before_building(llama_dir, tmp_path, layers):
+    directory = with_config(copy(llama_dir, tmp_path), num_hidden_layers=layers)
+    refused(capped("trace", directory, "--prompt", "the cat"),
+            f"num_hidden_layers is {layers:,} but the tensors hold 2 layers")
+
+
+def test_a_gpt2_layer_count_is_checked_too(tmp_path):
+    directory = with_config(write_model(tmp_path / "gpt2", "gpt2"), n_layer=50_000)
+    refused(capped("inspect", directory), "n_layer is 50,000 but the tensors hold 2 layers")
+
+
+# 2 -----------------------------------------------------------------------------------
+
+def test_token_text_is_never_rich_markup(tmp_path, capsys):
+    """An added token "[/]" raised MarkupError; "[link=…]" made trace emit an OSC 8
+    hyperlink; "[bold red]" styled the output. Token text is data everywhere."""
+    directory = write_model(tmp_path / "gpt2", "gpt2")
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    hostile = ["[/]", "[link=https://evil.example/]CLICK[/link]", "[bold red]RED[/]"]
+    tokenizer.add_tokens(hostile)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    with_config(directory, vocab_size=400)  # room for the new ids: the embedding is 300
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(directory / "model.safetensors")
+    wte = weights["transformer.wte.weight"]
+    weights["transformer.wte.weight"] = torch.cat([wte, wte[:100]])
+    save_file(weights, directory / "model.safetensors", metadata={"format": "pt"})
+    code, out, err = run_cli(capsys, "score", directory, "--text", "the " + " ".join(hostile))
+    assert code == 0, err
+    for token in hostile:
+        assert repr(token) in out  # shown as text, whole
+    assert "\x1b" not in out
+
+
+# 3 -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, fragment", [
+    ("merges.txt", "merges.txt: 400 MiB is over the 32 MiB a merges.txt may hold"),
+    ("tokenizer.json", "MiB a tokenizer.json may hold"),
+])
+def test_huge_tokenizer_files_are_refused_before_reading(tmp_path, name, fragment):
+    directory = write_model(tmp_path / "gpt2", "gpt2")
+    if name == "merges.txt":  # the GPT-2 copies' two files instead of tokenizer.json
+        (directory / "tokenizer.json").unlink()
+        (directory / "vocab.json").write_text('{"a": 0}')
+    with open(directory / name, "ab") as f:
+        f.truncate(400 << 20)  # sparse: 400 MB on paper
+    refused(capped("trace", directory, "--prompt", "the cat"), fragment)
+
+
+def test_a_tokenizer_the_library_cannot_read_is_one_line(tmp_path):
+    directory = write_model(tmp_path / "gpt2", "gpt2")
+    (directory / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": 3}}')
+    refused(capped("trace", directory, "--prompt", "the cat"), "not a readable tokenizer.json")
+
+
+# 4 -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("template, fragment", [
+    ("{{ 'x' * 10**8 }}", "builds a text too large"),
+    ("{{ 'x'|center(10**9) }}", "asks for a size too large"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+     "did not finish in 5 s"),
+    ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+     "{{ f(60) }}", "did not finish in 5 s"),
+    ("{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+     "{% endfor %}{{ ns.s }}", "MB of memory"),
+], ids=["repeat", "filter", "loops", "macro", "doubling"])
+def test_templates_that_never_end_or_explode_are_refused(chatml_dir, tmp_path, template,
+                                                        fragment):
+    directory = copy(chatml_dir, tmp_path)
+    (directory / "chat_template.jinja").write_text(template)
+    refused(capped("trace", directory, "--messages", messages_file(tmp_path, CHAT),
+                   "--max-new-tokens", 1), fragment)
+
+
+def test_a_huge_template_leaves_raw_text_and_says_why(chatml_dir, tmp_path):
+    directory = copy(chatml_dir, tmp_path)
+    with open(directory / "chat_template.jinja", "ab") as f:
+        f.truncate(200 << 20)
+    refused(capped("trace", directory, "--messages", messages_file(tmp_path, CHAT)),
+            "the chat template cannot be used")
+    result = capped("trace", directory, "--prompt", "the cat", "--max-new-tokens", 1)
+    assert result.returncode == 0, result.stderr  # raw text still works
+
+
+# 5 -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, fragment", [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('[{"role": "user", "content": "a\\ud800b"}]', "lone surrogate U+D800 at character 1"),
+    (json.dumps([{"role": "user", "content": "hi"}] * 100_000),
+     "100,000 messages, over the 10,000"),
+    (json.dumps([{"role": "user", "content": "x" * 3_900_000}]), "the conversation renders to"),
+], ids=["deep", "surrogate", "many", "huge"])  # short ids: pytest puts them in the environment
+def test_hostile_messages_are_one_line_quickly(chatml_dir, tmp_path, content, fragment):
+    refused(capped("trace", chatml_dir, "--messages", messages_file(tmp_path, content),
+                   "--max-new-tokens", 1), fragment)
+
+
+# 6 -----------------------------------------------------------------------------------
+
+def hub_cache(tmp_path, source, ref: bytes | None = None):
+    root = tmp_path / "models--org--name"
+    shutil.copytree(source, root / "snapshots" / "abc123")
+    (root / "refs").mkdir()
+    if ref is not None:
+        (root / "refs" / "main").write_bytes(ref)
+    return root
+
+
+@pytest.mark.parametrize("ref", [b"../../elsewhere", b"/etc", b"..", b"abc/../../x",
+                                 b"a" * 300], ids=["up", "absolute", "dots", "inside-up",
+                                                   "long"])
+def test_a_hub_revision_is_a_short_name_inside_snapshots(llama_dir, tmp_path, ref):
+    outside = copy(llama_dir, tmp_path, "elsewhere")
+    assert outside.is_dir()
+    refused(capped("inspect", hub_cache(tmp_path, llama_dir, ref)), "not a revision name")
+
+
+def test_a_huge_refs_main_is_not_read_whole(llama_dir, tmp_path):
+    root = hub_cache(tmp_path, llama_dir, b"")
+    with open(root / "refs" / "main", "ab") as f:
+        f.truncate(1536 << 20)
+    refused(capped("inspect", root, cap=256 << 20), "not a revision name")
+
+
+def test_a_snapshot_that_leads_outside_is_refused(llama_dir, tmp_path):
+    root = hub_cache(tmp_path, llama_dir, b"abc123")
+    (root / "snapshots" / "def456").symlink_to(copy(llama_dir, tmp_path, "elsewhere"))
+    (root / "refs" / "main").write_text("def456")
+    refused(capped("inspect", root), "leads outside the cache folder")
+
+
+def test_a_good_hub_cache_still_opens(llama_dir, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "inspect", hub_cache(tmp_path, llama_dir, b"abc123\n"))
+    assert code == 0 and "snapshots/abc123" not in err
+
+
+# 7 -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"rope_theta": 0}, "rope_theta must be a finite number > 0, got 0"),
+    ({"rope_theta": float("nan")}, "rope_theta must be a finite number > 0, got nan"),
+    ({"rope_theta": -500}, "rope_theta must be a finite number > 0, got -500"),
+    ({"rope_theta": float("inf")}, "rope_theta must be a finite number > 0, got inf"),
+    ({"rope_parameters": {"rope_type": "default", "rope_theta": "big"}},
+     "rope_theta must be a finite number > 0, got 'big'"),
+    ({"rms_norm_eps": -1e-6}, "rms_norm_eps must be a finite number ≥ 0, got -1e-06"),
+])
+def test_nonsense_numbers_are_named(llama_dir, tmp_path, changes, fragment, capsys):
+    directory = copy(llama_dir, tmp_path)
+    config = json.loads((directory / "config.json").read_text())
+    config.pop("rope_parameters", None)
+    config.update(changes)
+    (directory / "config.json").write_text(json.dumps(config))
+    code, out, err = run_cli(capsys, "trace", directory, "--prompt", "the cat")
+    assert code == 2 and fragment in err and len(err.splitlines()) == 1, err
+
+
+# 11 ----------------------------------------------------------------------------------
+
+def test_byte_fallback_pieces_listed_as_special_are_bytes(tmp_path):
+    from minigpt.text.hf_tokenizer import load_hf_tokenizer
+    from minigpt.text.tokenizer import show_token
+
+    tokenizer = byte_fallback_tokenizer()
+    tokenizer.add_special_tokens([f"<0x{b:02X}>" for b in range(256)])
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    ours = load_hf_tokenizer(tmp_path)
+    piece = tokenizer.token_to_id("<0xA6>")
+    assert ours.token_bytes(piece) == b"\xa6" and ours.special_name(piece) is None
+    assert show_token(ours, piece) == "‹a6›"  # it showed ‹<0xA6>›
+
+
+# 12 ----------------------------------------------------------------------------------
+
+def test_a_template_that_is_not_utf8_leaves_raw_text_like_one_that_does_not_parse(
+        chatml_dir, tmp_path, capsys):
+    directory = copy(chatml_dir, tmp_path)
+    (directory / "chat_template.jinja").write_bytes(b"{{ messages }}\xff\xfe")
+    code, out, err = run_cli(capsys, "inspect", directory, "--json")
+    assert code == 0, err  # it refused the whole model
+    assert any("not UTF-8" in note and "raw text only" in note
+               for note in json.loads(out)["inferred"])
+    code, out, err = run_cli(capsys, "trace", directory, "--messages",
+                             messages_file(tmp_path, CHAT))
+    assert code == 2 and "the chat template cannot be used" in err and "not UTF-8" in err

@@ -1,0 +1,65 @@
+"""What the explorer does while it waits on the engine: ops typed before the model is
+ready (sent once it is, as if typed then), and an engine that stops answering.
+
+While an op runs, the engine says ``Alive`` about once a second. When nothing has come
+for ``unresponsive_after`` seconds (a SIGSTOPped process, a hung driver), the status
+says so; escape stops waiting, and ``r`` restarts the engine with the turn as it was.
+"""
+
+from __future__ import annotations
+
+import time
+
+UNRESPONSIVE_SECONDS = 5.0  # five missed heartbeats
+
+
+class WaitingMixin:
+    """For ``MiniGPTApp``."""
+
+    unresponsive = False  # ops are out and the engine has said nothing for a while
+    unresponsive_after = UNRESPONSIVE_SECONDS
+    last_heard = 0.0  # monotonic time of the engine's last reply
+
+    def watch_engine(self) -> None:
+        """Called once mounted: check the engine's liveness every second."""
+        self.last_heard = time.monotonic()
+        self.set_interval(1.0, self.check_engine)
+
+    def heard(self) -> None:
+        """A reply came: the engine is alive."""
+        self.last_heard = time.monotonic()
+        if self.unresponsive:
+            self.unresponsive = False
+            self.update_hints()
+            self.set_status("the engine answers again")
+
+    def waiting_for_engine(self) -> bool:
+        return self.engine_state in ("ready", "loading") and self.last_done < self.client.seq
+
+    def check_engine(self) -> None:
+        silent = time.monotonic() - self.last_heard
+        if self.unresponsive or not self.waiting_for_engine() or \
+                silent < self.unresponsive_after:
+            return
+        self.unresponsive = True
+        if self.focused is None or self.focused.id == "prompt":
+            self.query_one("#candidates").focus()  # so that r restarts, not types
+        self.update_hints()
+        self.show_error(f"engine not responding for {silent:.0f} s — r restarts it (the turn "
+                        "comes back), esc stops waiting")
+
+    def stop_waiting(self) -> None:
+        """Escape with the engine silent: the explorer stops waiting for it (its answers,
+        if it ever wakes, still land)."""
+        self.running = False
+        self.query_one("#candidates").focus()
+        self.show_error("stopped waiting: the engine is not answering — r restarts it")
+
+    def send_deferred(self) -> None:
+        """What was typed while the model loaded, now that it is ready (and a reopened
+        session's last turn is back): as if typed now — a chat message in chat mode."""
+        deferred, self.deferred = self.deferred, []
+        for op_type, fields in deferred:
+            self.submit(op_type, **fields)
+        if deferred:
+            self.running = self.last_done < self.last_engine_seq
