@@ -66,7 +66,7 @@ async def test_the_status_line_counts_a_prefill_and_says_a_slide(tmp_path, engin
         contexts = [s.context for s in app.history]
         assert min(contexts[contexts.index(WINDOW) + 1:]) == WINDOW - 8 + 1
         seen = app.history[-1].context + 1
-        assert seen == WINDOW or f"sees {seen} (window {WINDOW})" in status
+        assert seen == WINDOW or f"(sees {seen}/{WINDOW})" in status
         # A long prefill's progress, as the engine reports it between chunks.
         app.post_message(EngineReplies([p.Prefilling(app.last_engine_seq, 1024, 4500)]))
         await pilot.pause()

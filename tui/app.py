@@ -276,16 +276,6 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
 
     # --- helpers -----------------------------------------------------------------
 
-    def position_text(self, position: int) -> str:
-        """Where the sequence is, and past the window how much of it the model sees."""
-        C = self.info.context_length if self.info else 0
-        if position <= C:
-            return f"pos {position}/{C}"
-        seen = self.history[-1].context + 1 if self.history else None
-        if seen is not None and seen < C:  # a slide dropped more than the book's crop would
-            return f"pos {position} · sees {seen} (window {C})"
-        return f"pos {position} (window {C})"
-
     def set_status(self, text: str) -> None:
         status = self.query_one(StatusLine)
         status.remove_class("error")
@@ -398,29 +388,6 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         self.tint = modes[(modes.index(self.tint) + 1) % len(modes)]
         cycle = " → ".join(mode or "off" for mode in modes)
         self.set_status(tint_legend(self.tint) if self.tint else f"tint off (p: {cycle})")
-
-    def action_restart_engine(self) -> None:
-        if self.unresponsive:  # stuck: it goes (SIGKILL stops a stopped process too)
-            self.client.stop(timeout=0.2)
-            self.unresponsive, self.engine_state = False, "stopped"
-            self.last_done = self.client.seq  # nothing queued will be answered
-            self.running = False
-        if self.engine_state not in ("stopped", "failed"):
-            self.set_status("the engine is running (r restarts it only after it stopped)")
-            return
-        self.client.start()
-        self.open_model()
-        self.set_status("restarting the engine …")
-        if self.turn.prompt:
-            self.restoring = True
-            self.last_engine_seq = self.send(p.Restore, prompt=self.turn.prompt,
-                                             steps=tuple(self.history),
-                                             sampler_state=self.sampler_state,
-                                             settings=self.settings,
-                                             messages=self.turn.messages) or 0
-            self.op_settings[self.last_engine_seq] = self.settings
-            if self.driver != "A":  # a new engine starts with A driving
-                self.submit(p.SwapModels)
 
     def get_system_commands(self, screen) -> list[SystemCommand]:
         return [*super().get_system_commands(screen), *explorer_commands(self)]

@@ -190,6 +190,16 @@ class RepliesMixin:
                             f"{reply.tokens_per_second:.0f} tok/s · "
                             f"{self.position_text(self.history[-1].position + 1)}")
 
+    def position_text(self, position: int) -> str:
+        """Where the sequence is, and past the window how much of it the model sees."""
+        C = self.info.context_length if self.info else 0
+        if position <= C:
+            return f"pos {position}/{C}"
+        seen = self.history[-1].context + 1 if self.history else None
+        if seen is not None and seen < C:  # a slide dropped more than the book's crop would
+            return f"pos {position} (sees {seen}/{C})"  # 80 columns keep it whole
+        return f"pos {position} (window {C})"
+
     def show_last_step(self) -> None:
         """The table on the newest step streamed (unless the person browses history)."""
         if self.view_step is None and self.history:

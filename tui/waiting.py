@@ -1,5 +1,6 @@
 """What the explorer does while it waits on the engine: ops typed before the model is
-ready (sent once it is, as if typed then), and an engine that stops answering.
+ready (sent once it is, as if typed then), an engine that stops answering, and ``r``,
+which starts a new one and restores the turn exactly.
 
 While an op runs, the engine says ``Alive`` about once a second. When nothing has come
 for ``unresponsive_after`` seconds (a SIGSTOPped process, a hung driver), the status
@@ -9,6 +10,8 @@ says so; escape stops waiting, and ``r`` restarts the engine with the turn as it
 from __future__ import annotations
 
 import time
+
+from minigpt.host import protocol as p
 
 UNRESPONSIVE_SECONDS = 5.0  # five missed heartbeats
 
@@ -63,3 +66,26 @@ class WaitingMixin:
             self.submit(op_type, **fields)
         if deferred:
             self.running = self.last_done < self.last_engine_seq
+
+    def action_restart_engine(self) -> None:
+        if self.unresponsive:  # stuck: it goes (SIGKILL stops a stopped process too)
+            self.client.stop(timeout=0.2)
+            self.unresponsive, self.engine_state = False, "stopped"
+            self.last_done = self.client.seq  # nothing queued will be answered
+            self.running = False
+        if self.engine_state not in ("stopped", "failed"):
+            self.set_status("the engine is running (r restarts it only after it stopped)")
+            return
+        self.client.start()
+        self.open_model()
+        self.set_status("restarting the engine …")
+        if self.turn.prompt:
+            self.restoring = True
+            self.last_engine_seq = self.send(p.Restore, prompt=self.turn.prompt,
+                                             steps=tuple(self.history),
+                                             sampler_state=self.sampler_state,
+                                             settings=self.settings,
+                                             messages=self.turn.messages) or 0
+            self.op_settings[self.last_engine_seq] = self.settings
+            if self.driver != "A":  # a new engine starts with A driving
+                self.submit(p.SwapModels)
