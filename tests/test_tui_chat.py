@@ -316,3 +316,32 @@ async def test_f2_in_a_chat_scores_the_assistant_messages_as_the_cli(chat_app, c
         expected, _ = score_messages(loaded.model, loaded.tokenizer, loaded.chat, messages,
                                      loaded.vocab_size, loaded.context_length)
         assert_same_score(screen.score, expected)
+
+
+async def test_escape_stops_a_template_that_never_ends(chatml, engine_client, tmp_path,
+                                                       monkeypatch):
+    """A template that never finishes spun the engine while the status said "ready" and
+    escape did nothing. The status says the turn is starting; escape ends the rendering
+    with a message, and the explorer goes on."""
+    import shutil
+
+    from minigpt.settings import SamplingSettings
+    from tui.app import make_app
+
+    directory = shutil.copytree(chatml, tmp_path / "endless")
+    (directory / "chat_template.jinja").write_text(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")
+    monkeypatch.chdir(tmp_path)
+    app = make_app("endless", SamplingSettings(temperature=0, max_new_tokens=3), device="cpu",
+                   client=engine_client)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        app.query_one("#prompt", Input).value = "hi"
+        await pilot.press("enter")
+        assert "starting the turn" in str(app.query_one("#status").render())
+        await pilot.press("escape")
+        await settle(app, pilot)
+        status = str(app.query_one("#status").render())
+        # Escape ended it (or, on a slow machine, kept it from starting), not the 5 s limit.
+        assert "did not finish" not in status and "stopped" in status, status
+        assert not app.history and app.engine_state == "ready"
