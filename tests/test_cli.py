@@ -251,6 +251,7 @@ def test_a_full_stdout_is_one_line_and_a_failure(tiny_ckpt, command):
      "unknown option --temprature (did you mean --temperature?)"),
     (["--bogus"], "unknown option --bogus"),
     (["gen", "--prompt", "x"], "invalid choice: 'gen'"),  # the subcommand's options: not ours
+    (["trace", "--prompt", "-- x", "--temperature", "abc"], "not a number: 'abc'"),  # a value
 ])
 def test_a_mistyped_option_is_named(capsys, argv, expected):
     """The real-model pass: --promt hi said only that --prompt or --messages was missing."""

@@ -161,7 +161,7 @@ async def test_a_stopped_engine_is_said_and_escape_and_r_work(tiny_ckpt, tiny_lo
             stopped = client.process.pid
             os.kill(stopped, signal.SIGSTOP)
             await wait_until(pilot, lambda: app.unresponsive)
-            assert "engine not responding for" in status(app) and "r restarts" in status(app)
+            assert "engine silent for" in status(app) and "r restarts" in status(app)
             assert app.running
             await pilot.press("escape")
             assert not app.running and "stopped waiting" in status(app)

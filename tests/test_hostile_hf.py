@@ -142,7 +142,10 @@ def test_a_tokenizer_the_library_cannot_read_is_one_line(tmp_path):
      "{{ f(60) }}", "did not finish in 5 s"),
     ("{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
      "{% endfor %}{{ ns.s }}", "MB of memory"),
-], ids=["repeat", "filter", "loops", "macro", "doubling"])
+    ("{{ ((2**1024)**1024)**1024 }}", "computes a number too large"),
+    ("{{ '%999999999s' % '' }}", "asks for a size too large"),
+    ("{{ '{:>999999999}'.format('') }}", "asks for a size too large"),
+], ids=["repeat", "filter", "loops", "macro", "doubling", "power", "percent", "format"])
 def test_templates_that_never_end_or_explode_are_refused(chatml_dir, tmp_path, template,
                                                         fragment):
     directory = copy(chatml_dir, tmp_path)
@@ -263,3 +266,31 @@ def test_a_template_that_is_not_utf8_leaves_raw_text_like_one_that_does_not_pars
     code, out, err = run_cli(capsys, "trace", directory, "--messages",
                              messages_file(tmp_path, CHAT))
     assert code == 2 and "the chat template cannot be used" in err and "not UTF-8" in err
+
+
+def test_a_long_chat_drops_its_earliest_turns_at_a_user_message():
+    """The explorer's chat past the bound: early messages go, a system message stays, and
+    the conversation still starts with the user (templates that want roles to alternate
+    refuse one that starts with the assistant)."""
+    from minigpt.errors import PromptError
+    from minigpt.text.chat import CONVERSATION_FLOOR, fit_conversation
+
+    def render(messages):
+        roles = [m["role"] for m in messages]
+        if roles[roles[0] == "system":][0] != "user":
+            raise PromptError("roles must alternate user/assistant")
+        return "".join(m["content"] for m in messages)
+
+    long = "x" * (CONVERSATION_FLOOR // 3)
+    messages = [{"role": "system", "content": "sys"}]
+    for _ in range(4):
+        messages += [{"role": "user", "content": long}, {"role": "assistant", "content": long}]
+    messages.append({"role": "user", "content": "last"})
+    text, dropped = fit_conversation(messages, render, 16, drop=True)
+    assert dropped % 2 == 0 and 0 < dropped < len(messages) - 1
+    assert text.startswith("sys" + long) and len(text) <= CONVERSATION_FLOOR
+    with pytest.raises(PromptError, match="leave out its earliest messages"):
+        fit_conversation(messages, render, 16, drop=False)  # the CLI: the numbers, refused
+    with pytest.raises(PromptError, match="the system message and the last user message"):
+        fit_conversation([messages[0], {"role": "user", "content": long * 4}], render, 16,
+                         drop=True)

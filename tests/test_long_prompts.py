@@ -39,7 +39,8 @@ def test_a_model_opens_with_all_its_positions(tmp_path, monkeypatch):
     directory = write_model(tmp_path / "llama", "llama", positions=8192)
     assert checkpoint.load(directory, device="cpu").context_length == 8192
     per_position = 2 * 2 * 2 * 8 * 4  # layers × keys and values × KV heads × dims × float32
-    monkeypatch.setattr(checkpoint, "kv_cache_budget", lambda device: 2000 * per_position)
+    monkeypatch.setattr(checkpoint, "kv_cache_budget",
+                        lambda device, weights: 2000 * per_position)
     loaded = checkpoint.load(directory, device="cpu")
     assert loaded.context_length == 1792  # the most positions that fit, a multiple of 256
     assert loaded.slide == loaded.context_length // 2

@@ -345,3 +345,25 @@ async def test_escape_stops_a_template_that_never_ends(chatml, engine_client, tm
         # Escape ended it (or, on a slow machine, kept it from starting), not the 5 s limit.
         assert "did not finish" not in status and "stopped" in status, status
         assert not app.history and app.engine_state == "ready"
+
+
+async def test_escape_while_loading_drops_the_typed_message(chat_app, engine_client):
+    """A message typed during the load, then escape: it does not run once the model is
+    ready (escape only stopped ops already sent)."""
+    import os
+    import signal
+
+    app = chat_app()
+    os.kill(engine_client.process.pid, signal.SIGSTOP)
+    async with app.run_test(size=(100, 30)) as pilot:
+        try:
+            await pilot.press(*"hello", "enter")
+            assert app.deferred and app.running
+            await pilot.press("escape")
+            assert not app.deferred and "will not run" in str(
+                app.query_one("#status").render())
+        finally:
+            os.kill(engine_client.process.pid, signal.SIGCONT)
+        await settle(app, pilot)
+        assert not app.turn.prompt and not app.history
+        assert app.query_one("#prompt", Input).value == "hello"  # kept, to send again

@@ -255,7 +255,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         if self.engine_state in ("stopped", "failed"):
             self.show_error("engine stopped — r restarts")
             return
-        if self.info is None:  # the first load: whether a prompt is a chat message (and
+        if op_type is not p.Replay and self.must_wait():  # whether a prompt is chat (and
             self.deferred.append((op_type, fields))  # its knobs, when a session reopens)
             self.running = True  # is known once the model is ready: sent from there
             return
@@ -362,6 +362,8 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
             self.screen.dismiss()
         elif self.unresponsive and self.running:
             self.stop_waiting()
+        elif self.deferred:
+            self.drop_deferred()
         elif self.running:
             self.client.cancel_all()
             self.query_one(CandidatesTable).focus()  # where the stepping keys live

@@ -116,7 +116,7 @@ class ChatMixin:
             self.editing_last = False
         return fields
 
-    def chat_header(self, rendered: str, messages, previous) -> Text:
+    def chat_header(self, rendered: str, messages, previous, dropped: int = 0) -> Text:
         """The new part of the conversation: the template's text dimmed, the user's words
         bold and labelled, then the assistant's label where its reply streams. What the
         transcript already shows (earlier turns, their replies) is not shown again."""
@@ -127,6 +127,12 @@ class ChatMixin:
         else:  # a reopened session's last turn follows its past turns on screen
             shown = self.past_shown(len(self.resumed) - 1) if self.resumable() else ""
         self.chat_before, self.turn_removed = shown, False
+        if dropped and previous.messages:
+            # Early messages left the rendering, so it no longer starts as the screen
+            # does: what is new starts after the previous reply (or it all showed again).
+            reply = shown_reply(previous.steps)
+            at = rendered.rfind(reply) if reply else -1
+            shown = rendered[:at + len(reply)] if at >= 0 else shown
         return conversation_header(rendered, messages[-1]["content"], shown)
 
     def past_header(self, index: int) -> Text | None:

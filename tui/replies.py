@@ -101,8 +101,7 @@ class RepliesMixin:
         else:
             self.set_status("ready · type a prompt and press enter")
         self.replay_last_turn()
-        if not self.replay_seq:
-            self.send_deferred()
+        self.send_deferred_when_ready()
 
     def got_load_failed(self, reply: p.LoadFailed) -> None:
         self.engine_state = "failed"
@@ -129,6 +128,7 @@ class RepliesMixin:
 
     def got_op_done(self, reply: p.OpDone) -> None:
         self.last_done = max(self.last_done, reply.seq)
+        self.send_deferred_when_ready()  # after the replay, whatever became of it
         self.running = self.last_done < self.last_engine_seq or bool(self.deferred)
 
     # --- the turn ------------------------------------------------------------------
@@ -154,7 +154,8 @@ class RepliesMixin:
         if reply.dropped:
             self.notify(f"the conversation outgrew what the model can see: its first "
                         f"{reply.dropped} message(s) are left out", markup=False, timeout=8)
-        header = self.chat_header(reply.prompt, messages, previous) if messages else None
+        header = self.chat_header(reply.prompt, messages, previous, reply.dropped) \
+            if messages else None
         self.query_one(Transcript).start_turn(reply.prompt, header)
         if messages and self.prompt_text() == messages[-1]["content"]:
             self.query_one("#prompt").value = ""  # sent: the next message starts empty
@@ -162,6 +163,10 @@ class RepliesMixin:
     def got_prefilling(self, reply: p.Prefilling) -> None:
         """A long prompt, or the window after a slide, being encoded: counted, stoppable."""
         if reply.seq < self.last_engine_seq:
+            return
+        if reply.seq == self.replay_seq:  # a reopened turn: it runs to its end
+            self.set_status(f"reopening the last turn: encoding {reply.done:,} / "
+                            f"{reply.total:,} tokens")
             return
         what = "the window slid: re-encoding" if self.history else "prefill"
         self.set_status(f"{what} {reply.done:,} / {reply.total:,} tokens · esc stops")
@@ -228,8 +233,6 @@ class RepliesMixin:
             self.driver = reply.driver
             self.show_header()
         self.remember_turn(reply.reason, after_op=True)
-        if reply.seq == self.replay_seq and self.deferred:
-            self.send_deferred()  # typed while the session reopened: after its last turn
         if reply.seq < self.last_engine_seq:
             return  # a newer op is queued behind this one: it will say how it went
         if self.view_step is not None and self.view_step > len(self.history):

@@ -48,8 +48,8 @@ class WaitingMixin:
         if self.focused is None or self.focused.id == "prompt":
             self.query_one("#candidates").focus()  # so that r restarts, not types
         self.update_hints()
-        self.show_error(f"engine not responding for {silent:.0f} s — r restarts it (the turn "
-                        "comes back), esc stops waiting")
+        self.show_error(f"engine silent for {silent:.0f} s (stuck, or in one long call) — r "
+                        "restarts it (the turn comes back), esc stops waiting")
 
     def stop_waiting(self) -> None:
         """Escape with the engine silent: the explorer stops waiting for it (its answers,
@@ -58,14 +58,29 @@ class WaitingMixin:
         self.query_one("#candidates").focus()
         self.show_error("stopped waiting: the engine is not answering — r restarts it")
 
-    def send_deferred(self) -> None:
-        """What was typed while the model loaded, now that it is ready (and a reopened
-        session's last turn is back): as if typed now — a chat message in chat mode."""
+    def must_wait(self) -> bool:
+        """Ops typed now wait: the model is not ready, a reopened session's last turn is
+        not back yet, or earlier typed ops still wait (their order is kept)."""
+        return self.info is None or bool(self.deferred) or \
+            (self.replay_seq > self.last_done and self.engine_state == "ready")
+
+    def send_deferred_when_ready(self) -> None:
+        """What was typed while the model loaded, once it is ready and a reopened session's
+        last turn is back (or its replay failed, or the engine died): as if typed now — a
+        chat message in chat mode."""
+        if not self.deferred or self.info is None or self.replay_seq > self.last_done:
+            return
         deferred, self.deferred = self.deferred, []
         for op_type, fields in deferred:
             self.submit(op_type, **fields)
-        if deferred:
-            self.running = self.last_done < self.last_engine_seq
+        self.running = self.last_done < self.last_engine_seq
+
+    def drop_deferred(self) -> None:
+        """Escape while typed ops wait for the model: they will not run."""
+        self.deferred.clear()
+        self.running = self.last_done < self.last_engine_seq
+        self.set_status("the prompt typed while loading will not run (escape) · enter sends "
+                        "it")
 
     def action_restart_engine(self) -> None:
         if self.unresponsive:  # stuck: it goes (SIGKILL stops a stopped process too)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -53,15 +54,26 @@ class OneLineParser(argparse.ArgumentParser):
         import difflib
 
         known = [o for o in self._option_string_actions if o.startswith("--")]
+        taking = False  # the previous word was an option that takes this one as its value
         for arg in self.seen:
             if arg == "--" or (self._subparsers is not None and not arg.startswith("-")):
                 break  # past here: positionals, or the subcommand's own options
             name = arg.split("=", 1)[0]
-            if name.startswith("--") and not any(o.startswith(name) for o in known):
+            value, taking = taking, False
+            if value or not OPTION_LIKE.fullmatch(name):
+                continue  # a value ("--prompt '-- x'"), not an option
+            matches = [o for o in known if o.startswith(name)]
+            if matches:
+                action = self._option_string_actions[matches[0]]
+                taking = "=" not in arg and action.nargs != 0
+            else:
                 close = difflib.get_close_matches(name, known, n=1)
                 return f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close
                                                    else "")
         return None
+
+
+OPTION_LIKE = re.compile(r"--[A-Za-z0-9][A-Za-z0-9-]*")
 
 
 def positive_int(text: str) -> int:

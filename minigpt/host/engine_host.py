@@ -202,9 +202,15 @@ class Host:
 
     def engine_op(self, op) -> None:
         engine = self.require_engine()
+        engine.prefill_progress = lambda done, total: self.prefilled(op, done, total)
+        try:
+            self.change_sequence(engine, op)
+        finally:  # whatever happened, no later op reports (or stops) through this op
+            engine.prefill_progress = None
+
+    def change_sequence(self, engine, op) -> None:
         started = time.perf_counter()
         produced, reason = 0, "stopped"
-        engine.prefill_progress = lambda done, total: self.prefilled(op, done, total)
         try:
             engine.set_settings(op.settings)
             if isinstance(op, p.Generate):
@@ -238,20 +244,22 @@ class Host:
         except MiniGPTError as exc:
             self.send(p.RunFailed(op.seq, str(exc)))
             reason = "error"
+        except Stopped:  # escape during a prefill (a pick or undo across a slide, say)
+            self.prefill_stopped, reason = True, "stopped"
         elapsed = time.perf_counter() - started
         # A rate needs a run: one token's time (a single step that met the end of text,
-        # say) is no speed, and was shown as "847 tok/s".
-        try:  # the preview may prefill too: shown, and stopped by escape like a run
-            self.finish(op, reason, produced / elapsed if produced > 1 and elapsed > 0
-                        else 0.0)
-        finally:
-            engine.prefill_progress = None
+        # say) is no speed, and was shown as "847 tok/s". The preview may prefill too:
+        # shown, and stopped by escape like a run.
+        self.finish(op, reason, produced / elapsed if produced > 1 and elapsed > 0 else 0.0)
 
     def prefilled(self, op, done: int, total: int) -> None:
-        """A chunk of a long prefill is done: say so; escape stops a run here (the cache
-        keeps what was encoded, so the next step goes on from it)."""
+        """A chunk of a long prefill is done: say so; escape stops it here (the cache
+        keeps what was encoded, so the next step goes on from it). A reopened session's
+        replay runs to its end: it is what the screen shows."""
         self.send(p.Prefilling(op.seq, done, total))
-        if isinstance(op, p.Generate) and self.cancelled(op):
+        stopped = self.cancelled(op) if isinstance(op, p.Generate) else \
+            op.seq <= self.stop_all.value
+        if stopped and not isinstance(op, p.Replay):
             raise Stopped
 
     def finish(self, op, reason: str, rate: float) -> None:

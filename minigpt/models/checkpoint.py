@@ -94,7 +94,8 @@ def load(path: str | os.PathLike, device: str = "auto",
     target, precision = resolve_device(device), resolve_dtype(dtype)
     try:
         directory = find_model_dir(Path(path))
-        memory = Memory(kv_cache_budget(target), precision.itemsize)
+        memory = Memory(kv_cache_budget(target, weights_estimate(directory, precision))
+                        if directory is not None else None, precision.itemsize)
         found = read_directory(directory, window, progress, memory) if directory is not None \
             else read_file(Path(path), progress)
         size = found.hparams.context_length
@@ -141,6 +142,14 @@ def load(path: str | os.PathLike, device: str = "auto",
         chat_error=found.chat_error,
         slide=slide,
     )
+
+
+def weights_estimate(directory: Path, precision: torch.dtype) -> int:
+    """About the bytes a directory's weights take loaded (before they are read): its
+    weight files' size, doubled where 16-bit files may load as float32."""
+    files = [*directory.glob("*.safetensors"), *directory.glob("pytorch_model*.bin")]
+    stored = sum(f.stat().st_size for f in files if f.is_file())
+    return int(stored * max(1.0, precision.itemsize / 2))
 
 
 # Files a Hugging Face model directory holds beside config.json: passed alone, they are

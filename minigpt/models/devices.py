@@ -65,10 +65,11 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def kv_cache_budget(device: torch.device) -> int | None:
-    """Bytes a model's KV cache may take by default (``KV_CACHE_SHARE`` of what is free)."""
+def kv_cache_budget(device: torch.device, weights: int = 0) -> int | None:
+    """Bytes a model's KV cache may take by default: ``KV_CACHE_SHARE`` of what is free
+    once the model's ``weights`` (bytes, about to load) are in."""
     free = available_memory(device)
-    return None if free is None else int(free * KV_CACHE_SHARE)
+    return None if free is None else int(max(0, free - weights) * KV_CACHE_SHARE)
 
 
 # --dtype: the weights' precision. Probabilities are always computed in float32 from the

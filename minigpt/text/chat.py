@@ -12,6 +12,8 @@ tokenized without adding special tokens: the template already holds them.
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -31,6 +33,7 @@ RENDER_LIMIT = 16 << 20  # characters it renders
 RENDER_SECONDS = 5.0
 RENDER_MEMORY = 256 << 20  # bytes of peak memory it may add
 BIG_NUMBER = 1 << 20  # a number past this in a template's arithmetic or call builds a giant
+WIDE = re.compile(r"\d{7}")  # a width or precision of a million or more in a format string
 
 
 class TemplateStopped(PromptError):
@@ -69,15 +72,38 @@ class ChatTemplate:
                               f"{clip(str(exc))}") from None
 
 
-def peak_memory() -> int | None:
-    """This process's peak resident memory in bytes (None where unknown)."""
-    try:
-        import resource
-        import sys
-    except ImportError:
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes
+class ResidentMemory:
+    """How much this process's resident memory grew since it was made: /proc/self/statm
+    where there is one (read with pread, kept open), else the peak (ru_maxrss), which
+    only says something once the process passes its earlier peak."""
+
+    def __init__(self):
+        self.fd = None
+        try:
+            self.fd = os.open("/proc/self/statm", os.O_RDONLY)
+            self.page = os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, AttributeError):
+            self.fd = None
+        self.start = self.now()
+
+    def now(self) -> int:
+        if self.fd is not None:
+            return int(os.pread(self.fd, 64, 0).split()[1]) * self.page
+        try:
+            import resource
+            import sys
+        except ImportError:
+            return 0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes
+
+    def grown(self) -> int:
+        return self.now() - self.start
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 CHARS_PER_TOKEN = 16  # a conversation longer than this many characters a token of the
@@ -104,16 +130,21 @@ def fit_conversation(messages: list[dict], render, window: int,
     if not drop:
         raise PromptError(f"{too_long}: leave out its earliest messages")
     head = 1 if messages[0]["role"] == "system" else 0
-    low, high, best = head + 1, len(messages) - 1, None
+    # Cut only before a user message: templates that want roles to alternate refuse a
+    # conversation that starts with the assistant.
+    cuts = [i for i in range(head + 1, len(messages)) if messages[i]["role"] == "user"]
+    low, high, best = 0, len(cuts) - 1, None
     while low <= high:  # the fewest messages dropped, in log(n) renderings
         middle = (low + high) // 2
-        text = render([*messages[:head], *messages[middle:]])
+        text = render([*messages[:head], *messages[cuts[middle]:]])
         if len(text) <= limit:
-            best, high = (text, middle - head), middle - 1
+            best, high = (text, cuts[middle] - head), middle - 1
         else:
             low = middle + 1
     if best is None:
-        raise PromptError(f"{too_long}, and the last message alone is longer: shorten it")
+        kept = "the system message and the last user message" if head else \
+            "the last user message and what follows it"
+        raise PromptError(f"{too_long}, and {kept} alone are longer: shorten them")
     return best
 
 
@@ -141,7 +172,7 @@ class time_limit:
         import time
 
         self.deadline = time.monotonic() + self.seconds
-        self.peak = peak_memory()
+        self.memory = ResidentMemory()
         self.previous = sys.gettrace()
         sys.settrace(self.calls)
         return self
@@ -150,6 +181,7 @@ class time_limit:
         import sys
 
         sys.settrace(self.previous)
+        self.memory.close()
         return False
 
     def calls(self, frame, event, arg):
@@ -158,8 +190,8 @@ class time_limit:
     def lines(self, frame, event, arg):
         import time
 
-        if self.peak is not None and peak_memory() - self.peak > RENDER_MEMORY:  # a text
-            # doubled in a loop: every line checks (a microsecond; templates are short)
+        if self.memory.grown() > RENDER_MEMORY:  # a text doubled in a loop: every line
+            # checks (a microsecond or two; templates are short)
             raise PromptError(f"the chat template took over {RENDER_MEMORY >> 20} MB of "
                               "memory: it is refused")
         if time.monotonic() > self.deadline:
@@ -198,20 +230,32 @@ def _sandbox():
         return 0
 
     class BoundedSandbox(ImmutableSandboxedEnvironment):
-        intercepted_binops = frozenset(["*", "**"])
+        intercepted_binops = frozenset(["*", "**", "%"])
 
         def call_binop(self, context, operator, left, right):
             if operator == "*" and repeated_size(left, right) > RENDER_LIMIT:
                 raise PromptError("the chat template builds a text too large: it is refused")
             if operator == "**" and isinstance(left, int) and isinstance(right, int) \
-                    and abs(left) > 1 and right > 1024:
+                    and abs(left) > 1 and right > 0 and abs(left).bit_length() * right > 1 << 20:
                 raise PromptError("the chat template computes a number too large: it is "
-                                  "refused")
+                                  "refused")  # one C call the trace hook cannot stop
+            if operator == "%" and isinstance(left, str):
+                check_widths(left)
             return super().call_binop(context, operator, left, right)
+
+        def wrap_str_format(self, value):
+            wrapped = super().wrap_str_format(value)
+            if wrapped is not None:  # '{:>999999999}'.format('') builds a gigabyte at once
+                check_widths(value.__self__)
+            return wrapped
 
         def call(self, __context, __obj, *args, **kwargs):
             check_sizes(args, kwargs)
             return super().call(__context, __obj, *args, **kwargs)
+
+    def check_widths(text: str) -> None:
+        if WIDE.search(text):
+            raise PromptError("the chat template asks for a size too large: it is refused")
 
     def check_sizes(args, kwargs) -> None:
         if any(too_big(a) for a in (*args, *kwargs.values())):
