@@ -1,6 +1,7 @@
 """The footer offers only keys that work where the focus is; escape leaves any field for
 the candidates; the prompt is reached with the cursor at its end."""
 
+import pytest
 from textual.widgets import Input
 
 from conftest import ENDLESS, settle, until_streaming
@@ -60,21 +61,16 @@ async def test_i_puts_the_cursor_at_the_end_of_the_prompt(make_tui):
         assert prompt.value == "农夫山泉"
 
 
-async def test_tab_from_the_candidates_goes_on_to_the_sidebar(make_tui):
+@pytest.mark.parametrize("size, to", [((100, 30), "knob-temperature"), ((60, 20), "transcript")])
+async def test_tab_from_the_candidates_goes_on_to_the_sidebar(make_tui, size, to):
     """The real-model pass: tab from the candidates went to the prompt, where enter then
     started a new run. It goes on to the first knob (the transcript at 60 columns)."""
     app = make_tui()
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await settle(app, pilot)
         app.query_one("#candidates").focus()
         await pilot.press("tab")
-        assert app.focused.id == "knob-temperature"
-    app = make_tui()
-    async with app.run_test(size=(60, 20)) as pilot:
-        await settle(app, pilot)
-        app.query_one("#candidates").focus()
-        await pilot.press("tab")
-        assert app.focused.id == "transcript"
+        assert app.focused.id == to
 
 
 def test_only_the_shipped_model_offers_a_chinese_example(tiny_ckpt):
