@@ -132,6 +132,7 @@ async def test_engine_killed_mid_run_then_r_restores_the_same_path(tiny_ckpt, ti
             await pilot.press("r")
             await settle(app, pilot)
             assert app.engine_state == "ready" and app.history == kept  # same steps
+            assert "engine restarted" in status(app)  # not the restore's prefill count
             assert [c.id for c in app.preview.candidates] == \
                 [c.id for c in mirror_engine(tiny_loaded, app).peek().candidates]
             await pilot.press("space")  # and it goes on from there
@@ -161,7 +162,8 @@ async def test_a_stopped_engine_is_said_and_escape_and_r_work(tiny_ckpt, tiny_lo
             stopped = client.process.pid
             os.kill(stopped, signal.SIGSTOP)
             await wait_until(pilot, lambda: app.unresponsive)
-            assert "engine silent for" in status(app) and "r restarts" in status(app)
+            shown = status(app)  # at 80 columns: the keys are in the part that fits
+            assert "engine silent" in shown and "r restarts it, esc stops waiting" in shown
             assert app.running
             await pilot.press("escape")
             assert not app.running and "stopped waiting" in status(app)

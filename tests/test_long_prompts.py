@@ -72,11 +72,13 @@ async def test_the_status_line_counts_a_prefill_and_says_a_slide(tmp_path, engin
         app.post_message(EngineReplies([p.Prefilling(app.last_engine_seq, 1024, 4500)]))
         await pilot.pause()
         status = str(app.query_one("#status").render())
-        assert "the window slid: re-encoding 1,024 / 4,500 tokens · esc stops" in status
-        app.history.clear()  # a new turn's prompt
+        assert "re-encoding the window 1,024 / 4,500 tokens · esc stops" in status
+        app.history.clear()  # a new turn's prompt, longer than the window
+        app.turn.prompt_ids = tuple(range(6000))
         app.post_message(EngineReplies([p.Prefilling(app.last_engine_seq, 256, 4500)]))
         await pilot.pause()
-        assert "prefill 256 / 4,500 tokens · esc stops" in str(app.query_one("#status").render())
+        assert "prefill 256 / 4,500 tokens (the last of 6,000) · esc stops" in \
+            app.query_one("#status").full_text
 
 
 def test_a_long_prompt_on_the_real_model_sees_the_slid_window(smollm2, capsys):

@@ -108,3 +108,18 @@ def test_hang_up_saves_the_running_turn_and_restores_the_terminal(long_run, how)
     assert record["prompt"] == "hello" and len(record["tokens"]) > 0
     # One record of the turn: replies still in flight after the signal wrote a second.
     assert len(long_run.read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_a_hang_up_after_a_finished_turn_keeps_its_record(tiny_ckpt, tmp_path):
+    """The hands-on pass: SIGHUP after a turn had ended appended a second record saying
+    "stopped" over its own reason."""
+    session = tmp_path / "session.jsonl"
+    explorer(tiny_ckpt, f"--temperature 0 --max-new-tokens 5 --device cpu --session {session}")
+    wait_for(lambda s: "type a prompt" in s)
+    type_text("hello")
+    send("Enter")
+    wait_for(lambda s: "max_new_tokens · 5 tokens" in s)
+    os.kill(explorer_pid(), signal.SIGHUP)
+    wait_for(lambda s: "EXITED" in s, timeout=10)
+    [record] = [json.loads(line) for line in session.read_text().splitlines()]
+    assert record["reason"] == "max_new_tokens" and len(record["tokens"]) == 5

@@ -367,3 +367,31 @@ async def test_escape_while_loading_drops_the_typed_message(chat_app, engine_cli
         await settle(app, pilot)
         assert not app.turn.prompt and not app.history
         assert app.query_one("#prompt", Input).value == "hello"  # kept, to send again
+
+
+async def test_a_message_undone_into_the_prompt_and_replaced_is_gone_on_reopen(chat_app,
+                                                                                tmp_path):
+    """The hands-on pass: a turn undone back into the prompt and replaced by another
+    message came back on reopen (the model no longer saw it)."""
+    from minigpt.host.session import read_session
+
+    path = tmp_path / "chat.jsonl"
+    app = chat_app(session_path=path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await send(app, pilot, "hi")
+        await send(app, pilot, "the cat")
+        app.query_one("#candidates").focus()
+        for _ in range(len(app.history) + 1):
+            await pilot.press("backspace")
+            await settle(app, pilot)
+        assert app.query_one("#prompt", Input).value == "the cat"
+        await send(app, pilot, "the dog")
+        await pilot.press("ctrl+q")
+    turns = read_session(path)
+    assert [t["messages"][-1]["content"] for t in turns] == ["hi", "the dog"]
+    reopened = chat_app(session_path=path, resumed=turns)
+    async with reopened.run_test(size=(100, 30)) as pilot:
+        await settle(reopened, pilot)
+        shown = screen_text(reopened)
+        assert "user › the cat" not in shown and "user › the dog" in shown

@@ -19,7 +19,9 @@ class LeavingMixin:
         """SIGHUP (an SSH drop) or SIGTERM: save the turn, stop the engine, leave."""
         self.hung_up = True  # replies still in flight change nothing: one record, as shown
         self.client.cancel_all()
-        self.remember_turn("stopped")
+        # A run cut short is "stopped"; a turn that had ended keeps its reason (a second
+        # record said "stopped" over "end of text").
+        self.remember_turn("stopped" if self.running else None)
         self.client.stop()
         # With the terminal gone, restoring it can block for good (Textual's writer
         # thread waits on a tty that no longer exists), and a loaded machine can take a

@@ -143,6 +143,11 @@ class RepliesMixin:
             if reply.prompt == self.turn.prompt and seed is not None
             and self.turn.settings.seed == seed and self.history else "")
         previous = self.turn
+        if self.turn_removed and self.recorder is not None:  # undone into the prompt, and
+            try:  # now replaced: a reopened session must not show it
+                self.recorder.withdraw(previous.prompt)
+            except OSError as exc:
+                self.show_error(f"could not write the session file: {exc.strerror or exc}")
         messages = self.sent_messages.pop(reply.seq, None) or self.replayed_messages(reply)
         self.turn = TurnState(reply.prompt, reply.prompt_ids, self.settings, messages=messages)
         self.branch_book.clear()
@@ -168,8 +173,13 @@ class RepliesMixin:
             self.set_status(f"reopening the last turn: encoding {reply.done:,} / "
                             f"{reply.total:,} tokens")
             return
-        what = "the window slid: re-encoding" if self.history else "prefill"
-        self.set_status(f"{what} {reply.done:,} / {reply.total:,} tokens · esc stops")
+        if self.history:  # the window slid, or a restarted engine restores the turn
+            self.set_status(f"re-encoding the window {reply.done:,} / {reply.total:,} tokens "
+                            "· esc stops")
+            return
+        of = f" (the last of {len(self.turn.prompt_ids):,})" \
+            if len(self.turn.prompt_ids) > reply.total else ""
+        self.set_status(f"prefill {reply.done:,} / {reply.total:,} tokens{of} · esc stops")
 
     def got_steps_added(self, reply: p.StepsAdded) -> None:
         previous = self.history[-1].context if self.history else None
@@ -241,7 +251,8 @@ class RepliesMixin:
         self.request_insights()
         if reply.reason == "error":
             return  # the error stays on the status line
-        if reply.reason == "restored":
+        if reply.reason == "restored":  # (its prefill said "re-encoding" meanwhile)
+            self.set_status("engine restarted · the turn is back where it was")
             return
         if reply.reason == "resumed":
             self.got_replayed(reply)

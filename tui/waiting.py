@@ -41,15 +41,27 @@ class WaitingMixin:
 
     def check_engine(self) -> None:
         silent = time.monotonic() - self.last_heard
-        if self.unresponsive or not self.waiting_for_engine() or \
-                silent < self.unresponsive_after:
+        if not self.waiting_for_engine() or silent < self.unresponsive_after:
+            return
+        if self.unresponsive:
+            if self.running:  # the count goes on (once escape stopped waiting, it rests)
+                self.say_silent(silent)
             return
         self.unresponsive = True
         if self.focused is None or self.focused.id == "prompt":
             self.query_one("#candidates").focus()  # so that r restarts, not types
         self.update_hints()
-        self.show_error(f"engine silent for {silent:.0f} s (stuck, or in one long call) — r "
-                        "restarts it (the turn comes back), esc stops waiting")
+        self.show_error(self.silent_text(silent))  # a toast once, then the count goes on
+
+    def say_silent(self, silent: float) -> None:
+        status = self.query_one("#status")
+        status.add_class("error")
+        status.update(f"✗ {self.silent_text(silent)}")
+
+    @staticmethod
+    def silent_text(silent: float) -> str:
+        return (f"engine silent {silent:.0f} s — r restarts it, esc stops waiting (stuck, or "
+                "in one long call; the turn comes back)")  # the keys first: 80 columns
 
     def stop_waiting(self) -> None:
         """Escape with the engine silent: the explorer stops waiting for it (its answers,

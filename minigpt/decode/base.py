@@ -79,7 +79,7 @@ class EagerDecoder:
         if not 1 <= n <= self.context_length:
             raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
         start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
-        first, device = start, self.kv_cache.device
+        device = self.kv_cache.device
         self.cached_ids = list(window_ids[:start])
         while n - start > self.chunk:
             began = time.perf_counter()
@@ -88,8 +88,8 @@ class EagerDecoder:
             self.cached_ids = list(window_ids[:end])
             start = end
             self.fit_chunk(time.perf_counter() - began)
-            if progress is not None:
-                progress(start - first, n - first)
+            if progress is not None:  # tokens of the window encoded: a stopped prefill
+                progress(start, n)  # resumed goes on counting where it stopped
         logits = self.forward_new(torch.tensor(window_ids[start:], device=device), start, n)
         self.cached_ids = list(window_ids)
         return logits

@@ -68,6 +68,7 @@ class Host:
         self.queue: deque[p.Op] = deque()
         self.loaded = None  # (key, LoadedModel): a new Open of the same file reuses it
         self.prefill_stopped = False  # escape stopped the op being answered mid-prefill
+        self.run_rate = 0.0  # tokens a second of the last run's decoding
         self.sending = threading.Lock()
         self.running_op: int | None = None  # the op being answered (the heartbeat's)
         self.done = threading.Event()
@@ -209,12 +210,11 @@ class Host:
             engine.prefill_progress = None
 
     def change_sequence(self, engine, op) -> None:
-        started = time.perf_counter()
-        produced, reason = 0, "stopped"
+        produced, reason, self.run_rate = 0, "stopped", 0.0
         try:
             engine.set_settings(op.settings)
             if isinstance(op, p.Generate):
-                produced, reason = self.generate(op, started)
+                produced, reason = self.generate(op)
             elif isinstance(op, p.Take):
                 if op.keep_steps is not None:
                     self.rewind(op, op.keep_steps)
@@ -246,11 +246,10 @@ class Host:
             reason = "error"
         except Stopped:  # escape during a prefill (a pick or undo across a slide, say)
             self.prefill_stopped, reason = True, "stopped"
-        elapsed = time.perf_counter() - started
         # A rate needs a run: one token's time (a single step that met the end of text,
         # say) is no speed, and was shown as "847 tok/s". The preview may prefill too:
         # shown, and stopped by escape like a run.
-        self.finish(op, reason, produced / elapsed if produced > 1 and elapsed > 0 else 0.0)
+        self.finish(op, reason, self.run_rate if produced > 1 else 0.0)
 
     def prefilled(self, op, done: int, total: int) -> None:
         """A chunk of a long prefill is done: say so; escape stops it here (the cache
@@ -287,7 +286,7 @@ class Host:
             self.send(p.StepsUndone(op.seq, tuple(undone), engine.pending_display,
                                     engine.sampler_state()))
 
-    def generate(self, op: p.Generate, started: float) -> tuple[int, str]:
+    def generate(self, op: p.Generate) -> tuple[int, str]:
         engine = self.engine
         if self.cancelled(op):  # stopped before it began: not even a new turn
             return 0, "stopped"
@@ -301,7 +300,11 @@ class Host:
                                     engine.dropped_messages if op.messages else 0))
         total = engine.remaining if op.count is None else op.count
         batch, produced, last_post = [], 0, time.perf_counter()
-        ended = False
+        ended, first_done = False, None
+        # The speed is the decoding's: from the first token on (its pass holds the
+        # prompt's prefill, which made a run after a long prompt read "1 tok/s").
+        rate = lambda now: (produced - 1) / (now - first_done) \
+            if produced > 1 and now > first_done else 0.0  # noqa: E731
         try:
             while produced < total and not self.cancelled(op) and not ended:
                 try:
@@ -313,14 +316,16 @@ class Host:
                 produced += 1
                 ended = engine.ends_run(batch[-1])
                 now = time.perf_counter()
+                first_done = first_done or now
                 if now - last_post >= FRAME_SECONDS:
-                    self.send(p.StepsAdded(op.seq, tuple(batch), produced / (now - started),
+                    self.send(p.StepsAdded(op.seq, tuple(batch), rate(now),
                                            engine.pending_display))
                     batch, last_post = [], now
         finally:  # a step that fails: the ones before it are the turn's all the same
             if batch:
-                rate = produced / max(time.perf_counter() - started, 1e-9)
-                self.send(p.StepsAdded(op.seq, tuple(batch), rate, engine.pending_display))
+                self.send(p.StepsAdded(op.seq, tuple(batch), rate(time.perf_counter()),
+                                       engine.pending_display))
+        self.run_rate = rate(time.perf_counter())
         if ended:
             return produced, "end of text"
         if produced < total:

@@ -196,7 +196,10 @@ def parse_records(lines) -> tuple[list[dict], int]:
             continue
         if isinstance(record, dict) and isinstance(record.get("turn"), str) \
                 and isinstance(record.get("prompt"), str):
-            turns[record["turn"]] = record
+            if record.get("withdrawn") is True:  # undone into the prompt and replaced
+                turns.pop(record["turn"], None)
+            else:
+                turns[record["turn"]] = record
         else:
             skipped += 1
     return list(turns.values()), skipped
@@ -283,18 +286,30 @@ class SessionRecorder:
         if reason in self.ENDS:
             self.flush(turn)
 
-    def flush(self, turn: TurnState) -> None:
+    def flush(self, turn: TurnState | None) -> None:
         """Write the turn if it changed, after any records an earlier failure left.
         Raises ``OSError`` when the disk refuses; what was not written stays queued (in
         memory) for the next flush, so a later turn never pushes an unsaved one out."""
-        if self.dirty and self.turn_id is not None:
-            record = turn_record(self.turn_id, turn, self.model, self.last_reason)
-            # A newer record of the same turn replaces a queued one: readers keep the last.
-            self.unsaved = [r for r in self.unsaved if r["turn"] != self.turn_id] + [record]
-            self.dirty = False
+        if self.dirty and self.turn_id is not None and turn is not None:
+            self.queue(turn_record(self.turn_id, turn, self.model, self.last_reason))
         while self.unsaved:
             append_record(self.path, self.unsaved[0])
             self.unsaved.pop(0)
+
+    def queue(self, record: dict) -> None:
+        """A newer record of the same turn replaces a queued one: readers keep the last."""
+        self.unsaved = [r for r in self.unsaved if r["turn"] != record["turn"]] + [record]
+        self.dirty = False
+
+    def withdraw(self, prompt: str) -> None:
+        """The current turn was undone back into the prompt and replaced by the next: a
+        reopened session must not show it (the model no longer sees it). Raises
+        ``OSError`` as ``flush`` does."""
+        if self.turn_id is None:
+            return
+        self.queue({"version": FORMAT_VERSION, "turn": self.turn_id, "prompt": prompt,
+                    "withdrawn": True, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        self.flush(None)
 
 
 def rescue_unsaved(recorder: SessionRecorder) -> Path:
