@@ -37,18 +37,65 @@ def with_config(directory, **changes):
     return directory
 
 
-def capped(*args, cap: int = CAP) -> subprocess.CompletedProcess:
-    """``minigpt ARGS`` in a fresh interpreter whose address space is capped at what it
-    maps with torch imported + ``cap``, within SECONDS."""
-    code = ("import resource, sys\n"
-            "import torch\n"
-            "mapped = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0])\n"
-            f"cap = mapped * 1024 + {cap}\n"
-            "resource.setrlimit(resource.RLIMIT_AS, (cap, cap))\n"
-            "from minigpt.cli.main import main\n"
-            "sys.exit(main(sys.argv[1:]))")
-    return subprocess.run([sys.executable, "-c", code, *map(str, args), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=SECONDS)
+CAPPED = """
+import contextlib, io, json, resource, sys, traceback
+import torch
+mapped = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0])
+cap = mapped * 1024 + int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from minigpt.cli.main import main
+for line in sys.stdin:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(json.loads(line))
+        except BaseException:  # a crash is what the tests look for: reported, not hidden
+            code = 99
+            err.write(traceback.format_exc())
+    print(json.dumps({"code": code, "stderr": err.getvalue()}), flush=True)
+"""
+
+
+class CappedCLI:
+    """``minigpt ARGS`` in one fresh interpreter whose address space is capped at what it
+    maps with torch imported + ``cap``; each command within SECONDS (torch is imported
+    once for all the module's cases, not once a case)."""
+
+    def __init__(self, cap: int = CAP):
+        self.cap, self.process = cap, None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", CAPPED, str(self.cap)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True)
+
+    def __call__(self, *args) -> subprocess.CompletedProcess:
+        import select
+
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        self.process.stdin.write(json.dumps([*map(str, args), "--device", "cpu"]) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], SECONDS)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:  # past the time, or the process died (killed for memory?): fail
+            self.close()
+            raise AssertionError(f"no answer within {SECONDS} s to minigpt {args}")
+        result = json.loads(line)
+        return subprocess.CompletedProcess(args, result["code"], "", result["stderr"])
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture(scope="module")
+def capped():
+    cli = CappedCLI()
+    yield cli
+    cli.close()
 
 
 def refused(result, fragment, code=2):
@@ -71,13 +118,13 @@ CHAT = '[{"role": "user", "content": "hi"}]'
 # 1 -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("layers", [100_000, 1_000_000])
-def test_an_absurd_layer_count_is_refused_before_building(llama_dir, tmp_path, layers):
+def test_an_absurd_layer_count_is_refused_before_building(capped, llama_dir, tmp_path, layers):
     directory = with_config(copy(llama_dir, tmp_path), num_hidden_layers=layers)
     refused(capped("trace", directory, "--prompt", "the cat"),
             f"num_hidden_layers is {layers:,} but the tensors hold 2 layers")
 
 
-def test_a_gpt2_layer_count_is_checked_too(tmp_path):
+def test_a_gpt2_layer_count_is_checked_too(capped, tmp_path):
     directory = with_config(write_model(tmp_path / "gpt2", "gpt2"), n_layer=50_000)
     refused(capped("inspect", directory), "n_layer is 50,000 but the tensors hold 2 layers")
 
@@ -115,7 +162,7 @@ def test_token_text_is_never_rich_markup(tmp_path, capsys):
     ("merges.txt", "merges.txt: 400 MiB is over the 32 MiB a merges.txt may hold"),
     ("tokenizer.json", "MiB a tokenizer.json may hold"),
 ])
-def test_huge_tokenizer_files_are_refused_before_reading(tmp_path, name, fragment):
+def test_huge_tokenizer_files_are_refused_before_reading(capped, tmp_path, name, fragment):
     directory = write_model(tmp_path / "gpt2", "gpt2")
     if name == "merges.txt":  # the GPT-2 copies' two files instead of tokenizer.json
         (directory / "tokenizer.json").unlink()
@@ -125,7 +172,7 @@ def test_huge_tokenizer_files_are_refused_before_reading(tmp_path, name, fragmen
     refused(capped("trace", directory, "--prompt", "the cat"), fragment)
 
 
-def test_a_tokenizer_the_library_cannot_read_is_one_line(tmp_path):
+def test_a_tokenizer_the_library_cannot_read_is_one_line(capped, tmp_path):
     directory = write_model(tmp_path / "gpt2", "gpt2")
     (directory / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": 3}}')
     refused(capped("trace", directory, "--prompt", "the cat"), "not a readable tokenizer.json")
@@ -146,7 +193,7 @@ def test_a_tokenizer_the_library_cannot_read_is_one_line(tmp_path):
     ("{{ '%999999999s' % '' }}", "asks for a size too large"),
     ("{{ '{:>999999999}'.format('') }}", "asks for a size too large"),
 ], ids=["repeat", "filter", "loops", "macro", "doubling", "power", "percent", "format"])
-def test_templates_that_never_end_or_explode_are_refused(chatml_dir, tmp_path, template,
+def test_templates_that_never_end_or_explode_are_refused(capped, chatml_dir, tmp_path, template,
                                                         fragment):
     directory = copy(chatml_dir, tmp_path)
     (directory / "chat_template.jinja").write_text(template)
@@ -154,7 +201,7 @@ def test_templates_that_never_end_or_explode_are_refused(chatml_dir, tmp_path, t
                    "--max-new-tokens", 1), fragment)
 
 
-def test_a_huge_template_leaves_raw_text_and_says_why(chatml_dir, tmp_path):
+def test_a_huge_template_leaves_raw_text_and_says_why(capped, chatml_dir, tmp_path):
     directory = copy(chatml_dir, tmp_path)
     with open(directory / "chat_template.jinja", "ab") as f:
         f.truncate(200 << 20)
@@ -173,7 +220,7 @@ def test_a_huge_template_leaves_raw_text_and_says_why(chatml_dir, tmp_path):
      "100,000 messages, over the 10,000"),
     (json.dumps([{"role": "user", "content": "x" * 3_900_000}]), "the conversation renders to"),
 ], ids=["deep", "surrogate", "many", "huge"])  # short ids: pytest puts them in the environment
-def test_hostile_messages_are_one_line_quickly(chatml_dir, tmp_path, content, fragment):
+def test_hostile_messages_are_one_line_quickly(capped, chatml_dir, tmp_path, content, fragment):
     refused(capped("trace", chatml_dir, "--messages", messages_file(tmp_path, content),
                    "--max-new-tokens", 1), fragment)
 
@@ -192,7 +239,7 @@ def hub_cache(tmp_path, source, ref: bytes | None = None):
 @pytest.mark.parametrize("ref", [b"../../elsewhere", b"/etc", b"..", b"abc/../../x",
                                  b"a" * 300], ids=["up", "absolute", "dots", "inside-up",
                                                    "long"])
-def test_a_hub_revision_is_a_short_name_inside_snapshots(llama_dir, tmp_path, ref):
+def test_a_hub_revision_is_a_short_name_inside_snapshots(capped, llama_dir, tmp_path, ref):
     outside = copy(llama_dir, tmp_path, "elsewhere")
     assert outside.is_dir()
     refused(capped("inspect", hub_cache(tmp_path, llama_dir, ref)), "not a revision name")
@@ -202,10 +249,14 @@ def test_a_huge_refs_main_is_not_read_whole(llama_dir, tmp_path):
     root = hub_cache(tmp_path, llama_dir, b"")
     with open(root / "refs" / "main", "ab") as f:
         f.truncate(1536 << 20)
-    refused(capped("inspect", root, cap=256 << 20), "not a revision name")
+    small = CappedCLI(256 << 20)  # reading 1.5 GB whole would not fit
+    try:
+        refused(small("inspect", root), "not a revision name")
+    finally:
+        small.close()
 
 
-def test_a_snapshot_that_leads_outside_is_refused(llama_dir, tmp_path):
+def test_a_snapshot_that_leads_outside_is_refused(capped, llama_dir, tmp_path):
     root = hub_cache(tmp_path, llama_dir, b"abc123")
     (root / "snapshots" / "def456").symlink_to(copy(llama_dir, tmp_path, "elsewhere"))
     (root / "refs" / "main").write_text("def456")

@@ -80,4 +80,5 @@ async def test_a_browsed_step_of_a_later_turn_is_scrolled_into_view():
         await pilot.pause()
         turn = transcript.current
         y = turn.virtual_region.y + 3  # its prompt's line, then lines 0, 1, 2
-        assert transcript.scroll_y <= y < transcript.scroll_y + transcript.scrollable_content_region.height
+        rows = transcript.scrollable_content_region.height
+        assert transcript.scroll_y <= y < transcript.scroll_y + rows
