@@ -12,6 +12,30 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a backend can give (DESIGN.md §8): each view asks before it shows anything,
+    and says in one line what it cannot show, never a blank or an invented number. Our
+    decoders and transformers give everything; a server gives top-N candidates only."""
+
+    full_logits: bool = True  # the whole distribution: why, entropy, completions, KL
+    attention: bool = True  # attention rows of a step's pass
+    scoring: bool = True  # teacher-forced probabilities of a given text
+    top_n: int | None = None  # candidates a step can report (None: as many as asked)
+    own_sampler: bool = False  # the backend draws the tokens (the knobs pass through)
+
+    MISSING = {
+        "full_logits": "this view needs the whole distribution, which this model's backend "
+                       "does not give (top-N only)",
+        "attention": "attention needs an in-process model",
+        "scoring": "scoring needs a backend that gives a text's own probabilities",
+    }
+
+    def missing(self, what: str) -> str | None:
+        """Why ``what`` ("full_logits", "attention", "scoring") cannot be shown, or None."""
+        return None if getattr(self, what) else self.MISSING[what]
+
+
+@dataclass(frozen=True)
 class Candidate:
     id: int
     text: str  # display string: partial UTF-8 shown as ‹e5 86›

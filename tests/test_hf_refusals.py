@@ -33,8 +33,10 @@ def with_config(tmp_path, source, **changes):
 
 
 @pytest.mark.parametrize("changes, expected", [
-    ({"architectures": ["MistralForCausalLM"]}, "unsupported architecture MistralForCausalLM; "
-                                                "supported: GPT2LMHeadModel, LlamaForCausalLM"),
+    ({"architectures": ["FooForCausalLM"]}, "unsupported architecture FooForCausalLM: neither "
+                                            "built in (those are GPT2LMHeadModel, "
+                                            "LlamaForCausalLM"),
+    ({"architectures": ["BertModel"]}, "unsupported architecture BertModel"),
     ({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}, "rope scaling 'linear'"),
     ({"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope scaling 'dynamic'"),
     ({"hidden_act": "gelu"}, "activation 'gelu' is not supported"),
@@ -125,3 +127,11 @@ def test_a_lone_safetensors_file_asks_for_its_directory(capsys, tmp_path, llama_
     shutil.copy(llama_dir / "model.safetensors", lone)
     assert "a safetensors file holds weights only: pass the model directory" in \
         inspect_error(capsys, lone)
+
+
+def test_native_is_refused_for_an_architecture_without_a_decoder(capsys, tmp_path, llama_dir):
+    directory = with_config(tmp_path, llama_dir, architectures=["MistralForCausalLM"])
+    code = main(["inspect", str(directory), "--backend", "native"])
+    err = capsys.readouterr().err
+    assert code == 2 and "architecture MistralForCausalLM has no native decoder" in err
+    assert "--backend hf runs it through transformers" in err

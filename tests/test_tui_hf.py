@@ -55,3 +55,27 @@ def test_compare_two_directories_with_one_vocabulary(capsys, hf_pair):
                  "--json"])
     out, err = capsys.readouterr()
     assert code == 2 and "compare needs the same" in err and len(err.splitlines()) == 1
+
+
+async def test_views_a_backend_cannot_fill_say_so_in_one_line(make_tui):
+    """The backend seam: a view asks the model's capabilities first; what cannot be shown
+    (a server's top-N only, no attention) is one line, never a blank panel."""
+    from dataclasses import replace
+
+    from minigpt.steps import Capabilities
+
+    app = make_tui()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert app.info.capabilities == Capabilities()  # ours: everything
+        app.info = replace(app.info, capabilities=Capabilities(
+            full_logits=False, attention=False, scoring=False, top_n=5))
+        app.query_one("#candidates").focus()
+        for key, said, shown in (("a", "attention needs an in-process model", "attention_shown"),
+                                 ("w", "needs the whole distribution", "why_shown"),
+                                 ("c", "needs the whole distribution", "complete_shown")):
+            await pilot.press(key)
+            assert said in str(app.query_one("#status").render()) and not getattr(app, shown)
+        await pilot.press("f2")
+        assert "scoring needs" in str(app.query_one("#status").render())
+        assert app.screen is app.screen_stack[0]  # no score screen opened

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                    compare=args.compare, dtype=args.dtype, opening_note=note,
                    window=args.window, chat=args.chat, system=args.system,
                    compare_dtype=args.dtype_b, compare_device=args.device_b,
-                   slide=args.slide)
+                   slide=args.slide, backend=args.backend)
     app.older_unread = older
     app.run()
     if app.load_error:  # the model did not load: nothing to explore

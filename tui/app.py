@@ -103,9 +103,11 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
                  dtype: str = "float32", opening_note: str | None = None,
                  window: int | None = None, chat: bool | None = None,
                  system: str | None = None, compare_dtype: str | None = None,
-                 compare_device: str | None = None, slide: int | None = None):
+                 compare_device: str | None = None, slide: int | None = None,
+                 backend: str = "auto"):
         super().__init__()
         self.slide = slide  # --slide: past the window, tokens dropped at once
+        self.backend = backend  # --backend: a Hugging Face directory's native or hf
         self.compare_dtype, self.compare_device = compare_dtype, compare_device  # B's own
         self.chat_requested = chat  # --chat / --no-chat; None: chat when the model has a template
         self.system_message = system  # --system: the conversation's first message
@@ -227,6 +229,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         self.send(p.Open, path=self.checkpoint_path, device=self.device, dtype=self.dtype,
                   tokenizer=self.tokenizer, settings=self.settings, threads=self.threads,
                   compare=self.compare_path, window=self.window, slide=self.slide,
+                  backend=self.backend,
                   compare_dtype=self.compare_dtype, compare_device=self.compare_device)
 
     def on_resize(self, event) -> None:
@@ -403,8 +406,9 @@ def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              dtype: str = "float32", opening_note: str | None = None,
              window: int | None = None, chat: bool | None = None,
              system: str | None = None, compare_dtype: str | None = None,
-             compare_device: str | None = None, slide: int | None = None) -> MiniGPTApp:
+             compare_device: str | None = None, slide: int | None = None,
+             backend: str = "auto") -> MiniGPTApp:
     """One factory for the command line, the tests and the snapshots."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
                       skipped_lines, threads, compare, dtype, opening_note, window, chat,
-                      system, compare_dtype, compare_device, slide)
+                      system, compare_dtype, compare_device, slide, backend)

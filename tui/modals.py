@@ -63,6 +63,8 @@ class ModalsMixin:
         """Score the prompt's text, or the current turn's when the prompt is empty. In a
         conversation, that is its assistant messages, as ``minigpt score --messages``
         scores them (the whole rendered turn, system prompt and all, was scored here)."""
+        if self.cannot_show("scoring"):
+            return
         text = self.prompt_text()
         self.score_conversation = None
         if not text and self.turn.messages and self.chat_mode:

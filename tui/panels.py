@@ -115,8 +115,16 @@ class PanelsMixin:
             self.query_one(AttentionStrip).show_rows(self.step_title(message.step_index),
                                                      message.attention, message.error)
 
+    def cannot_show(self, what: str) -> bool:
+        """The model's backend cannot give ``what``: said in one line (True)."""
+        missing = self.info.capabilities.missing(what) if self.info else None
+        if missing:
+            self.set_status(missing)
+        return bool(missing)
+
     def action_toggle_attention(self) -> None:
-        self.attention_shown = not self.attention_shown
+        if self.attention_shown or not self.cannot_show("attention"):
+            self.attention_shown = not self.attention_shown
 
     def action_attention_head(self, delta: int) -> None:
         self.query_one(AttentionStrip).head_index += delta  # it wraps (heads, then the mean)
@@ -163,7 +171,9 @@ class PanelsMixin:
                                      settings=self.settings) or 0
 
     def action_toggle_complete(self) -> None:
-        self.complete_shown = not self.complete_shown
+        if self.complete_shown or not self.cannot_show("full_logits"):
+            self.complete_shown = not self.complete_shown
 
     def action_toggle_why(self) -> None:
-        self.why_shown = not self.why_shown
+        if self.why_shown or not self.cannot_show("full_logits"):
+            self.why_shown = not self.why_shown

@@ -148,6 +148,10 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=positive_int, default=None, metavar="N",
                    help="a Hugging Face model's KV-cache window (default: all its positions, "
                         "or as many as a quarter of the free memory holds)")
+    p.add_argument("--backend", default="auto", choices=("auto", "native", "hf"),
+                   help="a Hugging Face directory: our decoders (native: GPT-2, Llama, "
+                        "Qwen2) or transformers itself (hf: any causal LM it knows; "
+                        'pip install -e ".[hf]"); auto: native where we have it')
     p.add_argument("--slide", type=positive_int, default=None, metavar="N",
                    help="past the window, tokens dropped at once; the rest is re-encoded "
                         "once per N tokens (default: half the window for Hugging Face "

@@ -28,7 +28,7 @@ def load_from(path, args: argparse.Namespace, **options):
     from minigpt.models.checkpoint import load
 
     return load(path, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype,
-                window=args.window, slide=args.slide, **options)
+                window=args.window, slide=args.slide, backend=args.backend, **options)
 
 
 def load_other(path, args: argparse.Namespace):
@@ -36,7 +36,8 @@ def load_other(path, args: argparse.Namespace):
     from minigpt.models.checkpoint import load
 
     return load(path, device=args.device_b or args.device, tokenizer=args.tokenizer,
-                dtype=args.dtype_b or args.dtype, window=args.window, slide=args.slide)
+                dtype=args.dtype_b or args.dtype, window=args.window, slide=args.slide,
+                backend=args.backend)
 
 
 def no_template(loaded) -> str:

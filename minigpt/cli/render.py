@@ -154,6 +154,7 @@ def inspect_report(loaded) -> dict:
         "tokenizer": loaded.tokenizer.name,
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
+        "backend": loaded.backend,
         "window": loaded.context_length,
         "slide": loaded.slide,
         "tensors": [{"name": n, "shape": list(s), "dtype": d} for n, s, d in loaded.tensors],

@@ -25,6 +25,7 @@ class Decoder(Protocol):
     capture_attention: bool  # each pass also keeps the last row's attention weights
     last_attention: torch.Tensor | None  # [layers, heads, window] of the last pass
     notice: str  # why a faster path is off ("" while none is)
+    graphable: bool  # CUDA graphs can replay its steps (the native decoders' step_at)
 
     def reset(self) -> None:
         """Forget the cache: the next call recomputes its whole window."""
@@ -52,8 +53,13 @@ class EagerDecoder:
         self.last_attention: torch.Tensor | None = None
         self.notice = ""
 
+    graphable = True  # it has a fixed-shape ``step_at`` that CUDA graphs can replay
+
     def reset(self) -> None:
         self.forget()
+
+    def cache_device(self) -> torch.device:
+        return self.kv_cache.device
 
     def forget(self) -> None:
         """The cache holds nothing usable (a failed capture may have written to it)."""
@@ -79,7 +85,7 @@ class EagerDecoder:
         if not 1 <= n <= self.context_length:
             raise ValueError(f"window of {n} tokens; expected 1..{self.context_length}")
         start = min(common_prefix_length(self.cached_ids, window_ids), n - 1)
-        device = self.kv_cache.device
+        device = self.cache_device()
         self.cached_ids = list(window_ids[:start])
         while n - start > self.chunk:
             began = time.perf_counter()

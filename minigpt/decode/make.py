@@ -14,6 +14,6 @@ def make_decoder(model: torch.nn.Module) -> Decoder:
     """The fast inference path for a model class; on cuda, replayed as CUDA graphs."""
     fast = getattr(model, "make_decoder", None)
     decoder = fast() if fast is not None else BookDecoder(model)
-    if graphs_enabled(next(model.parameters()).device):
+    if decoder.graphable and graphs_enabled(next(model.parameters()).device):
         return GraphedDecoder(decoder)
     return decoder

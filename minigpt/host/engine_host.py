@@ -152,11 +152,11 @@ class Host:
             from minigpt.models.devices import batch_threads, decode_threads, use_threads
             from minigpt.engine.engine import Engine
 
-            key = (op.path, op.device, op.tokenizer, op.dtype, op.window, op.slide)
+            key = (op.path, op.device, op.tokenizer, op.dtype, op.window, op.slide, op.backend)
             if self.loaded is None or self.loaded[0] != key:
                 self.loaded = None  # free the old model before loading another
                 loaded = load(op.path, device=op.device, tokenizer=op.tokenizer, dtype=op.dtype,
-                              window=op.window, slide=op.slide,
+                              window=op.window, slide=op.slide, backend=op.backend,
                               progress=lambda stage: self.send(p.Loading(op.seq, stage)))
                 self.loaded = (key, loaded)
             loaded = self.loaded[1]
@@ -180,7 +180,7 @@ class Host:
 
         other = load(op.compare, device=op.compare_device or op.device,
                      tokenizer=op.tokenizer, dtype=op.compare_dtype or op.dtype,
-                     window=op.window, slide=op.slide,
+                     window=op.window, slide=op.slide, backend=op.backend,
                      progress=lambda stage: self.send(p.Loading(op.seq, f"B: {stage}")))
         check_comparable(loaded, other, str(loaded.path), str(other.path))
         self.engine.other = Other(other.model, "B", other.slide)
@@ -400,5 +400,6 @@ def model_info(loaded) -> p.ModelInfo:
     return p.ModelInfo(path=str(loaded.path), format=loaded.format,
                        parameters=loaded.num_parameters, device=str(loaded.device),
                        context_length=loaded.context_length, vocab_size=loaded.vocab_size,
-                       report=report, dtype=report["dtype"], chat=loaded.chat is not None)
+                       report=report, dtype=report["dtype"], chat=loaded.chat is not None,
+                       backend=loaded.backend)
 

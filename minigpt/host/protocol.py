@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from minigpt.settings import SamplingSettings
-from minigpt.steps import AttentionRows, Completion, Preview, Score, Step, Why
+from minigpt.steps import (AttentionRows, Capabilities, Completion, Preview, Score, Step,
+                           Why)
 
 PROTOCOL_VERSION = 2
 
@@ -44,6 +45,7 @@ class Open(Op):
     compare: str | None = None  # a second checkpoint (B), shown every token A chooses
     window: int | None = None  # a Hugging Face model's KV-cache window (--window)
     slide: int | None = None  # past the window, tokens dropped at once (--slide)
+    backend: str = "auto"  # a Hugging Face directory: native, hf (transformers) or auto
     compare_dtype: str | None = None  # B's precision and device (default: A's)
     compare_device: str | None = None
 
@@ -184,13 +186,16 @@ class ModelInfo:
     report: dict  # ``render.inspect_report``, every value JSON-able
     dtype: str = "float32"
     chat: bool = False  # the model has a chat template: the explorer opens in chat mode
+    backend: str = "native"  # "hf": transformers runs it
+    capabilities: Capabilities = field(default_factory=Capabilities)  # what views may show
 
     @property
     def where(self) -> str:
         """Device, and the weights' precision where it is not the usual float32 (short:
         the header must keep it at 60 columns)."""
         short = {"bfloat16": "bf16", "float16": "fp16"}.get(self.dtype)
-        return f"{self.device} · {short}" if short else self.device
+        where = f"{self.device} · {short}" if short else self.device
+        return f"{where} · hf" if self.backend == "hf" else where
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class LoadedModel:
     chat: object = None  # minigpt.text.chat.ChatTemplate of an instruct tune, or None
     chat_error: str = ""  # why the directory's chat template cannot be used
     slide: int = 1  # past the window, tokens that leave it at once (minigpt.engine.window)
+    backend: str = "native"  # "hf": transformers runs the model
 
     @property
     def hparams(self) -> HParams:
@@ -78,7 +79,8 @@ def _first_line(exc: BaseException) -> str:
 def load(path: str | os.PathLike, device: str = "auto",
          tokenizer: Tokenizer | str | None = None, progress=None,
          need_tokenizer: bool = True, dtype: str = "float32",
-         window: int | None = None, slide: int | None = None) -> LoadedModel:
+         window: int | None = None, slide: int | None = None,
+         backend: str = "auto") -> LoadedModel:
     """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu), its weights
     in ``dtype`` (float32, bfloat16, float16; the file's own precision does not matter).
 
@@ -89,14 +91,17 @@ def load(path: str | os.PathLike, device: str = "auto",
     positions, or as many as a quarter of the free memory holds).
     ``slide``: past the window, tokens that leave it at once (``--slide``; by default 1,
     the book's crop, for checkpoint files, and half the window for Hugging Face models,
-    whose cost per token then stays flat: ``minigpt.engine.window``)."""
+    whose cost per token then stays flat: ``minigpt.engine.window``).
+    ``backend``: for a Hugging Face directory, ``native`` (our decoders), ``hf``
+    (transformers runs it) or ``auto`` (native where we have it)."""
     progress = progress or (lambda stage: None)
     target, precision = resolve_device(device), resolve_dtype(dtype)
     try:
         directory = find_model_dir(Path(path))
         memory = Memory(kv_cache_budget(target, weights_estimate(directory, precision))
                         if directory is not None else None, precision.itemsize)
-        found = read_directory(directory, window, progress, memory) if directory is not None \
+        found = read_directory(directory, window, progress, memory, backend) \
+            if directory is not None \
             else read_file(Path(path), progress)
         size = found.hparams.context_length
         slide = check_slide(max(1, size // 2) if directory is not None else 1,
@@ -141,6 +146,7 @@ def load(path: str | os.PathLike, device: str = "auto",
         chat=found.chat,
         chat_error=found.chat_error,
         slide=slide,
+        backend=found.backend,
     )
 
 
@@ -177,9 +183,10 @@ def read_file(path: Path, progress) -> Layout:
     return detect_format(obj, path)
 
 
-def read_directory(directory: Path, window: int | None, progress, memory: Memory) -> Layout:
+def read_directory(directory: Path, window: int | None, progress, memory: Memory,
+                   backend: str = "auto") -> Layout:
     """A Hugging Face directory, as a ``Layout`` whose model is already built."""
-    hf = load_hf_model(directory, window, progress, memory)
+    hf = load_hf_model(directory, window, progress, memory, backend)
     return Layout(hf.format, hf.config, {}, lambda: hf.model, hf.notes, hf.tensors,
                   tokenizer="hf", hparams_of=hf.model.hparams, eos_ids=hf.eos_ids,
-                  chat=hf.chat, chat_error=hf.chat_error)
+                  chat=hf.chat, chat_error=hf.chat_error, backend=hf.backend)

@@ -33,6 +33,7 @@ class Layout:
     eos_ids: tuple[int, ...] = ()  # tokens that end a run
     chat: object = None  # a Hugging Face instruct tune's ChatTemplate
     chat_error: str = ""  # why its template cannot be used, where it has one
+    backend: str = "native"  # "hf": transformers builds and runs it
 
     @property
     def hparams(self) -> HParams:

@@ -80,14 +80,36 @@ def read_json(path: Path, what: str) -> dict:
     return read_json_object(path, what, CheckpointError, CONFIG_LIMIT)
 
 
+BACKENDS = ("auto", "native", "hf")
+
+
 def architecture(config: dict) -> str:
+    """The config's architecture class name ("" where it names none)."""
     names = config.get("architectures") or [MODEL_TYPES.get(config.get("model_type"), "")]
-    name = str(names[0]) if isinstance(names, list) and names else str(names)
-    if name not in SUPPORTED:
-        shown = name or f"model_type {config.get('model_type')!r}"
-        raise CheckpointError(f"unsupported architecture {shown}; supported: "
-                              + ", ".join(SUPPORTED))
-    return name
+    return str(names[0]) if isinstance(names, list) and names else str(names)
+
+
+def choose_backend(name: str, config: dict, backend: str) -> str:
+    """``native`` (our decoders: GPT-2, Llama, Qwen2) or ``hf`` (transformers itself):
+    ``auto`` is native where we have it, else transformers when it is installed."""
+    from minigpt.models.transformers_backend import INSTALL, transformers_module
+
+    if backend not in BACKENDS:
+        raise CheckpointError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    shown = name or f"model_type {config.get('model_type')!r}"
+    if backend == "native" or (backend == "auto" and name in SUPPORTED):
+        if name not in SUPPORTED:
+            raise CheckpointError(f"architecture {shown} has no native decoder (those are "
+                                  f"{', '.join(SUPPORTED)}): --backend hf runs it through "
+                                  "transformers")
+        return "native"
+    if transformers_module() is None:
+        raise CheckpointError(f"architecture {shown} opens through transformers, which is "
+                              f"not installed: {INSTALL}")
+    if not name.endswith("ForCausalLM") or not hasattr(transformers_module(), name):
+        raise CheckpointError(f"unsupported architecture {shown}: neither built in (those are "
+                              f"{', '.join(SUPPORTED)}) nor a causal LM transformers knows")
+    return "hf"
 
 
 @dataclass(frozen=True)
@@ -165,24 +187,30 @@ class HFModel:
     eos_ids: tuple[int, ...]
     chat: object = None  # minigpt.text.chat.ChatTemplate, for instruct tunes
     chat_error: str = ""  # why a template the directory has cannot be used
+    backend: str = "native"  # "hf": transformers runs it
 
 
 def load_hf_model(directory: Path, window: int | None = None, progress=None,
-                  memory: Memory = Memory()) -> HFModel:
+                  memory: Memory = Memory(), backend: str = "auto") -> HFModel:
     config = read_json(directory / "config.json", "config.json")
     name = architecture(config)
     progress = progress or (lambda stage: None)
-    if name == "GPT2LMHeadModel":
-        make, hp, notes = _gpt2(config, window, memory)
+    backend = choose_backend(name, config, backend)
+    if backend == "hf":
+        model, notes, tensors, fmt = _through_transformers(directory, config, name, window,
+                                                           memory, progress)
     else:
-        make, hp, notes = _llama(config, window, memory, qwen2=name == "Qwen2ForCausalLM")
-    progress("read")
-    weights, stored, files = read_weights(directory)
-    tensors = [(k, tuple(v.shape), stored[k]) for k, v in weights.items()]
-    progress("build")
-    model = make(weights)
-    kinds = sorted(set(stored.values()))
-    fmt = f"Hugging Face {name} ({files}, stored {'/'.join(kinds)})"
+        if name == "GPT2LMHeadModel":
+            make, hp, notes = _gpt2(config, window, memory)
+        else:
+            make, hp, notes = _llama(config, window, memory, qwen2=name == "Qwen2ForCausalLM")
+        progress("read")
+        weights, stored, files = read_weights(directory)
+        tensors = [(k, tuple(v.shape), stored[k]) for k, v in weights.items()]
+        progress("build")
+        model = make(weights)
+        kinds = sorted(set(stored.values()))
+        fmt = f"Hugging Face {name} ({files}, stored {'/'.join(kinds)})"
     chat_error = ""
     try:
         chat = find_chat_template(directory)
@@ -192,7 +220,40 @@ def load_hf_model(directory: Path, window: int | None = None, progress=None,
     if chat is not None:
         notes = [*notes, "chat template (the explorer opens in chat mode; --no-chat types raw text)"]
     return HFModel(model, config, fmt, notes, tensors, eos_ids(directory, config), chat,
-                   chat_error)
+                   chat_error, backend)
+
+
+def _through_transformers(directory: Path, config: dict, name: str, window: int | None,
+                          memory: Memory, progress):
+    """The ``hf`` backend: transformers builds and runs the model. The config's sizes are
+    checked against the files first (a layer count the tensors do not hold would build
+    for minutes), and the window is chosen as for the native models."""
+    from minigpt.models.hf_weights import weight_names
+    from minigpt.models.transformers_backend import load_with_transformers
+
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    layers = _int(text, "num_hidden_layers", text.get("n_layer"))
+    heads = _int(text, "num_attention_heads", text.get("n_head"))
+    kv = _int(text, "num_key_value_heads", heads)
+    head_dim = text.get("head_dim") or _int(text, "hidden_size", text.get("n_embd")) // heads
+    if not isinstance(head_dim, int) or head_dim < 1:
+        raise CheckpointError(f"config.json: head_dim must be a positive integer, got "
+                              f"{head_dim!r}")
+    limit = _int(text, "max_position_embeddings", text.get("n_positions", 2048))
+    size, notes = window_of(limit, window, layers * 2 * kv * head_dim, memory)
+    progress("read")
+    names = weight_names(directory)
+    if names is not None:
+        check_layer_count(dict.fromkeys(names), r"(?:.*\.)?(?:layers|h|blocks)\.(\d+)\.",
+                          layers, "num_hidden_layers")
+    progress("build")
+    model = load_with_transformers(directory, config, size, torch.float32)
+    tensors = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch."))
+               for k, v in model.inner.state_dict().items()]
+    import transformers
+
+    fmt = f"Hugging Face {name} via transformers {transformers.__version__}"
+    return model, [*notes, "backend hf: transformers runs it (eager attention)"], tensors, fmt
 
 
 def eos_ids(directory: Path, config: dict) -> tuple[int, ...]:

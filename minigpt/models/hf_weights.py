@@ -36,6 +36,27 @@ def read_weights(directory: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
                           "pytorch_model.bin beside config.json")
 
 
+def weight_names(directory: Path) -> list[str] | None:
+    """The tensor names a directory's safetensors files hold, read from their headers
+    (nothing loaded); None for a pytorch_model.bin, which has no header to read."""
+    from safetensors import safe_open
+
+    single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
+    paths = [single] if single.is_file() else \
+        shard_files(directory, index) if index.is_file() else []
+    if not paths:
+        return None
+    names = []
+    for path in paths:
+        check_header(path)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                names.extend(f.keys())
+        except Exception as exc:  # SafetensorError and friends: the file is damaged
+            raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+    return names
+
+
 def shard_files(directory: Path, index: Path) -> list[Path]:
     try:
         if index.stat().st_size > INDEX_LIMIT:
