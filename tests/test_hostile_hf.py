@@ -345,3 +345,71 @@ def test_a_long_chat_drops_its_earliest_turns_at_a_user_message():
     with pytest.raises(PromptError, match="the system message and the last user message"):
         fit_conversation([messages[0], {"role": "user", "content": long * 4}], render, 16,
                          drop=True)
+
+
+# GGUF files ------------------------------------------------------------------------
+
+def gguf_bytes(entries: list[tuple[str, int, bytes]], tensors: int = 0, entry_count=None,
+               infos: bytes = b"") -> bytes:
+    """A GGUF v3 header: ``entries`` as (key, value type, value bytes), then ``infos``."""
+    import struct
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, tensors, len(entries) if entry_count is None
+                                else entry_count)
+    for key, kind, value in entries:
+        out += struct.pack("<Q", len(key)) + key.encode() + struct.pack("<I", kind) + value
+    return out + infos
+
+
+def gguf_string(text: str) -> bytes:
+    import struct
+
+    return struct.pack("<Q", len(text.encode())) + text.encode()
+
+
+def tensor_info(name: str, dims: tuple[int, ...], kind: int, offset: int) -> bytes:
+    import struct
+
+    return gguf_string(name) + struct.pack("<I", len(dims)) + \
+        b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", kind, offset)
+
+
+ARCH = ("general.architecture", 8, gguf_string("llama"))
+
+
+def hostile_ggufs() -> dict[str, tuple[bytes, str]]:
+    import struct
+
+    return {
+        "tensor count": (gguf_bytes([ARCH], tensors=1 << 40), "more than the file can hold"),
+        "entry count": (gguf_bytes([ARCH], entry_count=1 << 40), "more than the file can hold"),
+        "string past the file": (gguf_bytes([("general.name", 8, struct.pack("<Q", 1 << 40))]),
+                                 "a GGUF metadata string claims"),
+        "array count": (gguf_bytes([("tokenizer.ggml.tokens", 9,
+                                     struct.pack("<IQ", 8, 1 << 35))]),
+                        "a GGUF metadata array claims"),
+        "metadata type": (gguf_bytes([("x", 77, b"")]), "unknown GGUF metadata type 77"),
+        "quant type": (gguf_bytes([ARCH], tensors=1, infos=tensor_info("token_embd.weight",
+                                                                        (4, 4), 999, 0)),
+                       "not a readable GGUF file"),
+        "offset past the file": (gguf_bytes([ARCH], tensors=1, infos=tensor_info(
+            "token_embd.weight", (4, 4), 0, 1 << 40)), "not a readable GGUF file"),
+        "version": (b"GGUF" + struct.pack("<IQQ", 99, 0, 0), "GGUF version 99"),
+    }
+
+
+@pytest.mark.parametrize("case", list(hostile_ggufs()))
+def test_a_hostile_gguf_is_one_line_in_bounded_memory(capped, tmp_path, case):
+    content, fragment = hostile_ggufs()[case]
+    path = tmp_path / "hostile.gguf"
+    path.write_bytes(content + bytes(64))
+    refused(capped("inspect", path), fragment)
+
+
+def test_a_truncated_gguf_is_one_line(capped, tmp_path):
+    from gguf_models import write_gguf
+
+    path = write_gguf(tmp_path / "whole.gguf", "llama", "Q8_0")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    refused(capped("inspect", cut), "cut.gguf")

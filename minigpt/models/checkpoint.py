@@ -18,6 +18,7 @@ from minigpt.models.hparams import HParams
 from minigpt.errors import CheckpointError, MiniGPTError, SettingsError, TokenizerError, clip
 from minigpt.settings import check_slide
 from minigpt.models.formats import Layout, detect_format
+from minigpt.models.gguf import is_gguf, load_gguf
 from minigpt.models.hf import Memory, find_model_dir, load_hf_model
 from minigpt.models.safe_load import check_torch_version, read_checkpoint  # noqa: F401 (public)
 from minigpt.text.tokenizer import Tokenizer
@@ -98,14 +99,22 @@ def load(path: str | os.PathLike, device: str = "auto",
     target, precision = resolve_device(device), resolve_dtype(dtype)
     try:
         directory = find_model_dir(Path(path))
-        memory = Memory(kv_cache_budget(target, weights_estimate(directory, precision))
-                        if directory is not None else None, precision.itemsize)
-        found = read_directory(directory, window, progress, memory, backend) \
-            if directory is not None \
-            else read_file(Path(path), progress)
+        gguf = directory is None and is_gguf(Path(path))
+        weights = weights_estimate(directory, precision) if directory is not None else \
+            Path(path).stat().st_size * 8 if gguf else 0  # a 4-bit file's float32: about 8×
+        memory = Memory(kv_cache_budget(target, weights) if directory is not None or gguf
+                        else None, precision.itemsize)
+        if gguf:
+            found = read_gguf_file(Path(path), window, progress, memory, backend, precision)
+        elif directory is not None:
+            found = read_directory(directory, window, progress, memory, backend)
+        else:
+            found = read_file(Path(path), progress)
         size = found.hparams.context_length
-        slide = check_slide(max(1, size // 2) if directory is not None else 1,
+        slide = check_slide(max(1, size // 2) if directory is not None or gguf else 1,
                             size) if slide is None else check_slide(slide, size)
+        if tokenizer is None and found.ready_tokenizer is not None:
+            tokenizer = found.ready_tokenizer  # a GGUF file's own
         if tokenizer is None or isinstance(tokenizer, str):
             try:
                 tokenizer = resolve_tokenizer(tokenizer, found.tokenizer,
@@ -181,6 +190,17 @@ def read_file(path: Path, progress) -> Layout:
     obj = read_checkpoint(path)
     progress("build")
     return detect_format(obj, path)
+
+
+def read_gguf_file(path: Path, window: int | None, progress, memory: Memory, backend: str,
+                   precision: torch.dtype) -> Layout:
+    """A GGUF file, as a ``Layout`` whose model is already built and which brings its own
+    tokenizer (from the file's metadata)."""
+    hf, tokenizer = load_gguf(path, window, progress, memory, backend, precision)
+    return Layout(hf.format, hf.config, {}, lambda: hf.model, hf.notes, hf.tensors,
+                  tokenizer="hf", hparams_of=hf.model.hparams, eos_ids=hf.eos_ids,
+                  chat=hf.chat, chat_error=hf.chat_error, backend=hf.backend,
+                  ready_tokenizer=tokenizer)
 
 
 def read_directory(directory: Path, window: int | None, progress, memory: Memory,

@@ -34,6 +34,7 @@ class Layout:
     chat: object = None  # a Hugging Face instruct tune's ChatTemplate
     chat_error: str = ""  # why its template cannot be used, where it has one
     backend: str = "native"  # "hf": transformers builds and runs it
+    ready_tokenizer: object = None  # a GGUF file's own tokenizer, read with the file
 
     @property
     def hparams(self) -> HParams:
