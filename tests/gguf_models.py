@@ -18,7 +18,9 @@ LAYER = {"input_layernorm.weight": "attn_norm.weight",
          "self_attn.k_proj.weight": "attn_k.weight", "self_attn.k_proj.bias": "attn_k.bias",
          "self_attn.v_proj.weight": "attn_v.weight", "self_attn.v_proj.bias": "attn_v.bias",
          "self_attn.o_proj.weight": "attn_output.weight", "mlp.gate_proj.weight": "ffn_gate.weight",
-         "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
+         "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight",
+         "self_attn.q_norm.weight": "attn_q_norm.weight",  # Qwen3's per-head norms
+         "self_attn.k_norm.weight": "attn_k_norm.weight"}
 TOP = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
        "lm_head.weight": "output.weight"}
 # Types the gguf package can write from floats; the K-quants it only reads: their blocks
@@ -42,7 +44,7 @@ def permute(weights: np.ndarray, heads: int) -> np.ndarray:
 
 def write_gguf(path: Path, kind: str = "llama", quant: str = "F32", hidden: int = 256,
                window: int = 16, seed: int = 2) -> Path:
-    """A tiny ``kind`` ("llama" or "qwen2") GGUF whose big matrices are in ``quant``
+    """A tiny ``kind`` ("llama", "qwen2", or "qwen3": no native decoder) GGUF whose big matrices are in ``quant``
     (hidden 256 by default: a K-quant block is 256 numbers wide)."""
     import gguf
     import transformers as t
@@ -57,8 +59,11 @@ def write_gguf(path: Path, kind: str = "llama", quant: str = "F32", hidden: int 
     if kind == "llama":
         model = t.LlamaForCausalLM(t.LlamaConfig(**common, num_key_value_heads=2,
                                                  tie_word_embeddings=False, rope_theta=500.0))
-    else:
+    elif kind == "qwen2":
         model = t.Qwen2ForCausalLM(t.Qwen2Config(**common, num_key_value_heads=1,
+                                                 tie_word_embeddings=True))
+    else:
+        model = t.Qwen3ForCausalLM(t.Qwen3Config(**common, num_key_value_heads=2, head_dim=128,
                                                  tie_word_embeddings=True))
     reinit(model, seed)
     config = model.config
@@ -70,6 +75,9 @@ def write_gguf(path: Path, kind: str = "llama", quant: str = "F32", hidden: int 
     writer.add_block_count(2)
     writer.add_head_count(4)
     writer.add_head_count_kv(config.num_key_value_heads)
+    head_dim = getattr(config, "head_dim", None) or hidden // 4  # Qwen3's: 128, as real ones
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_freq_base(float(getattr(config, "rope_theta", None)
                                     or config.rope_parameters["rope_theta"]))

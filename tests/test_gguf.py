@@ -34,7 +34,8 @@ def probs_of(model, window):
 
 
 @pytest.mark.parametrize("kind, quant", [*(("llama", q) for q in WRITABLE + K_QUANTS),
-                                         ("qwen2", "Q8_0"), ("qwen2", "Q4_K")])
+                                         ("qwen2", "Q8_0"), ("qwen2", "Q4_K"),
+                                         ("qwen3", "Q8_0")])  # through transformers
 def test_a_tiny_gguf_traces_as_transformers_loads_it(capsys, tmp_path, kind, quant):
     path = write_gguf(tmp_path / f"{kind}-{quant}.gguf", kind, quant)
     code, out, err = run_cli(capsys, "trace", path, "--prompt", PROMPT, "--json",
@@ -147,3 +148,17 @@ async def test_the_explorer_opens_a_gguf_in_chat_mode(tmp_path, engine_client, m
         await settle(app, pilot)
         assert app.turn.messages == ({"role": "user", "content": "hi there"},)
         assert len(app.history) == 3 and "user › hi there" in screen_text(app)
+
+
+def test_a_gguf_scores_as_transformers_loads_it(capsys, tmp_path):
+    path = write_gguf(tmp_path / "m.gguf", "qwen2", "Q5_0")
+    text = "the cat sat on the mat, 天然水 hello there the end"
+    code, out, err = run_cli(capsys, "score", path, "--text", text, "--exact", "--json",
+                             "--slide", 1)
+    assert code == 0, err
+    model, tokenizer = transformers_gguf(path)
+    ids = tokenizer(text)["input_ids"]
+    import math
+    for token in json.loads(out)["tokens"]:
+        expected = probs_of(model, ids[:token["index"]][-WINDOW:])[token["id"]].item()
+        assert math.exp(token["log_prob"]) == pytest.approx(expected, abs=1e-5)

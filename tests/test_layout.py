@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("text", "models", "decode", "engine", "host", "cli")
+PACKAGES = ("text", "models", "decode", "engine", "backends", "host", "cli")
 TORCH_FREE = ("minigpt", "minigpt.errors", "minigpt.settings", "minigpt.steps", "minigpt.paths",
               "minigpt.branches", "minigpt.text", "minigpt.text.tokenizer", "minigpt.host",
               "minigpt.host.protocol", "minigpt.host.session", "minigpt.host.engine_host",

@@ -159,7 +159,7 @@ def test_chat_templates_work_as_on_native_models(capsys, dirs, tmp_path):
 
 
 def test_without_transformers_it_says_what_to_install(capsys, dirs, monkeypatch):
-    import minigpt.models.transformers_backend as backend
+    import minigpt.backends.hf as backend
 
     monkeypatch.setattr(backend, "transformers_module", lambda: None)
     code, out, err = run_cli(capsys, "inspect", dirs["qwen3"])

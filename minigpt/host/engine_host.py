@@ -401,5 +401,5 @@ def model_info(loaded) -> p.ModelInfo:
                        parameters=loaded.num_parameters, device=str(loaded.device),
                        context_length=loaded.context_length, vocab_size=loaded.vocab_size,
                        report=report, dtype=report["dtype"], chat=loaded.chat is not None,
-                       backend=loaded.backend)
+                       backend=loaded.backend, capabilities=loaded.capabilities)
 

@@ -48,6 +48,14 @@ class LoadedModel:
         return self.model.hparams
 
     @property
+    def capabilities(self):
+        """What this model's backend can give the views (``minigpt.steps.Capabilities``):
+        everything, for our decoders and transformers alike."""
+        from minigpt.steps import Capabilities
+
+        return Capabilities()
+
+    @property
     def vocab_size(self) -> int:
         return self.hparams.vocab_size
 

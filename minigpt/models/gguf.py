@@ -15,6 +15,8 @@ file before the reader builds anything.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import mmap
 import struct
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 from minigpt.errors import CheckpointError
-from minigpt.models.transformers_backend import INSTALL, transformers_module
+from minigpt.backends.hf import INSTALL, transformers_module
 
 MAGIC = b"GGUF"
 NATIVE = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
@@ -46,7 +48,11 @@ SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 
 
 def is_gguf(path: Path) -> bool:
+    """Only a regular file is opened: opening a FIFO would wait for a writer forever (the
+    loader's own checks then say "not a regular file")."""
     try:
+        if not path.is_file():
+            return False
         with open(path, "rb") as f:
             return f.read(4) == MAGIC
     except OSError:
@@ -298,7 +304,7 @@ def load_gguf(path: Path, window: int | None, progress, memory, backend: str,
 
 def _gguf_through_transformers(path, reader, arch, window, memory, progress, dtype):
     from minigpt.models.hf import window_of
-    from minigpt.models.transformers_backend import TransformersModel
+    from minigpt.backends.hf import TransformersModel
 
     transformers = transformers_module()
     if transformers is None:
@@ -319,7 +325,8 @@ def _gguf_through_transformers(path, reader, arch, window, memory, progress, dty
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     try:
-        with warnings.catch_warnings():
+        # Its GGUF loader draws a tqdm bar of its own on stderr (not transformers' switch).
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             inner = transformers.AutoModelForCausalLM.from_pretrained(
                 str(path.parent), gguf_file=path.name, dtype=dtype,
@@ -332,5 +339,5 @@ def _gguf_through_transformers(path, reader, arch, window, memory, progress, dty
     model = TransformersModel(inner, size)
     tensors = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch."))
                for k, v in inner.state_dict().items()]
-    config = inner.config.to_dict()
+    config = inner.config.to_diff_dict()  # what this file sets, not every default
     return model, config, [*notes, "backend hf: transformers runs it (eager attention)"], tensors

@@ -92,7 +92,7 @@ def architecture(config: dict) -> str:
 def choose_backend(name: str, config: dict, backend: str) -> str:
     """``native`` (our decoders: GPT-2, Llama, Qwen2) or ``hf`` (transformers itself):
     ``auto`` is native where we have it, else transformers when it is installed."""
-    from minigpt.models.transformers_backend import INSTALL, transformers_module
+    from minigpt.backends.hf import INSTALL, transformers_module
 
     if backend not in BACKENDS:
         raise CheckpointError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -229,7 +229,7 @@ def _through_transformers(directory: Path, config: dict, name: str, window: int 
     checked against the files first (a layer count the tensors do not hold would build
     for minutes), and the window is chosen as for the native models."""
     from minigpt.models.hf_weights import weight_names
-    from minigpt.models.transformers_backend import load_with_transformers
+    from minigpt.backends.hf import load_with_transformers
 
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     layers = _int(text, "num_hidden_layers", text.get("n_layer"))
