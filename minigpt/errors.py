@@ -4,6 +4,8 @@
 class MiniGPTError(Exception):
     """A user mistake or a bad file: shown as one line, never as a traceback."""
 
+    exit_code = 2  # the CLI's status: 2 for what the user gave, 1 for a fault elsewhere
+
 
 class CheckpointError(MiniGPTError):
     """The checkpoint file is missing, damaged, unsafe or of an unknown layout."""

@@ -142,6 +142,11 @@ class ScoredToken:
     rank: int  # 1 = the model's top choice
     context: int  # tokens the prediction conditioned on
     piece: bytes = b""  # the token's bytes, for text streamed back into characters
+    rank_above: int | None = None  # a server's top-N missed it: its rank is past this
+
+    @property
+    def rank_text(self) -> str:
+        return f">{self.rank_above}" if self.rank_above is not None else str(self.rank)
 
     @property
     def prob(self) -> float:

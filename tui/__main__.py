@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         settings = settings_from(args)
+        if args.server is not None and args.ckpt:
+            raise MiniGPTError(f"both a checkpoint ({args.ckpt}) and --server: give one")
+        if args.server is not None:
+            from minigpt.backends.http import check_url
+
+            check_url(args.server)  # a mistyped address: said before the screen opens
         session = args.session or new_session_path()
         if args.session is None:
             session.parent.mkdir(parents=True, exist_ok=True)
@@ -92,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     paste.install()
     terminal.remember_modes()
 
-    path, note = args.ckpt, None
-    if path is None:
+    path, note, served = args.ckpt, None, None
+    if args.server is not None:
+        from minigpt.cli.models import served_options
+
+        path, served = args.server, served_options(args)
+    elif path is None:
         path = default_checkpoint()
         note = unshipped_default_note(path)
         if note:  # the header names it in full: not the shipped model
@@ -103,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                    compare=args.compare, dtype=args.dtype, opening_note=note,
                    window=args.window, chat=args.chat, system=args.system,
                    compare_dtype=args.dtype_b, compare_device=args.device_b,
-                   slide=args.slide, backend=args.backend)
+                   slide=args.slide, backend=args.backend, served=served)
     app.older_unread = older
     app.run()
     if app.load_error:  # the model did not load: nothing to explore

@@ -104,8 +104,9 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
                  window: int | None = None, chat: bool | None = None,
                  system: str | None = None, compare_dtype: str | None = None,
                  compare_device: str | None = None, slide: int | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", served: dict | None = None):
         super().__init__()
+        self.served = served  # a server's address: its --api, --model and timeouts
         self.slide = slide  # --slide: past the window, tokens dropped at once
         self.backend = backend  # --backend: a Hugging Face directory's native or hf
         self.compare_dtype, self.compare_device = compare_dtype, compare_device  # B's own
@@ -121,7 +122,8 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         self.skipped_lines = skipped_lines  # unreadable lines of the reopened session
         self.checkpoint = str(checkpoint)  # as the user wrote it, for the header
         # Absolute for the engine process, which may run in another directory (tests).
-        self.checkpoint_path = os.path.abspath(checkpoint)
+        self.checkpoint_path = self.checkpoint if served is not None else \
+            os.path.abspath(checkpoint)
         self.device, self.tokenizer, self.dtype = device, tokenizer, dtype
         self.owns_client = client is None
         self.client = client or EngineClient()
@@ -229,7 +231,7 @@ class MiniGPTApp(RepliesMixin, ResumeMixin, ChatMixin, PanelsMixin, SteppingMixi
         self.send(p.Open, path=self.checkpoint_path, device=self.device, dtype=self.dtype,
                   tokenizer=self.tokenizer, settings=self.settings, threads=self.threads,
                   compare=self.compare_path, window=self.window, slide=self.slide,
-                  backend=self.backend,
+                  backend=self.backend, served=self.served,
                   compare_dtype=self.compare_dtype, compare_device=self.compare_device)
 
     def on_resize(self, event) -> None:
@@ -407,8 +409,9 @@ def make_app(checkpoint: str | Path, settings: SamplingSettings | None = None,
              window: int | None = None, chat: bool | None = None,
              system: str | None = None, compare_dtype: str | None = None,
              compare_device: str | None = None, slide: int | None = None,
-             backend: str = "auto") -> MiniGPTApp:
-    """One factory for the command line, the tests and the snapshots."""
+             backend: str = "auto", served: dict | None = None) -> MiniGPTApp:
+    """One factory for the command line, the tests and the snapshots (``served``: the
+    checkpoint is a server's address; its --api, --model and timeouts)."""
     return MiniGPTApp(checkpoint, settings, session_path, resumed, device, tokenizer, client,
                       skipped_lines, threads, compare, dtype, opening_note, window, chat,
-                      system, compare_dtype, compare_device, slide, backend)
+                      system, compare_dtype, compare_device, slide, backend, served)

@@ -43,4 +43,6 @@ class HeaderMixin:
             return f"minigpt-tui · {checkpoint} · loading model … ({self.loading_stage})"
         if self.compare:
             return self.compare_header(info)
+        if info.backend == "served":  # the server names its model and file type
+            return f"minigpt-tui · {printable(info.where)}"
         return f"minigpt-tui · {checkpoint} · {human_count(info.parameters)} params · {info.where}"

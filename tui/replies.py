@@ -82,7 +82,9 @@ class RepliesMixin:
         refused_chat = self.check_chat_request()
         if self.restoring:
             self.restoring = False
-            self.set_status("engine restarted · the turn is back where it was")
+            served = self.info is not None and self.info.backend == "served"
+            self.set_status("the server answers · the turn goes on from its ids" if served
+                            else "engine restarted · the turn is back where it was")
         elif self.skipped_lines:
             lines = "line" if self.skipped_lines == 1 else "lines"
             self.show_error(f"{self.skipped_lines} unreadable {lines} of the session file "
@@ -169,6 +171,9 @@ class RepliesMixin:
         """A long prompt, or the window after a slide, being encoded: counted, stoppable."""
         if reply.seq < self.last_engine_seq:
             return
+        if self.info is not None and self.info.backend == "served":  # it reports no count
+            self.set_status(f"the server is encoding {reply.total:,} tokens · esc stops")
+            return
         if reply.seq == self.replay_seq:  # a reopened turn: it runs to its end
             self.set_status(f"reopening the last turn: encoding {reply.done:,} / "
                             f"{reply.total:,} tokens")
@@ -252,7 +257,9 @@ class RepliesMixin:
         if reply.reason == "error":
             return  # the error stays on the status line
         if reply.reason == "restored":  # (its prefill said "re-encoding" meanwhile)
-            self.set_status("engine restarted · the turn is back where it was")
+            served = self.info is not None and self.info.backend == "served"
+            self.set_status("the server answers · the turn goes on from its ids" if served
+                            else "engine restarted · the turn is back where it was")
             return
         if reply.reason == "resumed":
             self.got_replayed(reply)
@@ -284,7 +291,10 @@ class RepliesMixin:
         return settings
 
     def got_run_failed(self, reply: p.RunFailed) -> None:
-        self.show_error(reply.message)
+        # The server went away or failed: the turn is kept, r goes on from its ids.
+        fault = self.info is not None and self.info.backend == "served" and \
+            self.checkpoint in reply.message
+        self.show_error(f"{reply.message} — r resumes" if fault else reply.message)
 
     def remember_turn(self, reason: str | None = None, after_op: bool = False) -> None:
         """Save the turn to the session file (after an op, or on the way out). A failed

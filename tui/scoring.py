@@ -134,4 +134,4 @@ class ScoreScreen(ModalScreen):
             style = "dim" if t.rank > 5 else ""
             table.add_row(*(Text(cell, style=style, no_wrap=True, overflow="ellipsis") for cell in
                             (str(t.index), repr(t.text), str(t.id), f"{t.prob:.4f}",
-                             str(t.rank), f"{t.surprisal_bits:.2f}")))
+                             t.rank_text, f"{t.surprisal_bits:.2f}")))

@@ -100,12 +100,18 @@ class WaitingMixin:
             self.unresponsive, self.engine_state = False, "stopped"
             self.last_done = self.client.seq  # nothing queued will be answered
             self.running = False
-        if self.engine_state not in ("stopped", "failed"):
+        served = self.info is not None and self.info.backend == "served"
+        if served and self.engine_state == "ready" and not self.running:
+            # A server that went away and came back: the turn goes on from its ids (the
+            # engine holds them; the server's cache fills again with the next step).
+            self.set_status("resuming the turn on the server …")
+        elif self.engine_state not in ("stopped", "failed"):
             self.set_status("the engine is running (r restarts it only after it stopped)")
             return
-        self.client.start()
-        self.open_model()
-        self.set_status("restarting the engine …")
+        else:
+            self.client.start()
+            self.open_model()
+            self.set_status("restarting the engine …")
         if self.turn.prompt:
             self.restoring = True
             self.last_engine_seq = self.send(p.Restore, prompt=self.turn.prompt,

@@ -100,6 +100,13 @@ def finite_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
+    return value
+
+
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     d = SamplingSettings()
     p.add_argument("--max-new-tokens", type=positive_int, default=d.max_new_tokens, metavar="N",
@@ -152,10 +159,26 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
                    help="a Hugging Face directory: our decoders (native: GPT-2, Llama, "
                         "Qwen2) or transformers itself (hf: any causal LM it knows; "
                         'pip install -e ".[hf]"); auto: native where we have it')
+    add_server_options(p)
     p.add_argument("--slide", type=positive_int, default=None, metavar="N",
                    help="past the window, tokens dropped at once; the rest is re-encoded "
                         "once per N tokens (default: half the window for Hugging Face "
                         "models; 1, the book's crop at every token, for checkpoints)")
+
+
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    """A model an inference server holds (llama-server, vLLM, SGLang)."""
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="step through the model a server holds (http://HOST:PORT): "
+                        "llama-server, vLLM or SGLang")
+    p.add_argument("--api", default=None, choices=("llama", "vllm", "sglang"),
+                   help="the server's kind (default: asked)")
+    p.add_argument("--model", default=None, metavar="NAME",
+                   help="which model, where the server holds several")
+    p.add_argument("--connect-timeout", type=positive_float, default=None, metavar="S",
+                   help="seconds to wait for the server to take a connection (default 5)")
+    p.add_argument("--read-timeout", type=positive_float, default=None, metavar="S",
+                   help="seconds to wait for a reply (default 120)")
 
 
 def add_other_model_options(p: argparse.ArgumentParser) -> None:
@@ -324,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except MiniGPTError as exc:
         print(f"minigpt: error: {printable(str(exc))}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("minigpt: interrupted", file=sys.stderr)
         return 130

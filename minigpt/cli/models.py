@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from minigpt.errors import SettingsError
 from minigpt.paths import default_checkpoint, unshipped_default_note
 from minigpt.text.tokenizer import printable
 
@@ -14,6 +15,14 @@ from minigpt.text.tokenizer import printable
 def checkpoint_of(args: argparse.Namespace) -> Path:
     """The checkpoint argument, or the default; a default that is not the shipped model
     is named on stderr (a quick ``train`` elsewhere must not pass for it)."""
+    server = getattr(args, "server", None)
+    if server is not None:
+        if args.ckpt:
+            raise SettingsError(f"both a checkpoint ({printable(args.ckpt)}) and --server: "
+                                "give one")
+        from minigpt.backends.http import check_url
+
+        return check_url(server)  # an address: never a Path (it would fold the //)
     if args.ckpt:
         return Path(args.ckpt)
     path = default_checkpoint()
@@ -28,7 +37,17 @@ def load_from(path, args: argparse.Namespace, **options):
     from minigpt.models.checkpoint import load
 
     return load(path, device=args.device, tokenizer=args.tokenizer, dtype=args.dtype,
-                window=args.window, slide=args.slide, backend=args.backend, **options)
+                window=args.window, slide=args.slide, backend=args.backend,
+                served=served_options(args), **options)
+
+
+def served_options(args: argparse.Namespace) -> dict:
+    """--api, --model and the timeouts, for a model a server holds."""
+    from minigpt.backends.http import Timeouts
+
+    return {"api": getattr(args, "api", None), "model": getattr(args, "model", None),
+            "timeouts": Timeouts(getattr(args, "connect_timeout", None) or Timeouts.connect,
+                                 getattr(args, "read_timeout", None) or Timeouts.read)}
 
 
 def load_other(path, args: argparse.Namespace):

@@ -153,7 +153,9 @@ def inspect_report(loaded) -> dict:
         "parameters": loaded.num_parameters,
         "tokenizer": loaded.tokenizer.name,
         "device": str(loaded.device),
-        "dtype": str(loaded.dtype).removeprefix("torch."),
+        # A server's weights are as the server holds them (its file type is in format).
+        "dtype": "served" if loaded.backend == "served" else
+                 str(loaded.dtype).removeprefix("torch."),
         "backend": loaded.backend,
         "window": loaded.context_length,
         "slide": loaded.slide,
@@ -175,7 +177,8 @@ def inspect_renderables(report: dict) -> list:
     for t in report["tensors"]:
         tensors.add_row(Text(printable(t["name"])), Text(str(t["shape"])), Text(t["dtype"]))
     dtype = report.get("dtype", "float32")  # loaded as (--dtype), not as stored
-    loaded_as = [] if dtype == "float32" else [Text(f"weights loaded as {dtype} (--dtype)")]
+    loaded_as = [] if dtype in ("float32", "served") else \
+        [Text(f"weights loaded as {dtype} (--dtype)")]
     from minigpt.engine.window import slide_note
 
     window = [Text(f"window {report['window']:,} tokens · "
@@ -183,12 +186,12 @@ def inspect_renderables(report: dict) -> list:
         if "window" in report else []
     return [
         Text.assemble((printable(report["path"]), "bold"), f" · {printable(report['format'])}"),
-        Text(f"{report['parameters']:,} trainable parameters · tokenizer "
+        Text(f"{report['parameters']:,} {'parameters (as the server reports them)' if report.get('backend') == 'served' else 'trainable parameters'} · tokenizer "
              f"{printable(report['tokenizer'])} · device {report['device']}"),
         *loaded_as,
         *window,
         *(Text(f"inferred: {printable(note)}", style="dim") for note in report["inferred"]),
-        hp, tensors,
+        hp, *([tensors] if report["tensors"] else []),  # a server shows none
     ]
 
 
@@ -202,7 +205,9 @@ def score_json(score) -> dict:
     return {
         "first_token": score.first,
         "tokens": [{"index": t.index, "id": t.id, "text": t.text, "prob": t.prob,
-                    "log_prob": t.log_prob, "rank": t.rank,
+                    "log_prob": t.log_prob,
+                    "rank": t.rank if t.rank_above is None else None,
+                    **({"rank_above": t.rank_above} if t.rank_above is not None else {}),
                     "surprisal_bits": t.surprisal_bits, "context": t.context}
                    for t in score.tokens],
         "tokens_scored": len(score.tokens),
@@ -221,7 +226,7 @@ def print_score(score) -> None:
         table.add_column(name, justify=justify)
     for t in score.tokens:
         table.add_row(str(t.index), Text(repr(t.text)), str(t.id), f"{t.prob:.4f}",
-                      str(t.rank), f"{t.surprisal_bits:.2f}", style="dim" if t.rank > 5 else "")
+                      t.rank_text, f"{t.surprisal_bits:.2f}", style="dim" if t.rank > 5 else "")
     out.print(table)
     out.print(Text.assemble((f"perplexity {score.perplexity:,.2f}", "bold"),
                             f" · {score.mean_surprisal_bits:.2f} bits/token · "

@@ -77,6 +77,12 @@ class Engine(InsightsMixin):
 
     @classmethod
     def from_loaded(cls, loaded, settings: SamplingSettings | None = None) -> "Engine":
+        """The engine for what ``load`` returned: a served model's steps are requests to
+        its server (``minigpt.backends.served_engine``), every other model's run here."""
+        if loaded.backend == "served":
+            from minigpt.backends.served_engine import ServedEngine
+
+            return ServedEngine.from_loaded(loaded, settings)
         return cls(loaded.model, loaded.tokenizer, settings, eos_ids=loaded.eos_ids,
                    chat=loaded.chat, slide=loaded.slide)
 

@@ -151,20 +151,27 @@ def score_ids(model: torch.nn.Module, tokenizer: Tokenizer, ids: list[int],
     if len(ids) > MAX_SCORE_TOKENS:
         raise PromptError(f"{len(ids):,} tokens is more than score takes at once "
                           f"({MAX_SCORE_TOKENS:,}): split the text")
-    predictions = sliding_predictions(model, ids, context_length, slide) if exact else \
-        window_predictions(model, ids, context_length)
+    served = not isinstance(model, torch.nn.Module)
+    if served:  # a server: each token forced in its own request, from generation's window
+        predictions, exact = model.predictions(ids, context_length, slide), True
+    else:
+        predictions = sliding_predictions(model, ids, context_length, slide) if exact else \
+            window_predictions(model, ids, context_length)
     tokens = []
     for index, log_prob, rank, context in predictions:
-        if progress is not None and index % 256 == 0:
+        if progress is not None and (index % 256 == 0 or served):
             progress(index, len(ids) - 1)
         piece = tokenizer.token_bytes(ids[index])
+        above = model.top_n if rank is None else None  # past the server's top-N
         tokens.append(ScoredToken(index, ids[index], show_token(tokenizer, ids[index], piece),
-                                  is_partial(piece),
-                                  log_prob, rank, context, piece))
+                                  is_partial(piece), log_prob,
+                                  rank if above is None else above + 1, context, piece, above))
     first_piece = tokenizer.token_bytes(ids[0])
     first = show_token(tokenizer, ids[0], first_piece)
     past_first = max(0, len(ids) - context_length)
-    if exact and slide > 1:  # one pass per place a window starts
+    if served:
+        passes = len(ids) - 1  # one request per token
+    elif exact and slide > 1:  # one pass per place a window starts
         passes = len({window_start(j, context_length, slide) for j in range(1, len(ids))})
     elif exact:
         passes = 1 + math.ceil(past_first / EXACT_BATCH)

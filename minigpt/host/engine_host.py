@@ -18,6 +18,7 @@ import time
 from collections import deque
 
 from minigpt.host import protocol as p
+from minigpt.backends.http import ServerError
 from minigpt.errors import OUT_OF_MEMORY, MiniGPTError, clip, out_of_memory
 
 FRAME_SECONDS = 1 / 30
@@ -68,6 +69,7 @@ class Host:
         self.queue: deque[p.Op] = deque()
         self.loaded = None  # (key, LoadedModel): a new Open of the same file reuses it
         self.prefill_stopped = False  # escape stopped the op being answered mid-prefill
+        self.preview_failed = False  # the last preview met a server error (said already)
         self.run_rate = 0.0  # tokens a second of the last run's decoding
         self.sending = threading.Lock()
         self.running_op: int | None = None  # the op being answered (the heartbeat's)
@@ -152,11 +154,13 @@ class Host:
             from minigpt.models.devices import batch_threads, decode_threads, use_threads
             from minigpt.engine.engine import Engine
 
-            key = (op.path, op.device, op.tokenizer, op.dtype, op.window, op.slide, op.backend)
+            key = (op.path, op.device, op.tokenizer, op.dtype, op.window, op.slide, op.backend,
+                   op.served)
             if self.loaded is None or self.loaded[0] != key:
                 self.loaded = None  # free the old model before loading another
                 loaded = load(op.path, device=op.device, tokenizer=op.tokenizer, dtype=op.dtype,
                               window=op.window, slide=op.slide, backend=op.backend,
+                              served=op.served,
                               progress=lambda stage: self.send(p.Loading(op.seq, stage)))
                 self.loaded = (key, loaded)
             loaded = self.loaded[1]
@@ -166,6 +170,9 @@ class Host:
             self.engine = Engine.from_loaded(loaded, op.settings)
             self.engine.use_prefill_threads(op.threads or batch_threads())
             self.engine.drop_early_messages = True  # a chat outgrowing the window goes on
+            if op.compare and loaded.backend == "served":
+                raise MiniGPTError("a served model is compared from the command line: "
+                                   "minigpt compare DIR --server URL")
             other = self.open_other(op, loaded) if op.compare else None
         except MiniGPTError as exc:
             self.engine = None
@@ -263,15 +270,22 @@ class Host:
 
     def finish(self, op, reason: str, rate: float) -> None:
         engine = self.engine
-        self.send(p.RunFinished(op.seq, reason, self.preview(), len(engine.tokens), rate,
+        preview = self.preview(op.seq)
+        if self.preview_failed:  # the error stays on the explorer's status line
+            reason, self.preview_failed = "error", False
+        self.send(p.RunFinished(op.seq, reason, preview, len(engine.tokens), rate,
                                 engine.sampler_state(), engine.label))
 
-    def preview(self):
+    def preview(self, seq: int):
         if self.prefill_stopped:
             self.prefill_stopped = False
             return None
         try:
             return self.engine.peek() if self.engine.started else None
+        except ServerError as exc:  # the server went away after the step: said once here
+            self.send(p.RunFailed(seq, str(exc)))
+            self.preview_failed = True
+            return None
         except MiniGPTError:  # e.g. NaN logits: already reported
             return None
         except Stopped:  # escape during its prefill: the next step goes on from the cache
@@ -340,7 +354,8 @@ class Host:
         """The knobs apply from the next op anyway; taking them now lets the preview
         show the distribution the next step will draw from."""
         self.require_engine().set_settings(op.settings)
-        self.send(p.Peeked(op.seq, self.preview()))
+        self.send(p.Peeked(op.seq, self.preview(op.seq)))
+        self.preview_failed = False
 
     def why(self, op: p.AskWhy) -> None:
         try:

@@ -48,6 +48,7 @@ class Open(Op):
     backend: str = "auto"  # a Hugging Face directory: native, hf (transformers) or auto
     compare_dtype: str | None = None  # B's precision and device (default: A's)
     compare_device: str | None = None
+    served: dict | None = None  # ``path`` is a server's address: its api, model, timeouts
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,8 @@ class ModelInfo:
     def where(self) -> str:
         """Device, and the weights' precision where it is not the usual float32 (short:
         the header must keep it at 60 columns)."""
+        if self.backend == "served":  # served · llama-server · model · Q4_1
+            return self.format
         short = {"bfloat16": "bf16", "float16": "fp16"}.get(self.dtype)
         where = f"{self.device} · {short}" if short else self.device
         return f"{where} · hf" if self.backend == "hf" else where

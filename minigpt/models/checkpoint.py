@@ -89,7 +89,7 @@ def load(path: str | os.PathLike, device: str = "auto",
          tokenizer: Tokenizer | str | None = None, progress=None,
          need_tokenizer: bool = True, dtype: str = "float32",
          window: int | None = None, slide: int | None = None,
-         backend: str = "auto") -> LoadedModel:
+         backend: str = "auto", served: dict | None = None) -> LoadedModel:
     """Load any supported checkpoint onto ``device`` (auto = cuda, mps, cpu), its weights
     in ``dtype`` (float32, bfloat16, float16; the file's own precision does not matter).
 
@@ -102,7 +102,14 @@ def load(path: str | os.PathLike, device: str = "auto",
     the book's crop, for checkpoint files, and half the window for Hugging Face models,
     whose cost per token then stays flat: ``minigpt.engine.window``).
     ``backend``: for a Hugging Face directory, ``native`` (our decoders), ``hf``
-    (transformers runs it) or ``auto`` (native where we have it)."""
+    (transformers runs it) or ``auto`` (native where we have it).
+    A server's address (``http://HOST:PORT``) connects to the model it holds
+    (``minigpt.backends.served``; ``served``: its ``api``, ``model`` and ``timeouts``)."""
+    from minigpt.backends.served import connect, is_server_url
+
+    if is_server_url(path):
+        return connect(str(path), tokenizer=tokenizer if isinstance(tokenizer, str) else None,
+                       slide=slide, progress=progress, **(served or {}))
     progress = progress or (lambda stage: None)
     target, precision = resolve_device(device), resolve_dtype(dtype)
     try:
