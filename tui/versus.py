@@ -63,8 +63,9 @@ class VersusMixin:
     def table_arguments(self, candidates, chosen_id, completions, versus: Versus | None):
         """What the candidates table shows: the driver's candidates with the other's
         probability of each, or (``b``) the other's own top-5 with the driver's."""
-        if versus is None:
-            return (candidates, chosen_id, completions)
+        if versus is None:  # a server's: the raw model's probabilities, not the sampler's
+            raw = self.info is not None and self.info.capabilities.own_sampler
+            return (candidates, chosen_id, completions, None, ("raw p" if raw else "prob", ""))
         driver = "A" if versus.other == "B" else "B"
         if self.other_top:
             return (versus.top, chosen_id, None, versus.top_driver_probs, (versus.other, driver))
