@@ -163,3 +163,27 @@ def test_a_model_against_itself_in_bfloat16(pair, capsys):
                  PROMPT, "--json", "--device", "cpu"]) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["a"]["perplexity"] != scored["b"]["perplexity"]
+
+
+def test_a_served_models_divergence_is_a_lower_bound_of_the_whole_one():
+    """Grouping B's tail into one cell never raises KL or JS: on random distributions the
+    bound from B's top-N stays at or below the divergence over the whole vocabulary, and
+    reaches it when N covers the vocabulary."""
+    import torch
+
+    from minigpt.backends.served_api import Option
+    from minigpt.engine.compare import divergence, divergence_bound
+
+    generator = torch.Generator().manual_seed(3)
+    for n in (1, 5, 20, 100):
+        logits_a = torch.randn(100, generator=generator, dtype=torch.float64) * 3
+        logits_b = torch.randn(100, generator=generator, dtype=torch.float64) * 3
+        log_q = torch.log_softmax(logits_b, dim=-1)
+        top = torch.topk(log_q, n)
+        options = [Option(int(i), None, float(lp)) for lp, i in zip(top.values, top.indices)]
+        bound = divergence_bound(torch.softmax(logits_a, dim=-1), options)
+        whole = divergence(logits_a, logits_b)
+        assert bound.lower_bound and bound.kl_ab <= whole.kl_ab + 1e-9
+        assert bound.js <= whole.js + 1e-9
+        if n == 100:
+            assert bound.kl_ab == pytest.approx(whole.kl_ab, abs=1e-9)

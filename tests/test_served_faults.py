@@ -152,3 +152,37 @@ def test_neither_kind_of_server_is_one_line(capsys):
     with FakeServer({"GET /health": lambda b: {"status": "ok"}}) as server:
         code, out, err = run_cli(capsys, *TRACE, "--server", server.url)
     one_line(code, err, "neither a llama-server")
+
+
+def test_escape_gives_up_a_request_the_server_is_slow_to_answer():
+    """A long prompt the server is still encoding: the explorer says so, and escape closes
+    the connection (llama-server then drops the task) instead of waiting for it."""
+    import threading
+
+    from minigpt.host import protocol as p
+    from test_host import SETTINGS, HostHarness, steps_of
+
+    release = threading.Event()
+
+    def slow(body):
+        release.wait(20)
+        return llama_reply()
+
+    with FakeServer(llama_routes(slow)) as server:
+        h = HostHarness(server.url)
+        try:
+            seq = h.send(p.Generate, prompt="a long paste", count=None, settings=SETTINGS)
+            started = time.monotonic()
+            while True:  # the host says the server is at it, then escape
+                assert h.ours.poll(10), "no word while the server was slow"
+                reply = h.ours.recv()
+                if isinstance(reply, p.Prefilling):
+                    h.stop_all.value = seq
+                    break
+            replies = h.replies_until(seq)
+            [run] = [r for r in replies if isinstance(r, p.RunFinished)]
+            assert run.reason == "stopped" and not steps_of(replies)
+            assert time.monotonic() - started < 5  # not the 20 s the server would take
+        finally:
+            release.set()
+            h.close()

@@ -22,7 +22,10 @@ def served_engine(url, **knobs):
 
 def test_greedy_trace_is_the_servers_own_completion(capsys, llama_server):
     """Our steps, one request each, against one /completion of 8 tokens: the same ids and
-    the same top-5 log-probabilities."""
+    the same top-5 log-probabilities: identical when measured (both encode the prompt in
+    one batch from a cache that does not hold it, then one token at a time), compared
+    within 1e-4 all the same (llama.cpp's sums depend on how work is split: seen 2e-6)."""
+    llama_server.post("/completion", {"prompt": "Zebras", "n_predict": 1})  # the cache: not it
     code, out, err = run_cli(capsys, "trace", "--server", llama_server.url, "--prompt", PROMPT,
                              "--temperature", 0, "--max-new-tokens", 8, "--json",
                              "--ignore-eos")
@@ -37,7 +40,7 @@ def test_greedy_trace_is_the_servers_own_completion(capsys, llama_server):
         assert [c["id"] for c in step["candidates"]] == \
             [t["id"] for t in expected["top_logprobs"]]
         assert [math.log(c["prob"]) for c in step["candidates"]] == \
-            pytest.approx([t["logprob"] for t in expected["top_logprobs"]], abs=1e-5)
+            pytest.approx([t["logprob"] for t in expected["top_logprobs"]], abs=1e-4)
     assert "Paris" in steps[-1]["text"]
 
 
@@ -94,7 +97,7 @@ def test_a_reply_ends_at_the_end_of_turn_token_in_chat(capsys, llama_server, tmp
 
 def test_score_forces_each_token_as_the_server_computes_it(capsys, llama_server):
     """Each token's log-probability is the raw one /completion reports for it there (its
-    top-50), and its rank the place it has in that list; past the top-5: ``rank_above``."""
+    top-50), and its rank the place it has in that list; past the top-20: ``rank_above``."""
     text = "The capital of France is Paris, and the capital of Spain is Madrid."
     code, out, err = run_cli(capsys, "score", "--server", llama_server.url, "--text", text,
                              "--json")
@@ -109,14 +112,14 @@ def test_score_forces_each_token_as_the_server_computes_it(capsys, llama_server)
             "temperature": 0})["completion_probabilities"][0]["top_logprobs"]
         place = next((r for r, t in enumerate(top, 1) if t["id"] == token["id"]), None)
         if place is None:  # past the top-50 ("capital" after "The"): not in the list
-            assert token["rank"] is None and token["rank_above"] == 5
+            assert token["rank"] is None and token["rank_above"] == 20
             continue
         checked += 1
         assert token["log_prob"] == pytest.approx(top[place - 1]["logprob"], abs=1e-5)
-        if place <= 5:
+        if place <= 20:  # a step asks for the top-20
             assert token["rank"] == place
         else:
-            assert token["rank"] is None and token["rank_above"] == 5
+            assert token["rank"] is None and token["rank_above"] == 20
     assert checked >= len(scored) - 3
 
 
@@ -145,3 +148,30 @@ def test_a_killed_server_is_one_line_and_the_turn_goes_on_after_it(capsys, tmp_p
         assert step.index == 3
     finally:
         server.stop()
+
+
+def test_compare_an_in_process_model_with_its_served_quantization(capsys, smollm2, llama_server):
+    """What did Q4_1 change? The float32 directory drives; the served GGUF is shown each
+    token: its probability of A's token and its top-5 are the server's own, and KL/JS are
+    lower bounds from its top-20 and the rest (said so)."""
+    code, out, err = run_cli(capsys, "compare", smollm2, llama_server.url, "--prompt", PROMPT,
+                             "--temperature", 0, "--max-new-tokens", 4, "--json",
+                             "--device", "cpu")
+    assert code == 0, err
+    steps = [json.loads(line) for line in out.splitlines()]
+    ids = llama_server.post("/tokenize", {"content": PROMPT, "add_special": True})["tokens"]
+    for step in steps:
+        reply = llama_server.post("/completion", {
+            "prompt": ids, "n_predict": 1, "n_probs": 5, "temperature": 0,
+            "logit_bias": [[step["chosen"]["id"], 1e9]]})["completion_probabilities"][0]
+        assert math.log(step["chosen"]["prob_b"]) == pytest.approx(reply["logprob"], abs=1e-4)
+        assert [c["id"] for c in step["b"]] == [t["id"] for t in reply["top_logprobs"]]
+        assert step["divergence_is_lower_bound"] and 0 <= step["js"] <= math.log(2)
+        assert step["kl_ab"] >= 0
+        ids.append(step["chosen"]["id"])
+    assert "Paris" in steps[-1]["text"]
+
+
+def test_a_different_tokenizer_is_refused_for_compare(capsys, tiny_ckpt, llama_server):
+    code, out, err = run_cli(capsys, "compare", tiny_ckpt, llama_server.url, "--prompt", "hi")
+    assert code == 2 and "vocabulary" in err and err.count("\n") == 1, err

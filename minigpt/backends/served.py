@@ -7,7 +7,7 @@ vLLM or SGLang, by who owns the model) or named (``--api``). Torch-free.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from minigpt.backends.http import JSONClient, ServerError, Timeouts
@@ -17,7 +17,7 @@ from minigpt.steps import Capabilities
 from minigpt.text.tokenizer import check_text
 
 APIS = ("llama", "vllm", "sglang")
-TOP_N = 5
+TOP_N = 20  # candidates a step asks for: the table shows 5; ranks, scores and compare use all
 
 
 def is_server_url(path) -> bool:
@@ -176,13 +176,17 @@ def connect(url: str, api: str | None = None, model: str | None = None,
         from minigpt.text.vocab import resolve_tokenizer
 
         local = resolve_tokenizer(tokenizer, None, served.info.vocab_size, Path(tokenizer), None)
+        if served.info.api != "llama-server":  # these servers do not say their vocabulary
+            served.info = replace(served.info, vocab_size=local.n_vocab)
     elif served.info.api != "llama-server" and not getattr(served, "tokenizes", False):
         raise MiniGPTError(f"{served.info.api} at {client.url} has no tokenize endpoint here: "
                            "give the Hugging Face directory it serves with --tokenizer DIR")
     size = served.info.context_length
     slide = check_slide(max(1, size // 2) if slide is None else slide, size)
-    inferred = [f"served by {served.info.api} at {client.url}: the server samples; the table "
-                f"shows its raw top-{TOP_N}"]
+    inferred = [f"served by {served.info.api} at {client.url}: the server samples; a step "
+                f"brings its raw top-{TOP_N}, the table shows 5",
+                "why this token and complete characters need the whole distribution, the "
+                "attention strip an in-process model: not from a server"]
     chat = ServedChat(served) if served.info.chat else None
     return ServedModel(served, ServedTokenizer(served, local), client.url, chat, slide,
                        inferred=inferred)

@@ -16,7 +16,6 @@ from typing import Protocol
 from minigpt.backends.http import ServerError
 from minigpt.settings import SamplingSettings
 
-MAX_TOP_N = 20  # candidates a step asks for (the table shows 5)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ class ServedEngine:
         self._ahead: tuple[tuple, ServedStep] | None = None  # (request key, its reply)
         self._cancel = threading.Event()
         self.last_prompt_n: int | None = None  # the last request's evaluated prompt tokens
+        self.last_top: tuple[Option, ...] = ()  # the last reply's raw top-N (compare)
 
     @classmethod
     def from_loaded(cls, served, settings: SamplingSettings | None = None) -> "ServedEngine":
@@ -142,6 +143,7 @@ class ServedEngine:
             self.eos_ids.add(reply.chosen.id)
         if force is None:
             self._ahead = (key, reply)
+        self.last_top = reply.top
         return reply
 
     def _candidate(self, option: Option, rank: int | None) -> Candidate:

@@ -242,7 +242,9 @@ def compare_json(step) -> dict:
             "chosen": {"id": chosen.id, "text": chosen.text, "prob_a": chosen.prob,
                        "prob_b": step.prob_b},
             "a": [short(c) for c in step.a], "b": [short(c) for c in step.b],
-            "kl_ab": step.divergence.kl_ab, "js": step.divergence.js, "text": step.text}
+            "kl_ab": step.divergence.kl_ab, "js": step.divergence.js,
+            **({"divergence_is_lower_bound": True} if step.divergence.lower_bound else {}),
+            "text": step.text}
 
 
 class CompareRenderer:
@@ -256,6 +258,8 @@ class CompareRenderer:
         if self.json_mode:
             print(json.dumps(compare_json(step), ensure_ascii=False), flush=True)
             return
+        at_least = "≥ " if step.divergence.lower_bound else ""
+        bound_note = " (B served: over its top-N and the rest)" if at_least else ""
         table = Table(title=f"step {step.index}", title_justify="left", box=None,
                       show_edge=False, pad_edge=False)
         for name, justify in (("#", "right"), ("A token", "left"), ("A prob", "right"),
@@ -269,8 +273,9 @@ class CompareRenderer:
         self.out.print(table)
         self.out.print(Text.assemble(
             ("chosen ", "dim"), (repr(step.chosen.text), "bold"),
-            (f" · A {step.chosen.prob:.4f} · B {step.prob_b:.4f} · KL(A‖B) "
-             f"{step.divergence.kl_ab:.4f} · JS {step.divergence.js:.4f} nats", "dim")))
+            (f" · A {step.chosen.prob:.4f} · B {step.prob_b:.4f} · KL(A‖B) {at_least}"
+             f"{step.divergence.kl_ab:.4f} · JS {at_least}{step.divergence.js:.4f} nats"
+             f"{bound_note}", "dim")))
         self.out.print(Text.assemble(("text ", "dim"), printable(step.text, keep="\n\t")),
                        end="\n\n")
 

@@ -27,6 +27,7 @@ from minigpt.steps import Candidate, Versus
 class Divergence:
     kl_ab: float  # KL(P_A ‖ P_B), nats
     js: float  # Jensen–Shannon divergence, nats (≤ ln 2)
+    lower_bound: bool = False  # from a server's top-N and the rest: the true values are ≥
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,39 @@ def divergence(logits_a: torch.Tensor, logits_b: torch.Tensor) -> Divergence:
     return Divergence(max(kl, 0.0), max(js, 0.0))
 
 
+def divergence_bound(probs_a: torch.Tensor, top_b) -> Divergence:
+    """KL(P_A ‖ P_B) and JS when B is a server that gives only its top-N (``Option``s):
+    both distributions grouped into B's top-N tokens and one cell for the rest (B's
+    remainder mass 1 − Σ q). Grouping never increases a divergence (data processing), so
+    these are lower bounds of the values over the whole vocabulary, and said to be."""
+    ids = [o.id for o in top_b]
+    p = probs_a.double()[torch.tensor(ids, device=probs_a.device)].tolist() if ids else []
+    q = [o.prob for o in top_b]
+    p.append(max(0.0, 1.0 - sum(p)))
+    q.append(max(0.0, 1.0 - sum(q)))
+    p_t = torch.tensor(p, dtype=torch.float64)
+    q_t = torch.tensor(q, dtype=torch.float64).clamp_min(1e-300)  # a rest of 0 is rounding
+    m = (p_t + q_t) / 2
+    terms = lambda a, b: torch.where(a > 0, a * torch.log(a / b), 0.0).sum()  # noqa: E731
+    kl, js = terms(p_t, q_t).item(), (0.5 * terms(p_t, m) + 0.5 * terms(q_t, m)).item()
+    return Divergence(max(kl, 0.0), max(js, 0.0), lower_bound=True)
+
+
+PROBE = "The quick brown fox, 农夫山泉 and 123 ünïcödé"  # ids two tokenizers must agree on
+
+
 def check_comparable(a, b, name_a: str = "A", name_b: str = "B") -> None:
-    """Both models must read the same token ids: the same vocabulary and tokenizer."""
+    """Both models must read the same token ids: the same vocabulary and tokenizer (a
+    server's tokenizer has no vocabulary file to name: it must encode a probe text as
+    the other does)."""
     if a.vocab_size != b.vocab_size:
         raise SettingsError(f"{name_a} has {a.vocab_size:,} tokens, {name_b} has "
                             f"{b.vocab_size:,}: compare needs the same vocabulary")
+    if "served" in (a.backend, b.backend):
+        if a.tokenizer.encode(PROBE) != b.tokenizer.encode(PROBE):
+            raise SettingsError(f"{name_a} and {name_b} encode text differently: compare "
+                                "needs the same tokenizer")
+        return
     if a.tokenizer.name != b.tokenizer.name:
         raise SettingsError(f"{name_a} uses the {a.tokenizer.name} tokenizer, {name_b} "
                             f"{b.tokenizer.name}: compare needs the same one (see --tokenizer)")
@@ -66,10 +95,16 @@ def check_comparable(a, b, name_a: str = "A", name_b: str = "B") -> None:
 def compare(engine_a, engine_b, count: int) -> Iterator[CompareStep]:
     """Up to ``count`` steps; both engines must have been ``reset`` with the prompt."""
     for _ in range(count):
-        apart = divergence(engine_a.logits_at(len(engine_a.tokens)),
-                           engine_b.logits_at(len(engine_b.tokens)))
-        step_a = engine_a.step()
-        step_b = engine_b.step(step_a.chosen.id)
+        logits_a = engine_a.logits_at(len(engine_a.tokens))
+        if engine_b.capabilities.full_logits:
+            apart = divergence(logits_a, engine_b.logits_at(len(engine_b.tokens)))
+            step_a = engine_a.step()
+            step_b = engine_b.step(step_a.chosen.id)
+        else:  # a served B: its top-N only (its reply to the step that took A's token)
+            step_a = engine_a.step()
+            step_b = engine_b.step(step_a.chosen.id)
+            apart = divergence_bound(torch.softmax(logits_a.double(), dim=-1),
+                                     engine_b.last_top)
         yield CompareStep(step_a.index, step_a.chosen, step_b.chosen.prob, step_a.candidates,
                           step_b.candidates, apart, engine_a.prompt + engine_a.completion)
 

@@ -92,6 +92,13 @@ class Engine(InsightsMixin):
         self.prefill_threads = count
 
     @property
+    def capabilities(self):
+        """Everything: our decoders and transformers give the whole distribution."""
+        from minigpt.steps import Capabilities
+
+        return Capabilities()
+
+    @property
     def notice(self) -> str:
         """A one-line note about how decoding runs (e.g. CUDA graphs fell back), or ""."""
         return self.decoder.notice
