@@ -23,9 +23,16 @@ class Capabilities:
     top_n: int | None = None  # candidates a step can report (None: as many as asked)
     own_sampler: bool = False  # the backend draws the tokens (the knobs pass through)
 
+    @property
+    def why(self) -> bool:
+        """The why panel: exact from the whole distribution, or bounds from a top-N."""
+        return self.full_logits or self.top_n is not None
+
     MISSING = {
         "full_logits": "this view needs the whole distribution, which this model's backend "
                        "does not give (top-N only)",
+        "why": "why this token needs the distribution or its top-N, which this backend "
+               "does not give",
         "attention": "attention needs an in-process model",
         "scoring": "scoring needs a backend that gives a text's own probabilities",
     }
@@ -112,6 +119,15 @@ class Why:
     entropy: float  # nats, of the distribution sampling draws from
     kept_count: int  # tokens top-k / top-p leave
     vocab_size: int
+    # A server's top-N only: the entropies above are lower bounds and these the upper
+    # ones (NaN: not reported); ``rest`` is the raw mass outside the top-N (1 − Σp).
+    raw_entropy_high: float | None = None
+    entropy_high: float | None = None
+    rest: float = 0.0
+
+    @property
+    def bounded(self) -> bool:
+        return self.raw_entropy_high is not None
 
     @property
     def effective_vocab(self) -> float:

@@ -187,3 +187,26 @@ def test_a_served_models_divergence_is_a_lower_bound_of_the_whole_one():
         assert bound.js <= whole.js + 1e-9
         if n == 100:
             assert bound.kl_ab == pytest.approx(whole.kl_ab, abs=1e-9)
+
+
+def test_entropy_bounds_from_a_top_n_hold_the_whole_entropy():
+    """H of the whole distribution lies within the bounds its top-N and the rest give."""
+    import math
+
+    import torch
+
+    from minigpt.backends.served_why import entropy_bounds
+
+    generator = torch.Generator().manual_seed(5)
+    for scale in (0.5, 2.0, 6.0):
+        probs = torch.softmax(torch.randn(500, generator=generator, dtype=torch.float64)
+                              * scale, dim=-1)
+        whole = float(-(probs * probs.log()).sum())
+        for n in (1, 5, 20, 500):
+            low, high, rest = entropy_bounds(torch.sort(probs, descending=True)
+                                             .values[:n].tolist(), 500)
+            assert low - 1e-9 <= whole <= high + 1e-9
+            assert rest == pytest.approx(1 - float(torch.sort(probs, descending=True)
+                                                   .values[:n].sum()), abs=1e-12)
+            if n == 500:
+                assert low == pytest.approx(whole) and high == pytest.approx(whole)

@@ -175,3 +175,23 @@ def test_compare_an_in_process_model_with_its_served_quantization(capsys, smollm
 def test_a_different_tokenizer_is_refused_for_compare(capsys, tiny_ckpt, llama_server):
     code, out, err = run_cli(capsys, "compare", tiny_ckpt, llama_server.url, "--prompt", "hi")
     assert code == 2 and "vocabulary" in err and err.count("\n") == 1, err
+
+
+def test_why_from_a_server_is_its_top_n_with_bounds(llama_server):
+    """At T 1 with no filter the sampler's probabilities are the raw ones; with top-k 3
+    it keeps three, renormalised; the raw entropy is given as bounds around the value the
+    top-20 alone gives."""
+    engine = served_engine(llama_server.url, temperature=1.0)
+    engine.reset(PROMPT)
+    why = engine.why()
+    assert why.bounded and len(why.rows) == 20
+    # (two requests: llama.cpp's sums depend on the batch split, seen 1.3e-4 apart)
+    assert [r.final for r in why.rows] == pytest.approx([r.raw for r in why.rows], abs=1e-3)
+    assert why.raw_entropy <= why.raw_entropy_high and 0 < why.rest < 1
+    engine.set_settings(engine.settings.__class__(temperature=1.0, top_k=3))
+    why = engine.why()
+    kept = [r for r in why.rows if r.kept]
+    assert len(kept) == 3 and why.kept_count == 3
+    total = sum(r.raw for r in kept)
+    assert [r.final for r in kept] == pytest.approx([r.raw / total for r in kept], abs=1e-3)
+    assert why.entropy == pytest.approx(why.entropy_high)  # three tokens: known exactly

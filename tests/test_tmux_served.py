@@ -46,7 +46,11 @@ def test_step_pick_undo_and_a_killed_server_in_a_real_terminal(tmp_path):
         wait_for(lambda s: "undo · 5 tokens" in s)
         send("3")  # the third candidate, by its id
         screen = wait_for(lambda s: "picked · 6 tokens" in s)
+        send("w")  # the why panel: the server's top-N, the entropy as bounds
+        screen = wait_for(lambda s: "(bounds:" in s and "kept 1" in s)  # T 0: one token
+        assert "H 0.00 nats" in screen  # the sampler's, exact: it keeps one token
         send("w")
+        send("c")
         wait_for(lambda s: "needs the whole distribution" in s)
         send("a")
         wait_for(lambda s: "attention needs an in-process model" in s)

@@ -175,5 +175,5 @@ class PanelsMixin:
             self.complete_shown = not self.complete_shown
 
     def action_toggle_why(self) -> None:
-        if self.why_shown or not self.cannot_show("full_logits"):
+        if self.why_shown or not self.cannot_show("why"):
             self.why_shown = not self.why_shown

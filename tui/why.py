@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -16,6 +18,28 @@ def knobs_text(s: SamplingSettings) -> str:
     top_k = "–" if s.top_k is None else str(s.top_k)
     top_p = "–" if s.top_p is None else f"{s.top_p:g}"
     return f"T {s.temperature:g} · k {top_k} · p {top_p} · rep {s.repetition_penalty:g}"
+
+
+MAX_ROWS = 10  # a server's top-20 would push the summary off an 80×24 screen
+
+
+def span(low: float, high: float) -> str:
+    return f"{low:.2f}" if high - low < 0.005 else f"{low:.2f}–{high:.2f}"
+
+
+def bounded_summary(why: Why) -> Text:
+    """A server's: bounds from its top-N and the rest, said to be bounds."""
+    raw = (f"raw, T 1  H {span(why.raw_entropy, why.raw_entropy_high)} nats, exp(H) "
+           f"{span(math.exp(why.raw_entropy), math.exp(why.raw_entropy_high))} (bounds: "
+           f"top-{len(why.rows)} + the rest {why.rest:.3f}) · of {why.vocab_size:,}")
+    if why.entropy != why.entropy:
+        sampling = "sampling  the server does not report its sampler's distribution"
+    else:
+        kept = f"kept {why.kept_count:,}" if why.kept_count else f"kept > {len(why.rows)}"
+        sampling = (f"sampling  H {span(why.entropy, why.entropy_high)} nats, exp(H) "
+                    f"{span(math.exp(why.entropy), math.exp(why.entropy_high))} · {kept} "
+                    "(the server's sampler)")
+    return Text(f"{sampling}\n{raw}", style="dim")
 
 
 class WhyPanel(Static):
@@ -54,13 +78,18 @@ class WhyPanel(Static):
         for name in ("#", "token", "id", "raw", "÷T", "kept", "final"):
             table.add_column(name, justify="left" if name == "token" else "right",
                              no_wrap=True, max_width=14 if name == "token" else None)
-        for rank, row in enumerate(why.rows, 1):
+        shown = lambda v: "—" if v != v else f"{v:.4f}"  # noqa: E731  NaN: not reported
+        for rank, row in enumerate(why.rows[:MAX_ROWS], 1):
             piece = repr(row.text)
-            table.add_row(str(rank), piece, str(row.id), f"{row.raw:.4f}", f"{row.tempered:.4f}",
-                          "✓" if row.kept else "✗", f"{row.final:.4f}",
+            table.add_row(str(rank), piece, str(row.id), f"{row.raw:.4f}", shown(row.tempered),
+                          "✓" if row.kept else "✗", shown(row.final),
                           style="" if row.kept else "dim")
-        summary = Text(f"sampling  H {why.entropy:.2f} nats, exp(H) {why.effective_vocab:,.1f}"
-                       f" · kept {why.kept_count:,}\n"
-                       f"raw, T 1  H {why.raw_entropy:.2f} nats, exp(H) "
-                       f"{why.raw_effective_vocab:,.1f} · of {why.vocab_size:,}", style="dim")
-        self.update(Group(heading, table, summary))
+        if why.bounded:  # the bounds first: a short panel shows them, the rows after
+            self.update(Group(heading, bounded_summary(why), table))
+            return
+        self.update(Group(heading, table,
+                          Text(f"sampling  H {why.entropy:.2f} nats, exp(H) "
+                               f"{why.effective_vocab:,.1f} · kept {why.kept_count:,}\n"
+                               f"raw, T 1  H {why.raw_entropy:.2f} nats, exp(H) "
+                               f"{why.raw_effective_vocab:,.1f} · of {why.vocab_size:,}",
+                               style="dim")))

@@ -261,7 +261,21 @@ class ServedEngine:
         raise MiniGPTError(self.capabilities.missing(what))
 
     def why(self, step_index=None, settings=None):
-        self._cannot("full_logits")
+        """Bounds from the server's top-N at that position (``served_why``): asked again,
+        with the sampler's own top-N where the server gives it."""
+        from minigpt.backends.served_why import served_why
+
+        if not self.tokens:
+            raise PromptError("nothing to show yet: give a prompt first")
+        if step_index is not None and not 1 <= step_index <= len(self.steps):
+            raise PromptError(f"no step {step_index} here")
+        position = len(self.tokens) if step_index is None else \
+            self.steps[step_index - 1].position
+        window = self.window(self.tokens[:position])
+        reply = self.api.step(window, settings or self.settings, self._seed_at(position),
+                              self.top_n, after=True)
+        return served_why(reply, self.vocab_size,
+                          lambda i: show_token(self.tokenizer, i))
 
     def complete_candidates(self, step_index=None, settings=None):
         self._cannot("full_logits")
