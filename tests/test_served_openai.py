@@ -113,3 +113,23 @@ def test_a_token_that_is_not_an_id_is_refused(capsys, tokenizer_dir):
         code, out, err = run_cli(capsys, "trace", "--server", server.url, "--tokenizer",
                                  tokenizer_dir, "--prompt", "hi")
     assert code == 1 and "not an id" in err and err.count("\n") == 1, err
+
+
+def test_chat_uses_the_served_directorys_template(capsys, tmp_path):
+    """vLLM renders no template for us: the Hugging Face directory it serves
+    (``--tokenizer DIR``) does, as in-process; the ids sent are that rendering's."""
+    from hf_models import write_chat_model
+    from minigpt.models.checkpoint import load
+
+    directory = write_chat_model(tmp_path / "chat", "chatml")
+    seen = []
+    messages = tmp_path / "m.json"
+    messages.write_text(json.dumps([{"role": "user", "content": "hi there"}]))
+    with FakeServer(vllm_routes(seen)) as server:
+        code, out, err = run_cli(capsys, "trace", "--server", server.url, "--tokenizer",
+                                 directory, "--messages", messages, "--max-new-tokens", 1,
+                                 "--json")
+    assert code == 0, err
+    local = load(directory, device="cpu")
+    rendered = local.chat.render([{"role": "user", "content": "hi there"}])
+    assert seen[0]["prompt"] == local.tokenizer.encode_chat(rendered)

@@ -92,7 +92,7 @@ class ServedModel:
     api: ServerAPI
     tokenizer: ServedTokenizer
     url: str
-    chat: ServedChat | None = None
+    chat: object = None  # ServedChat, or the --tokenizer directory's ChatTemplate
     slide: int = 1
     top_n: int = TOP_N
     inferred: list[str] = field(default_factory=list)
@@ -188,6 +188,10 @@ def connect(url: str, api: str | None = None, model: str | None = None,
                 "why this token and complete characters need the whole distribution, the "
                 "attention strip an in-process model: not from a server"]
     chat = ServedChat(served) if served.info.chat else None
+    if chat is None and tokenizer is not None and Path(tokenizer).is_dir():
+        from minigpt.text.chat import find_chat_template
+
+        chat = find_chat_template(Path(tokenizer))  # the served model's own directory's
     return ServedModel(served, ServedTokenizer(served, local), client.url, chat, slide,
                        inferred=inferred)
 
