@@ -13,7 +13,10 @@ TORCH_FREE = ("minigpt", "minigpt.errors", "minigpt.settings", "minigpt.steps", 
               "minigpt.branches", "minigpt.text", "minigpt.text.tokenizer", "minigpt.host",
               "minigpt.host.protocol", "minigpt.host.session", "minigpt.host.engine_host",
               "minigpt.cli", "minigpt.cli.main", "minigpt.engine", "minigpt.models.hparams", "minigpt.text.chat",
-              "minigpt.text.hf_tokenizer")
+              "minigpt.text.hf_tokenizer", "minigpt.backends", "minigpt.backends.http",
+              "minigpt.backends.served_api", "minigpt.backends.llama_server",
+              "minigpt.backends.openai_servers", "minigpt.backends.served",
+              "minigpt.backends.served_engine", "minigpt.backends.served_why")
 
 
 def module_name(path: Path) -> str:
