@@ -16,7 +16,8 @@ TORCH_FREE = ("minigpt", "minigpt.errors", "minigpt.settings", "minigpt.steps", 
               "minigpt.text.hf_tokenizer", "minigpt.backends", "minigpt.backends.http",
               "minigpt.backends.served_api", "minigpt.backends.llama_server",
               "minigpt.backends.openai_servers", "minigpt.backends.served",
-              "minigpt.backends.served_engine", "minigpt.backends.served_why")
+              "minigpt.backends.served_engine", "minigpt.backends.served_why",
+              "minigpt.engine.turn")
 
 
 def module_name(path: Path) -> str:

@@ -186,3 +186,15 @@ def test_escape_gives_up_a_request_the_server_is_slow_to_answer():
         finally:
             release.set()
             h.close()
+
+
+def test_an_openai_base_address_is_taken_as_the_server(capsys):
+    with FakeServer(llama_routes(lambda b: llama_reply())) as server:
+        code, out, err = run_cli(capsys, *TRACE, "--server", server.url + "/v1/")
+    assert code == 0, err
+
+
+def test_an_empty_error_reply_ends_without_an_empty_colon(capsys):
+    with FakeServer(llama_routes(lambda b: (404, b""))) as server:
+        code, out, err = run_cli(capsys, *TRACE, "--server", server.url)
+    one_line(code, err, "refused /completion (HTTP 404)\n")

@@ -167,6 +167,9 @@ def test_compare_an_in_process_model_with_its_served_quantization(capsys, smollm
         assert math.log(step["chosen"]["prob_b"]) == pytest.approx(reply["logprob"], abs=1e-4)
         assert [c["id"] for c in step["b"]] == [t["id"] for t in reply["top_logprobs"]]
         assert step["divergence_is_lower_bound"] and 0 <= step["js"] <= math.log(2)
+        assert step["probs_are_raw"]  # A's too: the server's are raw, so A's are shown raw
+        assert step["chosen"]["prob_a"] < 0.999  # raw, not greedy's limit (all mass on it)
+        assert [c["id"] for c in step["b"]][:1] == [reply["top_logprobs"][0]["id"]]
         assert step["kl_ab"] >= 0
         ids.append(step["chosen"]["id"])
     assert "Paris" in steps[-1]["text"]

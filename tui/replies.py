@@ -172,7 +172,8 @@ class RepliesMixin:
         if reply.seq < self.last_engine_seq:
             return
         if self.info is not None and self.info.backend == "served":  # it reports no count
-            self.set_status(f"the server is encoding {reply.total:,} tokens · esc stops")
+            self.set_status(f"waiting for the server ({reply.total:,} tokens in the window) "
+                            "· esc stops")
             return
         if reply.seq == self.replay_seq:  # a reopened turn: it runs to its end
             self.set_status(f"reopening the last turn: encoding {reply.done:,} / "

@@ -94,7 +94,7 @@ class SteppingMixin:
         if versus is not None:  # right after the step's number: 80 columns keep it
             head, _, rest = title.partition(" · ")
             title = " · ".join(part for part in (head, divergence_text(versus), rest) if part)
-        if self.info is not None and self.info.capabilities.own_sampler:
+        if title and self.info is not None and self.info.capabilities.own_sampler:
             title += " · server's raw top-5"  # softmax of the raw logits: not what it draws from
         self.query_one("#candidates-title", TitleLine).update(title)
         step, completions = self.completions

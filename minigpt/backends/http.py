@@ -45,7 +45,8 @@ def check_url(url: str) -> str:
         parts.port
     except ValueError:
         raise SettingsError(f"not a server address: {printable(url)!r} (bad port)") from None
-    return url.rstrip("/")
+    # The OpenAI base address people copy ends in /v1: the paths we ask carry it already.
+    return url.rstrip("/").removesuffix("/v1")
 
 
 class JSONClient:
@@ -113,8 +114,9 @@ class JSONClient:
         else:
             parsed = parse_json(reply, self.url, path) if reply else None
         if status >= 400:
-            raise ServerError(f"{self.url} refused {path} (HTTP {status}): "
-                              f"{printable(clip(error_text(parsed, reply), 200))}")
+            said = printable(clip(error_text(parsed, reply), 200)).strip()
+            raise ServerError(f"{self.url} refused {path} (HTTP {status})"
+                              + (f": {said}" if said else ""))
         return parsed
 
     def _exchange(self, method: str, path: str, data: bytes | None,

@@ -185,8 +185,8 @@ def connect(url: str, api: str | None = None, model: str | None = None,
     slide = check_slide(max(1, size // 2) if slide is None else slide, size)
     inferred = [f"served by {served.info.api} at {client.url}: the server samples; a step "
                 f"brings its raw top-{TOP_N}, the table shows 5",
-                "why this token and complete characters need the whole distribution, the "
-                "attention strip an in-process model: not from a server"]
+                "why this token shows the top-20 and entropy bounds; complete characters need "
+                "the whole distribution, the attention strip an in-process model"]
     chat = ServedChat(served) if served.info.chat else None
     if chat is None and tokenizer is not None and Path(tokenizer).is_dir():
         from minigpt.text.chat import find_chat_template

@@ -14,21 +14,20 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Iterator
 
 from minigpt.backends.served_api import Option, ServedStep
-from minigpt.engine.window import window_of, window_start
+from minigpt.engine.turn import TurnMixin
+from minigpt.engine.window import window_start
 from minigpt.errors import MiniGPTError, PromptError
 from minigpt.settings import SamplingSettings, check_slide
 from minigpt.steps import Candidate, Preview, Step
 from minigpt.text.chat import fit_conversation
-from minigpt.text.tokenizer import (StreamDecoder, check_prompt_ids, display_piece, is_partial,
-                                    show_token)
+from minigpt.text.tokenizer import check_prompt_ids, is_partial, show_token
 
 SEED_MASK = (1 << 32) - 1
 
 
-class ServedEngine:
+class ServedEngine(TurnMixin):
     def __init__(self, served, settings: SamplingSettings | None = None):
         self.served, self.api = served, served.api
         self.tokenizer = served.tokenizer
@@ -47,8 +46,7 @@ class ServedEngine:
         self.prompt, self.prompt_ids = "", []
         self.tokens: list[int] = []
         self.steps: list[Step] = []
-        self._stream = StreamDecoder()
-        self._stream_states: list[tuple[bytes, int]] = []
+        self._start_stream()
         self._seed = 0
         self._ahead: tuple[tuple, ServedStep] | None = None  # (request key, its reply)
         self._cancel = threading.Event()
@@ -80,7 +78,7 @@ class ServedEngine:
             self.settings = settings
         self.prompt, self.prompt_ids = prompt, ids
         self.tokens, self.steps = list(ids), []
-        self._stream, self._stream_states = StreamDecoder(), []
+        self._start_stream()
         self._ahead = None
         self._seed = self.settings.seed if self.settings.seed is not None else \
             random.getrandbits(32)
@@ -90,31 +88,6 @@ class ServedEngine:
         if settings.seed != self.settings.seed and settings.seed is not None:
             self._seed = settings.seed
         self.settings = settings
-
-    def window(self, tokens: list[int] | None = None) -> list[int]:
-        return window_of(self.tokens if tokens is None else tokens, self.context_length,
-                         self.slide)
-
-    @property
-    def started(self) -> bool:
-        return bool(self.tokens)
-
-    @property
-    def completion(self) -> str:
-        return "".join(step.text for step in self.steps)
-
-    @property
-    def pending_bytes(self) -> bytes:
-        return self._stream.pending
-
-    @property
-    def pending_display(self) -> str:
-        pending = self._stream.pending
-        return display_piece(pending) if pending else ""
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.settings.max_new_tokens - len(self.steps))
 
     # --- the server ----------------------------------------------------------
 
@@ -178,8 +151,7 @@ class ServedEngine:
         rank = next((r for r, c in enumerate(candidates, 1) if c.id == chosen_option.id), None)
         chosen = self._candidate(chosen_option, rank)
         piece = self.tokenizer.token_bytes(chosen.id)
-        self._stream_states.append(self._stream.state())
-        text = self._stream.feed(piece) if piece else chosen.text
+        text = self._feed(piece) or ("" if piece else chosen.text)  # ‹id N›: never nothing
         self.tokens.append(chosen.id)
         self._ahead = None
         step = Step(len(self.steps) + 1, len(self.tokens) - 1, candidates, chosen, rank, piece,
@@ -187,42 +159,8 @@ class ServedEngine:
         self.steps.append(step)
         return step
 
-    def undo(self) -> Step | None:
-        if not self.steps:
-            return None
-        step = self.steps.pop()
-        self.tokens.pop()
-        self._stream.restore(self._stream_states.pop())
-        self._ahead = None
-        return step
-
-    def replay(self, prompt: str, tokens: list[int], branches=(), messages=None):
-        """A saved turn by its ids: each token forced, so its candidates are the server's
-        now (its prompt cache makes each one token of work)."""
-        self.reset(prompt, messages=messages)
-        replayed = []
-        for path in (*branches, tuple(tokens)):
-            shared = 0
-            while shared < min(len(path), len(self.steps)) and \
-                    self.steps[shared].chosen.id == path[shared]:
-                shared += 1
-            while len(self.steps) > shared:
-                self.undo()
-            for token_id in path[shared:]:
-                self.step(int(token_id))
-            replayed.append(tuple(self.steps))
-        return replayed[:-1]
-
-    def restore(self, prompt: str, path, sampler_state: bytes | None = None,
-                settings: SamplingSettings | None = None, messages=None) -> None:
-        self.reset(prompt, settings, messages)
-        for step in path:
-            self._stream_states.append(self._stream.state())
-            self._stream.feed(step.token_bytes)
-            self.tokens.append(step.chosen.id)
-            self.steps.append(step)
-        if sampler_state is not None:
-            self.restore_sampler(sampler_state)
+    def _after_undo(self) -> None:
+        self._ahead = None  # drawn for the position after the token undone
 
     def sampler_state(self) -> bytes | None:
         return self._seed.to_bytes(4, "little")
@@ -230,30 +168,6 @@ class ServedEngine:
     def restore_sampler(self, state: bytes) -> None:
         if len(state) == 4:
             self._seed = int.from_bytes(state, "little")
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def ends_run(self, step: Step) -> bool:
-        return step.chosen.id in self.eos_ids and not self.settings.ignore_eos
-
-    @property
-    def ended(self) -> bool:
-        return bool(self.steps) and self.ends_run(self.steps[-1])
-
-    def run(self, n: int | None = None) -> Iterator[Step]:
-        self._cancel.clear()
-        for _ in range(self.remaining if n is None else n):
-            if self._cancel.is_set():
-                break
-            step = self.step()
-            yield step
-            if self.ends_run(step):
-                break
-        self._cancel.clear()
-
-    def __iter__(self) -> Iterator[Step]:
-        return self.run()
 
     # --- views a server cannot fill ---------------------------------------------
 

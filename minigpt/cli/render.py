@@ -244,6 +244,7 @@ def compare_json(step) -> dict:
             "a": [short(c) for c in step.a], "b": [short(c) for c in step.b],
             "kl_ab": step.divergence.kl_ab, "js": step.divergence.js,
             **({"divergence_is_lower_bound": True} if step.divergence.lower_bound else {}),
+            **({"probs_are_raw": True} if step.raw else {}),
             "text": step.text}
 
 
@@ -262,8 +263,9 @@ class CompareRenderer:
         bound_note = " (B served: over its top-N and the rest)" if at_least else ""
         table = Table(title=f"step {step.index}", title_justify="left", box=None,
                       show_edge=False, pad_edge=False)
-        for name, justify in (("#", "right"), ("A token", "left"), ("A prob", "right"),
-                              ("B token", "left"), ("B prob", "right")):
+        prob = "raw p" if step.raw else "prob"  # a served B: both raw, T 1
+        for name, justify in (("#", "right"), ("A token", "left"), (f"A {prob}", "right"),
+                              ("B token", "left"), (f"B {prob}", "right")):
             table.add_column(name, justify=justify)
         for rank, (ca, cb) in enumerate(zip(step.a, step.b), 1):
             table.add_row(str(rank), Text(repr(ca.text), style="bold" if ca.id ==

@@ -10,7 +10,7 @@ divergence, in nats, of the raw distributions (T = 1), computed in float64.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import torch
@@ -39,6 +39,7 @@ class CompareStep:
     b: tuple[Candidate, ...]  # B's top-5
     divergence: Divergence
     text: str  # prompt and continuation so far
+    raw: bool = False  # both columns are raw probabilities (T 1), as a server reports B's
 
 
 def divergence(logits_a: torch.Tensor, logits_b: torch.Tensor) -> Divergence:
@@ -103,8 +104,14 @@ def compare(engine_a, engine_b, count: int) -> Iterator[CompareStep]:
         else:  # a served B: its top-N only (its reply to the step that took A's token)
             step_a = engine_a.step()
             step_b = engine_b.step(step_a.chosen.id)
-            apart = divergence_bound(torch.softmax(logits_a.double(), dim=-1),
-                                     engine_b.last_top)
+            raw_a = torch.softmax(logits_a.double(), dim=-1)
+            apart = divergence_bound(raw_a, engine_b.last_top)
+            # The server reports raw probabilities: A's shown on the same footing (T 1).
+            as_raw = lambda c: replace(c, prob=float(raw_a[c.id]))  # noqa: E731
+            yield CompareStep(step_a.index, as_raw(step_a.chosen), step_b.chosen.prob,
+                              tuple(map(as_raw, step_a.candidates)), step_b.candidates, apart,
+                              engine_a.prompt + engine_a.completion, raw=True)
+            continue
         yield CompareStep(step_a.index, step_a.chosen, step_b.chosen.prob, step_a.candidates,
                           step_b.candidates, apart, engine_a.prompt + engine_a.completion)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator
 
 import torch
 
@@ -19,18 +18,18 @@ from minigpt.decode.base import Decoder
 from minigpt.decode.make import make_decoder
 from minigpt.errors import GenerationError, PromptError
 from minigpt.engine.insights import InsightsMixin
-from minigpt.engine.window import window_of, window_start
+from minigpt.engine.turn import TurnMixin
+from minigpt.engine.window import window_start
 from minigpt.settings import SamplingSettings, check_slide
 from minigpt.steps import Candidate, Preview, Step
 from minigpt.text.chat import fit_conversation
-from minigpt.text.tokenizer import (StreamDecoder, Tokenizer, check_prompt_ids, display_piece,
-                                    is_partial, show_token)
+from minigpt.text.tokenizer import Tokenizer, check_prompt_ids, is_partial, show_token
 
 TOP_N = 5
 ATTENTION_KEPT = 256  # attention rows of recent steps, while the strip is on
 
 
-class Engine(InsightsMixin):
+class Engine(TurnMixin, InsightsMixin):
     """Drive a loaded model step by step. Not thread-safe: one worker drives it."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer,
@@ -64,8 +63,7 @@ class Engine(InsightsMixin):
         self.prompt_ids: list[int] = []
         self.tokens: list[int] = []
         self.steps: list[Step] = []
-        self._stream = StreamDecoder()
-        self._stream_states: list[tuple[bytes, int]] = []
+        self._start_stream()
         self._next_logits: torch.Tensor | None = None
         self._past_logits: dict[int, torch.Tensor] = {}  # position -> logits predicting it
         self._attention: dict[int, torch.Tensor] = {}  # position -> [layers, heads, window]
@@ -125,8 +123,7 @@ class Engine(InsightsMixin):
         self.prompt, self.prompt_ids = prompt, ids
         self.tokens = list(ids)
         self.steps = []
-        self._stream = StreamDecoder()
-        self._stream_states = []
+        self._start_stream()
         self._forget_logits(past=-1)
         self._generator = self._make_generator(self.settings.seed)
         self._cancel.clear()
@@ -138,35 +135,6 @@ class Engine(InsightsMixin):
         else:
             generator.manual_seed(seed)
         return generator
-
-    def window(self, tokens: list[int] | None = None) -> list[int]:
-        """The tokens the model sees of ``tokens`` (default: the sequence so far)."""
-        return window_of(self.tokens if tokens is None else tokens, self.context_length,
-                         self.slide)
-
-    @property
-    def started(self) -> bool:
-        return bool(self.tokens)
-
-    @property
-    def completion(self) -> str:
-        """Generated text so far, complete characters only."""
-        return "".join(step.text for step in self.steps)
-
-    @property
-    def pending_bytes(self) -> bytes:
-        """Bytes of a character still waiting for its next piece."""
-        return self._stream.pending
-
-    @property
-    def pending_display(self) -> str:
-        """Pending bytes as a readable escape (``‹e5 86›``), or ""."""
-        pending = self._stream.pending
-        return display_piece(pending) if pending else ""
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.settings.max_new_tokens - len(self.steps))
 
     def set_settings(self, settings: SamplingSettings) -> None:
         """New knobs apply from the next step; cached logits stay valid."""
@@ -308,8 +276,7 @@ class Engine(InsightsMixin):
         versus = None if self.other is None else \
             self._versus(probs, [c.id for c in candidates], chosen_id)
         piece = self.tokenizer.token_bytes(chosen_id)
-        self._stream_states.append(self._stream.state())
-        text = self._stream.feed(piece) if piece else chosen.text  # ‹id N›: never nothing
+        text = self._feed(piece) or ("" if piece else chosen.text)  # ‹id N›: never nothing
         self.tokens.append(chosen_id)
         self._forget_logits()
         step = Step(len(self.steps) + 1, len(self.tokens) - 1, candidates, chosen, rank, piece,
@@ -342,53 +309,10 @@ class Engine(InsightsMixin):
         with torch.inference_mode():
             return self.decoder.greedy_rows(self.window(), TOP_N, ahead)
 
-    def replay(self, prompt: str, tokens: list[int],
-               branches: tuple[tuple[int, ...], ...] = (),
-               messages: list[dict] | None = None) -> list[tuple[Step, ...]]:
-        """A saved turn again from its token ids (a reopened session): each branch, then
-        the current path, taken token by token (nothing sampled), so their steps and
-        candidates are what the model computes now. Returns the branches' steps."""
-        self.reset(prompt, messages=messages)
-        replayed = []
-        for path in (*branches, tuple(tokens)):
-            shared = 0
-            while shared < min(len(path), len(self.steps)) and \
-                    self.steps[shared].chosen.id == path[shared]:
-                shared += 1
-            while len(self.steps) > shared:
-                self.undo()
-            for token_id in path[shared:]:
-                self.step(int(token_id))
-            replayed.append(tuple(self.steps))
-        return replayed[:-1]
-
-    def undo(self) -> Step | None:
-        """Remove the last generated token; its step's candidates become the next ones."""
-        if not self.steps:
-            return None
-        step = self.steps.pop()
-        self.tokens.pop()
-        self._stream.restore(self._stream_states.pop())
+    def _after_undo(self) -> None:
         # The decoder's prefix cache still holds the rest; logits predicting a position
         # past the new end would follow other tokens later.
         self._forget_logits(past=len(self.tokens))
-        return step
-
-    def restore(self, prompt: str, path: tuple[Step, ...], sampler_state: bytes | None = None,
-                settings: SamplingSettings | None = None,
-                messages: list[dict] | None = None) -> None:
-        """Make ``prompt`` + ``path`` (steps this engine or an earlier one reported) the
-        sequence, exactly: the steps come back as they were, nothing is run or sampled
-        (the next step's pass finds the shared prefix in the decoder's cache). With
-        ``sampler_state``, sampling resumes where that path left it."""
-        self.reset(prompt, settings, messages)
-        for step in path:
-            self._stream_states.append(self._stream.state())
-            self._stream.feed(step.token_bytes)
-            self.tokens.append(step.chosen.id)
-            self.steps.append(step)
-        if sampler_state is not None:
-            self.restore_sampler(sampler_state)
 
     def _forget_logits(self, past: int | None = None) -> None:
         """The next position's logits are stale; with ``past``, so are the kept logits and
@@ -409,34 +333,3 @@ class Engine(InsightsMixin):
     def restore_sampler(self, state: bytes) -> None:
         if self._generator is not None:
             self._generator.set_state(torch.tensor(list(state), dtype=torch.uint8))
-
-    def cancel(self) -> None:
-        """Ask a running ``run`` to stop before its next token (thread-safe)."""
-        self._cancel.set()
-
-    def ends_run(self, step: Step) -> bool:
-        """``step`` chose the end-of-sequence token, and the settings stop there (as
-        transformers' generate does)."""
-        return step.chosen.id in self.eos_ids and not self.settings.ignore_eos
-
-    @property
-    def ended(self) -> bool:
-        """The last step ended the text (a run stops there; a single step may go on)."""
-        return bool(self.steps) and self.ends_run(self.steps[-1])
-
-    def run(self, n: int | None = None) -> Iterator[Step]:
-        """Yield up to ``n`` steps (default: what max_new_tokens leaves), until cancelled
-        or the end-of-sequence token."""
-        self._cancel.clear()
-        count = self.remaining if n is None else n
-        for left in range(count - 1, -1, -1):
-            if self._cancel.is_set():
-                break
-            step = self.step(ahead=left > 0 and not self.eos_ids)
-            yield step
-            if self.ends_run(step):
-                break
-        self._cancel.clear()
-
-    def __iter__(self) -> Iterator[Step]:
-        return self.run()
