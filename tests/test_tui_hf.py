@@ -68,11 +68,11 @@ async def test_views_a_backend_cannot_fill_say_so_in_one_line(make_tui):
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
         assert app.info.capabilities == Capabilities()  # ours: everything
-        app.info = replace(app.info, capabilities=Capabilities(
-            full_logits=False, attention=False, scoring=False, top_n=5))
+        app.info = replace(app.info, capabilities=Capabilities(  # no top-N either: no why
+            full_logits=False, attention=False, scoring=False, top_n=None))
         app.query_one("#candidates").focus()
         for key, said, shown in (("a", "attention needs an in-process model", "attention_shown"),
-                                 ("w", "needs the whole distribution", "why_shown"),
+                                 ("w", "needs the distribution or its top-N", "why_shown"),
                                  ("c", "needs the whole distribution", "complete_shown")):
             await pilot.press(key)
             assert said in str(app.query_one("#status").render()) and not getattr(app, shown)
