@@ -198,3 +198,28 @@ def test_an_empty_error_reply_ends_without_an_empty_colon(capsys):
     with FakeServer(llama_routes(lambda b: (404, b""))) as server:
         code, out, err = run_cli(capsys, *TRACE, "--server", server.url)
     one_line(code, err, "refused /completion (HTTP 404)\n")
+
+
+def test_the_explorer_refuses_a_served_model_with_compare_in_one_line(tiny_ckpt):
+    from minigpt.host import protocol as p
+    from test_host import SETTINGS
+    import multiprocessing
+    import threading
+
+    from minigpt.host.engine_host import Host
+
+    with FakeServer(llama_routes(lambda b: llama_reply())) as server:
+        ours, theirs = multiprocessing.Pipe()
+        host = Host(theirs, multiprocessing.RawValue("q", 0), multiprocessing.RawValue("q", 0))
+        thread = threading.Thread(target=host.loop, daemon=True)
+        ours.send(p.Open(1, path=server.url, device="cpu", settings=SETTINGS,
+                         compare=str(tiny_ckpt)))
+        thread.start()
+        replies = []
+        while not (replies and isinstance(replies[-1], p.OpDone)):
+            assert ours.poll(30)
+            replies.append(ours.recv())
+        [failed] = [r for r in replies if isinstance(r, p.LoadFailed)]
+        assert "compared from the command line" in failed.message
+        ours.send(p.Shutdown(2))
+        thread.join(10)
