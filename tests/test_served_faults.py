@@ -137,6 +137,13 @@ def test_escape_sequences_in_token_text_show_as_escapes(capsys):
             assert "‹1b›" in out or "\\u001b" not in out and "1b" in out
 
 
+def test_the_cli_table_says_a_servers_probabilities_are_raw(capsys):
+    with FakeServer(llama_routes(lambda b: llama_reply())) as server:
+        code, out, err = run_cli(capsys, "trace", "--server", server.url, "--prompt", "hi",
+                                 "--max-new-tokens", 1)
+    assert code == 0 and "raw p" in out.splitlines()[1], out
+
+
 def test_the_kind_of_server_is_found_by_asking(capsys):
     with FakeServer(llama_routes(lambda b: llama_reply(),
                                  props=llama_props(model_ftype="MOSTLY_Q4_1"))) as server:

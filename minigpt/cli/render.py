@@ -105,8 +105,9 @@ class TraceRenderer:
             return
         table = Table(title=f"step {step.index}", title_justify="left", box=None,
                       show_edge=False, pad_edge=False)
+        prob = "raw p" if engine.capabilities.own_sampler else "prob"  # a server's: raw
         for name, justify in (("#", "right"), ("token", "left"), ("id", "right"),
-                              ("prob", "right"), ("", "left")):
+                              (prob, "right"), ("", "left")):
             table.add_column(name, justify=justify)
         for rank, c in enumerate(step.candidates, 1):
             marker = "▶" if c.id == step.chosen.id else " "
