@@ -2,6 +2,7 @@
 two models of different widths, depths and windows, past both windows."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -210,3 +211,16 @@ def test_entropy_bounds_from_a_top_n_hold_the_whole_entropy():
                                                    .values[:n].sum()), abs=1e-12)
             if n == 500:
                 assert low == pytest.approx(whole) and high == pytest.approx(whole)
+
+
+def test_a_served_top_n_summing_past_one_keeps_the_bound_finite():
+    """float32 probabilities from a server can sum to a hair over 1: B's rest is then 0,
+    and A's mass there made the "bound" 6.96 nats against a true 0.21."""
+    import torch
+
+    from minigpt.backends.served_api import Option
+    from minigpt.engine.compare import divergence_bound
+
+    probs_a = torch.tensor([0.6, 0.39, 0.01], dtype=torch.float64)
+    top_b = [Option(0, None, math.log(0.60000003)), Option(1, None, math.log(0.40000003))]
+    assert divergence_bound(probs_a, top_b).kl_ab < 0.1

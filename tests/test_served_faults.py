@@ -92,14 +92,17 @@ def cut_short(handler):
     (lambda b: {**llama_reply(), "completion_probabilities": []}, "sent no token"),
 ])
 def test_a_malformed_reply_is_one_line_in_bounded_memory(capsys, reply, fragment):
-    import resource
+    import tracemalloc
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with FakeServer(llama_routes(reply)) as server:
-        code, out, err = run_cli(capsys, *TRACE, "--server", server.url)
+        tracemalloc.start()
+        try:
+            code, out, err = run_cli(capsys, *TRACE, "--server", server.url)
+            peak = tracemalloc.get_traced_memory()[1] / 2**20
+        finally:
+            tracemalloc.stop()
     one_line(code, err, fragment)
-    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown < 200, f"{grown:.0f} MiB for one bad reply"
+    assert peak < 100, f"{peak:.0f} MiB for one bad reply"  # the server's side counted too
 
 
 def bad_entry(**changes):
@@ -230,3 +233,42 @@ def test_the_explorer_refuses_a_served_model_with_compare_in_one_line(tiny_ckpt)
         assert "compared from the command line" in failed.message
         ours.send(p.Shutdown(2))
         thread.join(10)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/ü", "http://127.0.0.1:8080/a b",
+                                 "http://127.0.0.1:8080/?x=1"])
+def test_an_address_with_an_odd_path_is_one_line(capsys, url):
+    code, out, err = run_cli(capsys, *TRACE, "--server", url)
+    one_line(code, err, "not a server address", expected=2)
+
+
+def test_a_non_ascii_content_length_is_one_line(capsys):
+    def odd_length(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "²")
+        handler.end_headers()
+        handler.close_connection = True
+
+    with FakeServer(llama_routes(lambda b: odd_length)) as server:
+        code, out, err = run_cli(capsys, *TRACE, "--server", server.url)
+    assert code == 1 and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_a_seed_past_32_bits_samples_and_restores(capsys):
+    from minigpt.engine.engine import Engine
+    from minigpt.models.checkpoint import load
+    from minigpt.settings import SamplingSettings
+
+    with FakeServer(llama_routes(lambda b: llama_reply())) as server:
+        engine = Engine.from_loaded(load(server.url), SamplingSettings(seed=2**40 + 3))
+        engine.reset("hi")
+        engine.step()
+        state = engine.sampler_state()
+        engine.restore("hi", tuple(engine.steps), state)
+        assert engine.sampler_state() == state
+
+
+def test_a_served_model_cannot_drive_compare(capsys, tiny_ckpt):
+    with FakeServer(llama_routes(lambda b: llama_reply())) as server:
+        code, out, err = run_cli(capsys, "compare", server.url, tiny_ckpt, "--prompt", "hi")
+    one_line(code, err, "minigpt compare DIR URL", expected=2)

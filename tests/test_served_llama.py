@@ -197,4 +197,4 @@ def test_why_from_a_server_is_its_top_n_with_bounds(llama_server):
     assert len(kept) == 3 and why.kept_count == 3
     total = sum(r.raw for r in kept)
     assert [r.final for r in kept] == pytest.approx([r.raw / total for r in kept], abs=1e-3)
-    assert why.entropy == pytest.approx(why.entropy_high)  # three tokens: known exactly
+    assert why.entropy == pytest.approx(why.entropy_high, abs=1e-4)  # three tokens: exact

@@ -133,3 +133,23 @@ def test_chat_uses_the_served_directorys_template(capsys, tmp_path):
     local = load(directory, device="cpu")
     rendered = local.chat.render([{"role": "user", "content": "hi there"}])
     assert seen[0]["prompt"] == local.tokenizer.encode_chat(rendered)
+
+
+@pytest.mark.parametrize("key", ["token_id:²", "token_id:" + "9" * 5000, "token_id:999999"])
+def test_an_id_outside_the_vocabulary_or_not_a_number_is_refused(capsys, tokenizer_dir, key):
+    routes = vllm_routes([])
+    routes["POST /v1/completions"] = lambda body: {"choices": [{"logprobs": {
+        "tokens": [key], "token_logprobs": [-0.1], "top_logprobs": [{key: -0.1}]}}]}
+    with FakeServer(routes) as server:
+        code, out, err = run_cli(capsys, "trace", "--server", server.url, "--tokenizer",
+                                 tokenizer_dir, "--prompt", "hi")
+    assert code == 1 and "not an id" in err and err.count("\n") == 1, err
+
+
+def test_a_forced_token_the_server_did_not_take_is_said_not_scored(capsys, tokenizer_dir):
+    """The OpenAI API caps a logit bias at 100: a token far below the top may lose. The
+    score would then be the wrong token's: it is one line instead."""
+    with FakeServer(vllm_routes([])) as server:  # it always answers token 72
+        code, out, err = run_cli(capsys, "score", "--server", server.url, "--tokenizer",
+                                 tokenizer_dir, "--text", "the cat sat")
+    assert code == 1 and "did not take the token asked for" in err, err

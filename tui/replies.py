@@ -294,7 +294,7 @@ class RepliesMixin:
     def got_run_failed(self, reply: p.RunFailed) -> None:
         # The server went away or failed: the turn is kept, r goes on from its ids.
         fault = self.info is not None and self.info.backend == "served" and \
-            self.checkpoint in reply.message
+            self.info.path in reply.message
         self.show_error(f"{reply.message} — r resumes" if fault else reply.message)
 
     def remember_turn(self, reason: str | None = None, after_op: bool = False) -> None:

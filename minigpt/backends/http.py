@@ -45,6 +45,9 @@ def check_url(url: str) -> str:
         parts.port
     except ValueError:
         raise SettingsError(f"not a server address: {printable(url)!r} (bad port)") from None
+    if not parts.path.isascii() or any(c.isspace() for c in parts.path) or parts.query:
+        raise SettingsError(f"not a server address: {printable(url)!r} (give http://HOST:PORT, "
+                            "with at most a plain path)")
     # The OpenAI base address people copy ends in /v1: the paths we ask carry it already.
     return url.rstrip("/").removesuffix("/v1")
 
@@ -124,14 +127,19 @@ class JSONClient:
         if self.connection is None:
             kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
             self.connection = kind(self.host, self.port, timeout=self.timeouts.connect)
-            self.connection.connect()
+            try:
+                self.connection.connect()
+            except socket.timeout:
+                self.close()
+                raise ServerError(f"{self.url} did not take the connection within "
+                                  f"{self.timeouts.connect:g} s (--connect-timeout)") from None
             self.connection.sock.settimeout(self.timeouts.read)
         headers = {"Content-Type": "application/json"} if data is not None else {}
         self.connection.request(method, self.prefix + path, body=data, headers=headers)
         self._wait_for_reply(waiting)
         response = self.connection.getresponse()
         declared = response.getheader("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_REPLY:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > MAX_REPLY:
             self.close()
             raise ServerError(f"{self.url} sent a {int(declared):,}-byte reply to {path} "
                               f"(at most {MAX_REPLY >> 20} MiB is read)")
@@ -140,7 +148,7 @@ class JSONClient:
             self.close()
             raise ServerError(f"{self.url} sent more than {MAX_REPLY >> 20} MiB in reply to "
                               f"{path}: not read further")
-        if declared is not None and declared.isdigit() and len(reply) < int(declared):
+        if declared is not None and declared.isascii() and declared.isdigit() and len(reply) < int(declared):
             self.close()
             raise http.client.RemoteDisconnected("the reply ended early")
         if response.will_close:

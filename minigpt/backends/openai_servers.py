@@ -40,6 +40,13 @@ def open_openai_server(client: JSONClient, api: str | None, model: str | None):
     return (SGLang if kind == "sglang" else VLLM)(client, entry)
 
 
+def check_forced(chosen: int, force: int | None, url: str) -> None:
+    """A logit bias capped at 100 may lose to a token far ahead: said, never scored wrong."""
+    if force is not None and chosen != force:
+        raise ServerError(f"{url} did not take the token asked for ({force}): its logit bias "
+                          "could not outweigh the top one")
+
+
 class OpenAIStyleServer:
     name = "vllm"
 
@@ -50,7 +57,6 @@ class OpenAIStyleServer:
             raise ServerError(f"{self.url}: /v1/models gives no max_model_len for "
                               f"{printable(self.model)!r}")
         vocab = self.vocab_size()
-        self.tokenizes = self.has_tokenizer()
         self.info = ServerInfo(self.name, printable(self.model)[:80], "", size - 1, vocab,
                                (), False, "")
 
@@ -58,13 +64,6 @@ class OpenAIStyleServer:
         """Not reported by these servers: the tokenizer's size, once it is known; until
         then ids are checked against a bound no real vocabulary reaches."""
         return 1 << 22
-
-    def has_tokenizer(self) -> bool:
-        try:
-            return self.client.post("/tokenize", {"model": self.model, "prompt": "a"},
-                                    missing_ok=True) is not None
-        except ServerError:
-            return False
 
     def tokenize(self, text: str, special: bool) -> list[int]:
         reply = as_dict(self.client.post("/tokenize", {
@@ -123,12 +122,14 @@ class VLLM(OpenAIStyleServer):
         details = usage.get("prompt_tokens_details")
         cached = details.get("cached_tokens") if isinstance(details, dict) else None
         prompt_n = len(ids) - cached if isinstance(cached, int) else None
+        check_forced(chosen.id, force, self.url)
         return ServedStep(chosen, tuple(top[:top_n]), None, prompt_n,
                           choice.get("finish_reason") == "stop")
 
     def token_id(self, key) -> int:
-        if not isinstance(key, str) or not key.startswith("token_id:") or \
-                not key[9:].isdigit():
+        digits = key[9:] if isinstance(key, str) and key.startswith("token_id:") else ""
+        if not (digits.isascii() and digits.isdigit() and len(digits) < 10) or \
+                int(digits) >= self.info.vocab_size:
             raise ServerError(f"{self.url} sent a token as {str(key)[:40]!r}, not an id "
                               "(return_tokens_as_token_ids)")
         return int(key[9:])
@@ -156,6 +157,7 @@ class SGLang(OpenAIStyleServer):
         cached = meta.get("cached_tokens")
         finish = meta.get("finish_reason")
         ended = isinstance(finish, dict) and finish.get("type") == "stop"
+        check_forced(chosen.id, force, self.url)
         return ServedStep(chosen, top[:top_n], None,
                           len(ids) - cached if isinstance(cached, int) else None, ended)
 
@@ -164,5 +166,5 @@ class SGLang(OpenAIStyleServer):
         item = as_list(item, "/generate", self.url, 3)
         if len(item) < 2:
             raise ServerError(f"{self.url}: /generate sent a token without its id")
-        return Option(as_int(item[1], "a token id", self.url), None,
+        return Option(as_int(item[1], "a token id", self.url, self.info.vocab_size), None,
                       as_log_prob(item[0], "a log-probability", self.url))

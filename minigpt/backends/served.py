@@ -178,9 +178,9 @@ def connect(url: str, api: str | None = None, model: str | None = None,
         local = resolve_tokenizer(tokenizer, None, served.info.vocab_size, Path(tokenizer), None)
         if served.info.api != "llama-server":  # these servers do not say their vocabulary
             served.info = replace(served.info, vocab_size=local.n_vocab)
-    elif served.info.api != "llama-server" and not getattr(served, "tokenizes", False):
-        raise MiniGPTError(f"{served.info.api} at {client.url} has no tokenize endpoint here: "
-                           "give the Hugging Face directory it serves with --tokenizer DIR")
+    elif served.info.api != "llama-server":  # it sends no token bytes: the model's own
+        raise MiniGPTError(f"{served.info.api} at {client.url} sends no token bytes: give the "
+                           "Hugging Face directory it serves with --tokenizer DIR")
     size = served.info.context_length
     slide = check_slide(max(1, size // 2) if slide is None else slide, size)
     inferred = [f"served by {served.info.api} at {client.url}: the server samples; a step "

@@ -80,13 +80,14 @@ class ServedEngine(TurnMixin):
         self.tokens, self.steps = list(ids), []
         self._start_stream()
         self._ahead = None
-        self._seed = self.settings.seed if self.settings.seed is not None else \
+        self._seed = self.settings.seed & SEED_MASK if self.settings.seed is not None else \
             random.getrandbits(32)
         self._cancel.clear()
 
     def set_settings(self, settings: SamplingSettings) -> None:
-        if settings.seed != self.settings.seed and settings.seed is not None:
-            self._seed = settings.seed
+        if settings.seed != self.settings.seed:  # None: a fresh random one, as in process
+            self._seed = settings.seed & SEED_MASK if settings.seed is not None else \
+                random.getrandbits(32)
         self.settings = settings
 
     # --- the server ----------------------------------------------------------

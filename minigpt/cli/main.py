@@ -14,7 +14,7 @@ import sys
 import time
 
 from minigpt import __version__
-from minigpt.errors import MiniGPTError, PromptError
+from minigpt.errors import MiniGPTError, PromptError, SettingsError
 from minigpt.cli.models import checkpoint_of, load_from, load_other, no_template
 from minigpt.settings import SamplingSettings
 from minigpt.text.tokenizer import printable
@@ -304,6 +304,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     a = load_from(args.a, args)
+    if a.backend == "served":
+        raise SettingsError("compare drives with an in-process model (A) and shows a served "
+                            "one as B: minigpt compare DIR URL")
     b = load_other(args.b, args)
     check_comparable(a, b, args.a, args.b)
     use_threads(args.threads or decode_threads(a.num_parameters + b.num_parameters))

@@ -56,7 +56,7 @@ def load_other(path, args: argparse.Namespace):
 
     return load(path, device=args.device_b or args.device, tokenizer=args.tokenizer,
                 dtype=args.dtype_b or args.dtype, window=args.window, slide=args.slide,
-                backend=args.backend)
+                backend=args.backend, served=served_options(args))
 
 
 def no_template(loaded) -> str:

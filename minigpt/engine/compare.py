@@ -64,9 +64,12 @@ def divergence_bound(probs_a: torch.Tensor, top_b) -> Divergence:
     p = probs_a.double()[torch.tensor(ids, device=probs_a.device)].tolist() if ids else []
     q = [o.prob for o in top_b]
     p.append(max(0.0, 1.0 - sum(p)))
-    q.append(max(0.0, 1.0 - sum(q)))
+    # B's rest: where A puts mass there, at least 1e-6 (a float32 top-N summing to 1 would
+    # make it 0 and the "bound" explode; a rest taken larger only lowers KL, a bound still).
+    rest = 1.0 - sum(q)
+    q.append(max(rest, 1e-6) if p[-1] > 1e-9 else max(rest, 0.0))
     p_t = torch.tensor(p, dtype=torch.float64)
-    q_t = torch.tensor(q, dtype=torch.float64).clamp_min(1e-300)  # a rest of 0 is rounding
+    q_t = torch.tensor(q, dtype=torch.float64)
     m = (p_t + q_t) / 2
     terms = lambda a, b: torch.where(a > 0, a * torch.log(a / b), 0.0).sum()  # noqa: E731
     kl, js = terms(p_t, q_t).item(), (0.5 * terms(p_t, m) + 0.5 * terms(q_t, m)).item()

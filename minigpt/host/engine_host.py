@@ -270,7 +270,9 @@ class Host:
 
     def finish(self, op, reason: str, rate: float) -> None:
         engine = self.engine
-        preview = self.preview(op.seq)
+        # A server that just failed would be asked again (a hung one: another timeout).
+        served_fault = reason == "error" and engine.capabilities.own_sampler
+        preview = None if served_fault else self.preview(op.seq)
         if self.preview_failed:  # the error stays on the explorer's status line
             reason, self.preview_failed = "error", False
         self.send(p.RunFinished(op.seq, reason, preview, len(engine.tokens), rate,
