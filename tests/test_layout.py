@@ -17,7 +17,7 @@ TORCH_FREE = ("minigpt", "minigpt.errors", "minigpt.settings", "minigpt.steps", 
               "minigpt.backends.served_api", "minigpt.backends.llama_server",
               "minigpt.backends.openai_servers", "minigpt.backends.served",
               "minigpt.backends.served_engine", "minigpt.backends.served_why",
-              "minigpt.engine.turn")
+              "minigpt.engine.turn", "minigpt.host.reading_ops")
 
 
 def module_name(path: Path) -> str:
